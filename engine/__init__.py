@@ -1,0 +1,39 @@
+"""Guichet: a declarative workflow engine for public administrations.
+
+The public API: load and check procedure files, and (see `engine.runtime`) run cases.
+"""
+
+from .compiler import compile_source, lint, load_procedure, procedure_files
+from .errors import (
+    Blocked,
+    ConcurrentUpdate,
+    Diagnostic,
+    GuichetError,
+    InvalidData,
+    Location,
+    NotAllowed,
+    ProcedureError,
+    UnknownCase,
+    UnknownProcedure,
+    UnknownTrigger,
+)
+from .model import Procedure
+
+__all__ = [
+    "Blocked",
+    "ConcurrentUpdate",
+    "Diagnostic",
+    "GuichetError",
+    "InvalidData",
+    "Location",
+    "NotAllowed",
+    "Procedure",
+    "ProcedureError",
+    "UnknownCase",
+    "UnknownProcedure",
+    "UnknownTrigger",
+    "compile_source",
+    "lint",
+    "load_procedure",
+    "procedure_files",
+]

@@ -1,0 +1,333 @@
+"""From a loaded document to a compiled `Procedure`, and the whole check of a file.
+
+`build` is lenient: it makes the best model it can from any data that passed loading, so the
+semantic rules can report every problem at once; `compile_source` only returns a Procedure
+when no rule found an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path as FsPath
+from typing import Any
+
+from . import rules, schema, source
+from .errors import Diagnostic, Location, ProcedureError
+from .expressions import Expression, ExpressionError, Template, compile_expression, compile_template
+from .model import (
+    Deadline,
+    Document,
+    Duration,
+    Fee,
+    Field,
+    IssuedDocument,
+    Notification,
+    Option,
+    Path,
+    Procedure,
+    Requirement,
+    Role,
+    State,
+    Text,
+    Transition,
+)
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(v for v in _list(value) if isinstance(v, str))
+
+
+def text(value: Any) -> Text | None:
+    """A Text from a string (French) or a {fr, en} mapping."""
+    if isinstance(value, str):
+        return Text(fr=value)
+    if isinstance(value, dict):
+        return Text(fr=_str(value.get("fr")) or None, en=_str(value.get("en")) or None)
+    return None
+
+
+def _duration(value: Any) -> Duration | None:
+    try:
+        return Duration.parse(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _size(value: Any) -> int:
+    if not isinstance(value, str):
+        return 5 * 1024 * 1024
+    number, _, unit = value.partition(" ")
+    return int(number) * (1024 * 1024 if unit == "MB" else 1024) if number.isdigit() else 0
+
+
+class _Builder:
+    def __init__(self, document: source.Document) -> None:
+        self.document = document
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, path: Path, rule: str, message: str) -> None:
+        self.diagnostics.append(Diagnostic(self.document.at(path), "error", rule, message))
+
+    def expression(self, value: Any, path: Path) -> Expression | None:
+        if not isinstance(value, str):
+            return None
+        try:
+            return compile_expression(value)
+        except ExpressionError as exc:
+            self.error(path, "expression-syntax", f'invalid expression "{value}": {exc.message}')
+            return None
+
+    def template(self, value: Any, path: Path) -> dict[str, Template]:
+        compiled: dict[str, Template] = {}
+        sources = {"fr": value} if isinstance(value, str) else _dict(value)
+        for language, text_source in sources.items():
+            if not isinstance(text_source, str):
+                continue
+            where = path if isinstance(value, str) else (*path, language)
+            try:
+                compiled[language] = compile_template(text_source)
+            except ExpressionError as exc:
+                self.error(where, "template-syntax", f"invalid template: {exc.message}")
+        return compiled
+
+    def field(self, data: Any, path: Path) -> Field:
+        d = _dict(data)
+        return Field(
+            id=_str(d.get("id")), type=_str(d.get("type"), "string"),
+            label=text(d.get("label")) or Text(), path=path, hint=text(d.get("hint")),
+            required=d.get("required") is True, when=self.expression(d.get("when"), (*path, "when")),
+            minimum=d.get("min"), maximum=d.get("max"),
+            min_length=_int(d.get("min_length")), max_length=_int(d.get("max_length")),
+            pattern=d.get("pattern") if isinstance(d.get("pattern"), str) else None,
+            pattern_message=text(d.get("pattern_message")),
+            min_age=_int(d.get("min_age")), max_age=_int(d.get("max_age")),
+            options=tuple(
+                Option(_str(o.get("value")), text(o.get("label")) or Text())
+                for o in map(_dict, _list(d.get("options")))
+            ),
+            min_rows=_int(d.get("min_rows")), max_rows=_int(d.get("max_rows")),
+            fields=self.fields(d.get("fields"), (*path, "fields")),
+        )
+
+    def fields(self, data: Any, path: Path) -> tuple[Field, ...]:
+        return tuple(self.field(f, (*path, i)) for i, f in enumerate(_list(data)))
+
+    def document_item(self, data: Any, path: Path) -> Document:
+        d = _dict(data)
+        media = tuple(m for m in _list(d.get("media_types")) if isinstance(m, str))
+        extra: dict[str, Any] = {"media_types": media} if media else {}
+        return Document(
+            id=_str(d.get("id")), label=text(d.get("label")) or Text(), path=path,
+            hint=text(d.get("hint")), required=d.get("required") is not False,
+            when=self.expression(d.get("when"), (*path, "when")),
+            max_size=_size(d.get("max_size")),
+            min_files=_int(d.get("min_files")) if _int(d.get("min_files")) is not None else 1,
+            max_files=_int(d.get("max_files")) or 1,
+            original_at_counter=d.get("original_at_counter") is True, **extra,
+        )
+
+    def fee(self, data: Any, path: Path) -> Fee:
+        d = _dict(data)
+        return Fee(
+            id=_str(d.get("id")), label=text(d.get("label")) or Text(),
+            amount=_int(d.get("amount")) or 0, due=_str(d.get("due")), path=path,
+            per=d.get("per") if isinstance(d.get("per"), str) else None,
+            when=self.expression(d.get("when"), (*path, "when")),
+        )
+
+    def notification(self, data: Any, path: Path) -> Notification:
+        d = _dict(data)
+        return Notification(
+            channel=_str(d.get("channel"), "portal"), to=_str(d.get("to"), "applicant"),
+            template=self.template(d.get("template"), (*path, "template")), path=path,
+            subject=text(d.get("subject")),
+        )
+
+    def notifications(self, data: Any, path: Path) -> tuple[Notification, ...]:
+        return tuple(self.notification(n, (*path, i)) for i, n in enumerate(_list(data)))
+
+    def state(self, state_id: str, data: Any, path: Path) -> State:
+        d = _dict(data)
+        deadlines = []
+        for i, item in enumerate(_list(d.get("deadlines"))):
+            dl, where = _dict(item), (*path, "deadlines", i)
+            reminder = dl.get("reminder")
+            deadlines.append(Deadline(
+                after=_duration(dl.get("after")) or Duration(1, "days"),
+                trigger=_str(dl.get("trigger")), path=where,
+                remind_before=_duration(dl.get("remind_before")),
+                reminder=self.notification(reminder, (*where, "reminder")) if reminder else None,
+            ))
+        outcome = d.get("final")
+        return State(
+            id=state_id, label=text(d.get("label")) or Text(), path=path,
+            description=text(d.get("description")), initial=d.get("initial") is True,
+            outcome=outcome if isinstance(outcome, str) else None,
+            editable=d.get("editable") is True, deadlines=tuple(deadlines),
+            notify=self.notifications(d.get("notify"), (*path, "notify")),
+        )
+
+    def transition(self, data: Any, path: Path) -> Transition:
+        d = _dict(data)
+        roles = _names(d.get("roles"))
+        requires = _dict(d.get("requires"))
+        separation = _dict(d.get("separation"))
+        not_applicant = separation.get("not_applicant")
+        return Transition(
+            trigger=_str(d.get("trigger")), sources=_names(d.get("from")),
+            target=_str(d.get("to")), roles=roles, path=path, label=text(d.get("label")),
+            when=self.expression(d.get("when"), (*path, "when")),
+            requires_fields=_requirement(requires.get("fields")),
+            requires_documents=_requirement(requires.get("documents")),
+            input=self.fields(d.get("input"), (*path, "input")),
+            not_applicant=not_applicant if isinstance(not_applicant, bool)
+            else "applicant" not in roles,
+            not_actor_of=_names(separation.get("not_actor_of")),
+            notify=self.notifications(d.get("notify"), (*path, "notify")),
+            issue=tuple(
+                IssuedDocument(
+                    id=_str(_dict(item).get("id")), title=text(_dict(item).get("title")) or Text(),
+                    template=self.template(_dict(item).get("template"), (*path, "issue", i,
+                                                                         "template")),
+                    path=(*path, "issue", i), channel=_str(_dict(item).get("channel"), "portal"),
+                )
+                for i, item in enumerate(_list(d.get("issue")))
+            ),
+        )
+
+    def procedure(self) -> Procedure:
+        data = self.document.data
+        authority = _dict(data.get("authority"))
+        snapshot = canonical_json(data)
+        return Procedure(
+            id=_str(data.get("id")), version=_str(data.get("version")),
+            title=text(data.get("title")) or Text(),
+            reference_prefix=_str(data.get("reference_prefix")) or _str(data.get("id"))[:3].upper(),
+            roles={
+                k: Role(k, text(_dict(v).get("label")) or Text(k), ("roles", k))
+                for k, v in _dict(data.get("roles")).items()
+            },
+            fields=self.fields(data.get("fields"), ("fields",)),
+            documents=tuple(
+                self.document_item(d, ("documents", i))
+                for i, d in enumerate(_list(data.get("documents")))
+            ),
+            fees=tuple(self.fee(f, ("fees", i)) for i, f in enumerate(_list(data.get("fees")))),
+            states={
+                k: self.state(k, v, ("states", k)) for k, v in _dict(data.get("states")).items()
+            },
+            transitions=tuple(
+                self.transition(t, ("transitions", i))
+                for i, t in enumerate(_list(data.get("transitions")))
+            ),
+            definition=data, hash=hashlib.sha256(snapshot.encode()).hexdigest(),
+            description=text(data.get("description")),
+            ministry=text(authority.get("ministry")), directorate=text(authority.get("directorate")),
+            legal_basis=tuple(t for t in map(text, _list(data.get("legal_basis"))) if t),
+            processing_time=_duration(data.get("processing_time")),
+            validity=_duration(data.get("validity")), retention=_duration(data.get("retention")),
+            source_path=self.document.path,
+        )
+
+
+def _requirement(value: Any) -> Requirement:
+    return "all" if value == "all" else _names(value)
+
+
+def canonical_json(data: Any) -> str:
+    """The canonical text of a definition: what its version hash is computed from."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def compile_document(document: source.Document) -> tuple[Procedure | None, list[Diagnostic]]:
+    """Schema, model and semantic rules; the Procedure only when there is no error."""
+    diagnostics = schema.check(document)
+    builder = _Builder(document)
+    procedure = builder.procedure()
+    diagnostics += builder.diagnostics
+    diagnostics += rules.check(procedure, document)
+    diagnostics = sorted(set(diagnostics), key=lambda d: d.sort_key)
+    if any(d.severity == "error" for d in diagnostics):
+        return None, diagnostics
+    return procedure, diagnostics
+
+
+def compile_source(raw: bytes | str, path: str) -> tuple[Procedure | None, list[Diagnostic]]:
+    """Load, check and compile one file's content."""
+    document, diagnostics = source.load(raw, path)
+    if document is None:
+        return None, diagnostics
+    procedure, more = compile_document(document)
+    if any(d.severity == "error" for d in diagnostics):
+        procedure = None
+    return procedure, sorted(diagnostics + more, key=lambda d: d.sort_key)
+
+
+def compile_definition(definition: dict[str, Any], path: str = "<snapshot>") -> Procedure:
+    """Compile a stored definition (a snapshot from the database); raises ProcedureError."""
+    document = source.Document(path, definition, {(): Location(path)}, {})
+    procedure, diagnostics = compile_document(document)
+    if procedure is None:
+        raise ProcedureError(diagnostics)
+    return procedure
+
+
+def load_procedure(path: str | FsPath) -> Procedure:
+    """Load and compile one procedure file; raises ProcedureError listing every error."""
+    try:
+        raw = FsPath(path).read_bytes()
+    except OSError as exc:
+        raise ProcedureError([_unreadable(str(path), exc)]) from None
+    procedure, diagnostics = compile_source(raw, str(path))
+    if procedure is None:
+        raise ProcedureError(diagnostics)
+    return procedure
+
+
+def _unreadable(path: str, exc: OSError) -> Diagnostic:
+    reason = (exc.strerror or str(exc)).lower()
+    return Diagnostic(Location(path), "error", "file-unreadable", f"cannot read file: {reason}")
+
+
+def procedure_files(paths: Iterable[str | FsPath]) -> Iterator[FsPath]:
+    """The YAML files named by `paths`, directories searched (not recursively), sorted."""
+    for path in map(FsPath, paths):
+        if path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+        else:
+            yield path
+
+
+def lint(paths: Iterable[str | FsPath]) -> list[Diagnostic]:
+    """Every diagnostic of every procedure file under `paths`."""
+    found: list[Diagnostic] = []
+    for path in procedure_files(paths):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            found.append(_unreadable(str(path), exc))
+            continue
+        found.extend(compile_source(raw, str(path))[1])
+    return found

@@ -1,0 +1,265 @@
+"""The compiled procedure: frozen values shared by every case (no I/O here).
+
+`Procedure` is what the compiler builds from a validated file and what the runtime, the
+simulator and the renderers use. Every element keeps the `path` of its definition in the
+source document so that diagnostics can point at it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .expressions import Expression, Template
+
+Path = tuple[str | int, ...]
+LANGUAGES = ("fr", "en")
+DEFAULT_LANGUAGE = "fr"
+
+FIELD_TYPES = (
+    "string", "text", "integer", "number", "boolean", "date", "email", "phone",
+    "choice", "multi_choice", "country", "nin", "group",
+)
+NUMERIC_TYPES = ("integer", "number")
+OUTCOMES = ("accepted", "rejected", "withdrawn", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class Text:
+    """A human-readable text in French and/or English."""
+
+    fr: str | None = None
+    en: str | None = None
+
+    def get(self, language: str = DEFAULT_LANGUAGE) -> str:
+        """The text in `language`, falling back to French then English."""
+        value = self.en if language == "en" else self.fr
+        return value or self.fr or self.en or ""
+
+    def __str__(self) -> str:
+        return self.get()
+
+
+@dataclass(frozen=True)
+class Duration:
+    """`amount` of `unit` (minutes, hours, days, business_days, weeks, months, years)."""
+
+    amount: int
+    unit: str
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        number, _, unit = text.partition(" ")
+        unit = unit.replace("business day", "business_day")
+        return cls(int(number), unit if unit.endswith("s") else unit + "s")
+
+    def approximate(self) -> dt.timedelta:
+        """A plain timedelta (business days counted as calendar days, months as 30 days)."""
+        days = {"weeks": 7, "months": 30, "years": 365, "days": 1, "business_days": 1}
+        if self.unit == "minutes":
+            return dt.timedelta(minutes=self.amount)
+        if self.unit == "hours":
+            return dt.timedelta(hours=self.amount)
+        return dt.timedelta(days=self.amount * days[self.unit])
+
+    def add_to(self, moment: dt.datetime) -> dt.datetime:
+        """`moment` plus this duration; business days skip Saturdays and Sundays."""
+        if self.unit != "business_days":
+            return moment + self.approximate()
+        left = self.amount
+        while left:
+            moment += dt.timedelta(days=1)
+            if moment.weekday() < 5:
+                left -= 1
+        return moment
+
+    def __str__(self) -> str:
+        unit = self.unit.replace("_", " ")
+        return f"{self.amount} {unit[:-1] if self.amount == 1 else unit}"
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: Text
+
+
+@dataclass(frozen=True)
+class Field:
+    """A form field (or a transition input); groups hold sub-fields repeated in rows."""
+
+    id: str
+    type: str
+    label: Text
+    path: Path = field(compare=False)
+    hint: Text | None = None
+    required: bool = False
+    when: Expression | None = None
+    minimum: Any = None
+    maximum: Any = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    pattern_message: Text | None = None
+    min_age: int | None = None
+    max_age: int | None = None
+    options: tuple[Option, ...] = ()
+    min_rows: int | None = None
+    max_rows: int | None = None
+    fields: tuple[Field, ...] = ()
+
+    @property
+    def option_values(self) -> tuple[str, ...]:
+        return tuple(o.value for o in self.options)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document the applicant must attach."""
+
+    id: str
+    label: Text
+    path: Path = field(compare=False)
+    hint: Text | None = None
+    required: bool = True
+    when: Expression | None = None
+    media_types: tuple[str, ...] = ("application/pdf", "image/jpeg", "image/png")
+    max_size: int = 5 * 1024 * 1024
+    min_files: int = 1
+    max_files: int = 1
+    original_at_counter: bool = False
+
+
+@dataclass(frozen=True)
+class Fee:
+    """A fee item in XOF: fixed, conditional (`when`) or per unit of a numeric field (`per`)."""
+
+    id: str
+    label: Text
+    amount: int
+    due: str
+    path: Path = field(compare=False)
+    per: str | None = None
+    when: Expression | None = None
+
+
+@dataclass(frozen=True)
+class Notification:
+    channel: str
+    to: str
+    template: Mapping[str, Template]  # language -> compiled template
+    path: Path = field(compare=False)
+    subject: Text | None = None
+
+
+@dataclass(frozen=True)
+class IssuedDocument:
+    id: str
+    title: Text
+    template: Mapping[str, Template]
+    path: Path = field(compare=False)
+    channel: str = "portal"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """After `after` in a state, `trigger` fires as the system actor; a reminder may precede it."""
+
+    after: Duration
+    trigger: str
+    path: Path = field(compare=False)
+    remind_before: Duration | None = None
+    reminder: Notification | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    id: str
+    label: Text
+    path: Path = field(compare=False)
+    description: Text | None = None
+    initial: bool = False
+    outcome: str | None = None  # set for final states
+    editable: bool = False
+    deadlines: tuple[Deadline, ...] = ()
+    notify: tuple[Notification, ...] = ()
+
+    @property
+    def final(self) -> bool:
+        return self.outcome is not None
+
+
+Requirement = Literal["all"] | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Transition:
+    trigger: str
+    sources: tuple[str, ...]
+    target: str
+    roles: tuple[str, ...]
+    path: Path = field(compare=False)
+    label: Text | None = None
+    when: Expression | None = None
+    requires_fields: Requirement = ()
+    requires_documents: Requirement = ()
+    input: tuple[Field, ...] = ()
+    not_applicant: bool = True
+    not_actor_of: tuple[str, ...] = ()
+    notify: tuple[Notification, ...] = ()
+    issue: tuple[IssuedDocument, ...] = ()
+
+
+@dataclass(frozen=True)
+class Role:
+    id: str
+    label: Text
+    path: Path = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """One compiled version of a procedure. `hash` identifies the version (of `definition`)."""
+
+    id: str
+    version: str
+    title: Text
+    reference_prefix: str
+    roles: Mapping[str, Role]
+    fields: tuple[Field, ...]
+    documents: tuple[Document, ...]
+    fees: tuple[Fee, ...]
+    states: Mapping[str, State]
+    transitions: tuple[Transition, ...]
+    definition: Mapping[str, Any] = field(repr=False, compare=False)
+    hash: str = ""
+    description: Text | None = None
+    ministry: Text | None = None
+    directorate: Text | None = None
+    legal_basis: tuple[Text, ...] = ()
+    processing_time: Duration | None = None
+    validity: Duration | None = None
+    retention: Duration | None = None
+    source_path: str = field(default="", compare=False)
+
+    @property
+    def initial_state(self) -> State:
+        return next(s for s in self.states.values() if s.initial)
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        """Every trigger, in order of first declaration."""
+        return tuple(dict.fromkeys(t.trigger for t in self.transitions))
+
+    def field(self, field_id: str) -> Field | None:
+        return next((f for f in self.fields if f.id == field_id), None)
+
+    def document(self, document_id: str) -> Document | None:
+        return next((d for d in self.documents if d.id == document_id), None)
+
+    def transitions_from(self, state: str, trigger: str | None = None) -> Iterator[Transition]:
+        for transition in self.transitions:
+            if state in transition.sources and trigger in (None, transition.trigger):
+                yield transition

@@ -1,0 +1,596 @@
+"""Semantic rules beyond the schema. Each rule is named and yields every problem it finds.
+
+A rule is a function `(Context) -> Iterator[Finding]` registered with `@rule(name)`; README.md
+lists them all. Rules read the leniently-built model, so they never assume the schema passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import nodes
+
+from . import expressions as ex
+from .errors import Diagnostic, Severity
+from .model import (
+    NUMERIC_TYPES,
+    Field,
+    Notification,
+    Path,
+    Procedure,
+    Text,
+    Transition,
+)
+from .source import Document
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: Path
+    message: str
+    severity: Severity = "error"
+    at_key: bool = False
+
+
+@dataclass
+class Context:
+    procedure: Procedure
+    document: Document
+
+
+Rule = Callable[[Context], Iterator[Finding]]
+RULES: dict[str, Rule] = {}
+
+
+def rule(name: str) -> Callable[[Rule], Rule]:
+    def register(function: Rule) -> Rule:
+        RULES[name] = function
+        return function
+    return register
+
+
+def check(procedure: Procedure, document: Document) -> list[Diagnostic]:
+    """Run every rule; return their diagnostics."""
+    context = Context(procedure, document)
+    found = []
+    for name, function in RULES.items():
+        for finding in function(context):
+            where = (document.key_at(finding.path) if finding.at_key
+                     else document.at(finding.path))
+            found.append(Diagnostic(where, finding.severity, name, finding.message))
+    return found
+
+
+def _suggest(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
+def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    return f'unknown {kind} "{name}"{_suggest(name, known)}'
+
+
+def _source_paths(ctx: Context, transition: Transition) -> Iterator[tuple[str, Path]]:
+    """Each source state with the path of its mention (`from` is a name or a list)."""
+    listed = (*transition.path, "from", 0) in ctx.document.values
+    for i, name in enumerate(transition.sources):
+        yield name, (*transition.path, "from", i) if listed else (*transition.path, "from")
+
+
+# --- identifiers and references -----------------------------------------------------------------
+
+@rule("duplicate-id")
+def duplicate_ids(ctx: Context) -> Iterator[Finding]:
+    p = ctx.procedure
+    groups: list[tuple[str, Iterable[Any]]] = [
+        ("field", p.fields), ("document", p.documents), ("fee", p.fees),
+    ]
+    groups += [("sub-field", f.fields) for f in p.fields if f.type == "group"]
+    groups += [("input field", t.input) for t in p.transitions]
+    for kind, items in groups:
+        seen: set[str] = set()
+        for item in items:
+            if item.id in seen:
+                yield Finding((*item.path, "id"), f'duplicate {kind} id "{item.id}"')
+            seen.add(item.id)
+    field_ids = {f.id for f in p.fields}
+    for t in p.transitions:
+        for item in t.input:
+            if item.id in field_ids:
+                yield Finding((*item.path, "id"), f'input "{item.id}" has the id of a form field; '
+                                                  "give it its own id")
+
+
+@rule("initial-state")
+def initial_state(ctx: Context) -> Iterator[Finding]:
+    initial = [s for s in ctx.procedure.states.values() if s.initial]
+    if not initial and ctx.procedure.states:
+        yield Finding(("states",), "no initial state; mark exactly one state with initial: true")
+    for extra in initial[1:]:
+        yield Finding((*extra.path, "initial"), f'state "{extra.id}" is a second initial state; '
+                                                f'"{initial[0].id}" is already initial')
+    for state in initial:
+        if state.final:
+            yield Finding((*state.path, "final"), f'initial state "{state.id}" cannot be final')
+
+
+@rule("undefined-state")
+def undefined_states(ctx: Context) -> Iterator[Finding]:
+    states = ctx.procedure.states
+    for t in ctx.procedure.transitions:
+        for name, path in _source_paths(ctx, t):
+            if name not in states:
+                yield Finding(path, _unknown("state", name, states))
+        if t.target and t.target not in states:
+            yield Finding((*t.path, "to"), _unknown("state", t.target, states))
+
+
+def _notifications(p: Procedure) -> Iterator[Notification]:
+    for state in p.states.values():
+        yield from state.notify
+        yield from (d.reminder for d in state.deadlines if d.reminder)
+    for t in p.transitions:
+        yield from t.notify
+
+
+@rule("undefined-role")
+def undefined_roles(ctx: Context) -> Iterator[Finding]:
+    roles = ctx.procedure.roles
+    for t in ctx.procedure.transitions:
+        for i, role in enumerate(t.roles):
+            if role not in roles:
+                yield Finding((*t.path, "roles", i), _unknown("role", role, roles))
+    for note in _notifications(ctx.procedure):
+        if note.to not in roles:
+            yield Finding((*note.path, "to"), _unknown("role", note.to, roles))
+    used = {r for t in ctx.procedure.transitions for r in t.roles}
+    for role in roles.values():
+        if role.id not in used and role.id != "applicant":
+            yield Finding(role.path, f'role "{role.id}" is never allowed to fire a transition',
+                          "warning", at_key=True)
+
+
+@rule("undefined-field")
+def undefined_fields(ctx: Context) -> Iterator[Finding]:
+    fields = {f.id for f in ctx.procedure.fields}
+    for t in ctx.procedure.transitions:
+        if isinstance(t.requires_fields, tuple):
+            for i, name in enumerate(t.requires_fields):
+                if name not in fields:
+                    yield Finding((*t.path, "requires", "fields", i),
+                                  _unknown("field", name, fields))
+
+
+@rule("undefined-document")
+def undefined_documents(ctx: Context) -> Iterator[Finding]:
+    documents = {d.id for d in ctx.procedure.documents}
+    for t in ctx.procedure.transitions:
+        if isinstance(t.requires_documents, tuple):
+            for i, name in enumerate(t.requires_documents):
+                if name not in documents:
+                    yield Finding((*t.path, "requires", "documents", i),
+                                  _unknown("document", name, documents))
+
+
+@rule("undefined-trigger")
+def undefined_triggers(ctx: Context) -> Iterator[Finding]:
+    p = ctx.procedure
+    triggers = p.triggers
+    for fee in p.fees:
+        if fee.due and fee.due not in triggers:
+            yield Finding((*fee.path, "due"), _unknown("trigger", fee.due, triggers))
+    for t in p.transitions:
+        for i, name in enumerate(t.not_actor_of):
+            if name not in triggers:
+                yield Finding((*t.path, "separation", "not_actor_of", i),
+                              _unknown("trigger", name, triggers))
+    for state in p.states.values():
+        for deadline in state.deadlines:
+            where = (*deadline.path, "trigger")
+            if deadline.trigger not in triggers:
+                yield Finding(where, _unknown("trigger", deadline.trigger, triggers))
+                continue
+            leaving = list(p.transitions_from(state.id, deadline.trigger))
+            if not leaving:
+                yield Finding(where, f'deadline trigger "{deadline.trigger}" has no transition '
+                                     f'from state "{state.id}"')
+            elif not any("system" in t.roles for t in leaving):
+                yield Finding(where, f'deadline trigger "{deadline.trigger}" is fired by the '
+                                     'system; add "system" to the roles of its transition')
+
+
+# --- the graph ----------------------------------------------------------------------------------
+
+def _edges(p: Procedure) -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {s: set() for s in p.states}
+    for t in p.transitions:
+        for source in t.sources:
+            if source in edges and t.target in p.states:
+                edges[source].add(t.target)
+    return edges
+
+
+def _reachable(start: Iterable[str], edges: Mapping[str, Iterable[str]]) -> set[str]:
+    seen, queue = set(start), deque(start)
+    while queue:
+        for nxt in edges.get(queue.popleft(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+@rule("unreachable-state")
+def unreachable_states(ctx: Context) -> Iterator[Finding]:
+    p = ctx.procedure
+    initial = [s.id for s in p.states.values() if s.initial]
+    if not initial:
+        return
+    reached = _reachable(initial, _edges(p))
+    for state in p.states.values():
+        if state.id not in reached:
+            yield Finding(state.path, f'state "{state.id}" can never be reached from the initial '
+                                      f'state "{initial[0]}"', at_key=True)
+
+
+@rule("dead-end-state")
+def dead_end_states(ctx: Context) -> Iterator[Finding]:
+    edges = _edges(ctx.procedure)
+    for state in ctx.procedure.states.values():
+        if not state.final and not edges[state.id]:
+            yield Finding(state.path, f'state "{state.id}" is not final and no transition leaves '
+                                      "it; add a transition or mark it final", at_key=True)
+
+
+@rule("no-final-reachable")
+def no_final_reachable(ctx: Context) -> Iterator[Finding]:
+    p = ctx.procedure
+    edges = _edges(p)
+    reverse: dict[str, set[str]] = {s: set() for s in p.states}
+    for source, targets in edges.items():
+        for target in targets:
+            reverse[target].add(source)
+    can_finish = _reachable([s.id for s in p.states.values() if s.final], reverse)
+    for state in p.states.values():
+        if state.id not in can_finish and edges[state.id]:
+            yield Finding(state.path, f'no final state can be reached from state "{state.id}"',
+                          at_key=True)
+
+
+@rule("final-state-exit")
+def final_state_exits(ctx: Context) -> Iterator[Finding]:
+    states = ctx.procedure.states
+    for t in ctx.procedure.transitions:
+        for name, path in _source_paths(ctx, t):
+            if name in states and states[name].final:
+                yield Finding(path, f'transition "{t.trigger}" leaves final state "{name}"; '
+                                    "a final state ends the case")
+
+
+@rule("ambiguous-trigger")
+def ambiguous_triggers(ctx: Context) -> Iterator[Finding]:
+    seen: dict[tuple[str, str], list[Transition]] = {}
+    for t in ctx.procedure.transitions:
+        for source in t.sources:
+            for earlier in seen.get((source, t.trigger), []):
+                if not _exclusive(earlier, t):
+                    yield Finding(t.path, f'trigger "{t.trigger}" from state "{source}" is also '
+                                          f'defined at line {ctx.document.at(earlier.path).line} '
+                                          "and both guards can hold; make them exclusive",
+                                  "warning")
+            seen.setdefault((source, t.trigger), []).append(t)
+
+
+_OPPOSITE = {"lt": "gteq", "gteq": "lt", "gt": "lteq", "lteq": "gt", "eq": "ne", "ne": "eq"}
+
+
+def _exclusive(a: Transition, b: Transition) -> bool:
+    """True when the two guards can be shown never to hold together."""
+    if a.when is None or b.when is None:
+        return False
+    ta, tb = a.when.tree, b.when.tree
+    if isinstance(ta, nodes.Not) and _same(ta.node, tb):
+        return True
+    if isinstance(tb, nodes.Not) and _same(tb.node, ta):
+        return True
+    ca, cb = _simple_compare(ta), _simple_compare(tb)
+    if ca and cb and ca[0] == cb[0]:
+        (_, op_a, va), (_, op_b, vb) = ca, cb
+        if op_a == "eq" and op_b == "eq":
+            return bool(va != vb)
+        return _OPPOSITE.get(op_a) == op_b and va == vb
+    return False
+
+
+def _same(a: nodes.Node, b: nodes.Node) -> bool:
+    return bool(a.dump() == b.dump()) if hasattr(a, "dump") else repr(a) == repr(b)
+
+
+def _simple_compare(tree: nodes.Node) -> tuple[str, str, Any] | None:
+    if isinstance(tree, nodes.Compare) and len(tree.ops) == 1:
+        left, op, right = tree.expr, tree.ops[0].op, tree.ops[0].expr
+        if isinstance(right, nodes.Const):
+            return repr(left), op, right.value
+    return None
+
+
+# --- expressions, templates and types -----------------------------------------------------------
+
+_KIND = {
+    "integer": "number", "number": "number", "boolean": "boolean", "date": "date",
+    "multi_choice": "list", "group": "list",
+}
+_BUILTIN_KIND = {"today": "date", "fees_due": "number", "fees_paid": "number",
+                 "documents": "mapping"}
+
+
+@dataclass(frozen=True)
+class _Scope:
+    fields: Mapping[str, Field]
+    extra: frozenset[str] = frozenset()
+
+    def names(self) -> set[str]:
+        return set(self.fields) | set(ex.BUILTINS) | set(self.extra)
+
+
+def _data_fields(p: Procedure) -> dict[str, Field]:
+    """Names a case's data can hold: form fields and every transition's input."""
+    inputs = {i.id: i for t in p.transitions for i in t.input}
+    return {**inputs, **{f.id: f for f in p.fields}}
+
+
+def _expressions(p: Procedure) -> Iterator[tuple[ex.Expression, Path, _Scope]]:
+    top = _Scope(_data_fields(p))
+    for f in [*p.fields, *(i for t in p.transitions for i in t.input)]:
+        if f.when:
+            yield f.when, (*f.path, "when"), top
+        inner = _Scope({**top.fields, **{s.id: s for s in f.fields}})
+        for sub in f.fields:
+            if sub.when:
+                yield sub.when, (*sub.path, "when"), inner
+    for item in (*p.documents, *p.fees):
+        if item.when:
+            yield item.when, (*item.path, "when"), top
+    for t in p.transitions:
+        if t.when:
+            yield t.when, (*t.path, "when"), top
+
+
+def _templates(p: Procedure) -> Iterator[tuple[ex.Template, Path, _Scope]]:
+    top = _Scope(_data_fields(p), frozenset(ex.TEMPLATE_NAMES))
+    for path, templates in _template_sets(p):
+        for language, template in templates.items():
+            yield template, (*path, language), top
+
+
+@rule("undeclared-name")
+def undeclared_names(ctx: Context) -> Iterator[Finding]:
+    for expression, path, scope in _expressions(ctx.procedure):
+        known = scope.names()
+        for name in sorted(expression.names - known):
+            yield Finding(path, _unknown("name", name, known) + f' in "{expression.source}"')
+    for template, path, scope in _templates(ctx.procedure):
+        known = scope.names()
+        for name in sorted(template.names - known):
+            yield Finding(path, _unknown("name", name, known) + " in template")
+
+
+def _kind(node: nodes.Node, scope: _Scope) -> str | None:
+    name = ex.name_of(node)
+    if name is not None:
+        if name in scope.fields:
+            return _KIND.get(scope.fields[name].type, "string")
+        return _BUILTIN_KIND.get(name)
+    if ex.call_name(node) == "age":
+        return "number"
+    return ex.literal_type(node)
+
+
+def _describe(node: nodes.Node, scope: _Scope) -> str:
+    name = ex.name_of(node)
+    if name in scope.fields:
+        return f'field "{name}" ({scope.fields[name].type})'
+    if name is not None:
+        return f'"{name}"'
+    if ex.call_name(node):
+        return f"{ex.call_name(node)}(...) (number)"
+    return f"{_literal(ex.constant(node))} ({ex.literal_type(node)})"
+
+
+def _literal(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+@rule("type-mismatch")
+def type_mismatches(ctx: Context) -> Iterator[Finding]:
+    for expression, path, scope in _expressions(ctx.procedure):
+        for left, op, right in expression.comparisons():
+            problem = _compare_problem(left, op, right, scope)
+            if problem:
+                yield Finding(path, f'{problem} in "{expression.source}"')
+
+
+def _compare_problem(left: nodes.Node, op: str, right: nodes.Node, scope: _Scope) -> str | None:
+    if op in ("in", "notin"):
+        return _membership_problem(left, right, scope)
+    kind_l, kind_r = _kind(left, scope), _kind(right, scope)
+    if kind_l and kind_r and kind_l != kind_r:
+        return f"comparison of {_describe(left, scope)} with {_describe(right, scope)}"
+    for a, b in ((left, right), (right, left)):
+        problem = _option_problem(a, b, scope)
+        if problem:
+            return problem
+    return None
+
+
+def _membership_problem(item: nodes.Node, container: nodes.Node, scope: _Scope) -> str | None:
+    name = ex.name_of(container)
+    if name in scope.fields and scope.fields[name].type == "multi_choice":
+        return _option_problem(container, item, scope)
+    if isinstance(container, nodes.List | nodes.Tuple):
+        kind = _kind(item, scope)
+        for element in container.items:
+            other = _kind(element, scope)
+            if kind and other and kind != other:
+                return f"comparison of {_describe(item, scope)} with {_describe(element, scope)}"
+            problem = _option_problem(item, element, scope)
+            if problem:
+                return problem
+    if ex.name_of(container) == "documents" and isinstance(item, nodes.Const):
+        return None
+    return None
+
+
+def _option_problem(named: nodes.Node, value: nodes.Node, scope: _Scope) -> str | None:
+    name = ex.name_of(named)
+    if name not in scope.fields or not isinstance(value, nodes.Const):
+        return None
+    field = scope.fields[name]
+    options = field.option_values
+    if field.type in ("choice", "multi_choice") and options and isinstance(value.value, str) \
+            and value.value not in options:
+        return (f'"{value.value}" is not an option of field "{name}" ({", ".join(options)})'
+                f"{_suggest(value.value, options)}")
+    return None
+
+
+@rule("field-constraint")
+def field_constraints(ctx: Context) -> Iterator[Finding]:
+    p = ctx.procedure
+    every = [*p.fields, *(s for f in p.fields for s in f.fields), *(i for t in p.transitions
+                                                                    for i in t.input)]
+    for f in every:
+        yield from _field_problems(f)
+
+
+def _field_problems(f: Field) -> Iterator[Finding]:
+    if f.type in ("choice", "multi_choice") and not f.options:
+        yield Finding(f.path, f'{f.type} field "{f.id}" needs options')
+    if f.options and f.type not in ("choice", "multi_choice"):
+        yield Finding((*f.path, "options"), f'options only apply to choice fields, not {f.type}')
+    if f.type == "group" and not f.fields:
+        yield Finding(f.path, f'group "{f.id}" needs fields')
+    if f.type != "group" and (f.fields or f.min_rows is not None or f.max_rows is not None):
+        yield Finding(f.path, f'fields, min_rows and max_rows only apply to groups, not {f.type}')
+    for key, bound in (("min", f.minimum), ("max", f.maximum)):
+        if bound is None:
+            continue
+        if f.type in NUMERIC_TYPES and (isinstance(bound, bool) or not isinstance(bound,
+                                                                                 int | float)):
+            yield Finding((*f.path, key), f"{key} of {f.type} field \"{f.id}\" must be a number")
+        elif f.type == "date" and not _is_date_bound(bound):
+            yield Finding((*f.path, key), f'{key} of date field "{f.id}" must be a date like '
+                                          '"2000-01-31" or "today"')
+        elif f.type not in (*NUMERIC_TYPES, "date"):
+            yield Finding((*f.path, key), f"{key} does not apply to {f.type} field \"{f.id}\"; "
+                                          "use min_length or max_length for text")
+    if (f.min_age is not None or f.max_age is not None) and f.type != "date":
+        yield Finding(f.path, f'min_age and max_age only apply to date fields, not {f.type}')
+    if f.pattern is not None:
+        try:
+            re.compile(f.pattern)
+        except re.error as exc:
+            yield Finding((*f.path, "pattern"), f'invalid pattern "{f.pattern}": {exc}')
+
+
+def _is_date_bound(value: Any) -> bool:
+    if value == "today":
+        return True
+    try:
+        dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@rule("fee-field")
+def fee_fields(ctx: Context) -> Iterator[Finding]:
+    fields = {f.id: f for f in ctx.procedure.fields}
+    for fee in ctx.procedure.fees:
+        if fee.per is None:
+            continue
+        if fee.per not in fields:
+            yield Finding((*fee.path, "per"), _unknown("field", fee.per, fields))
+        elif fields[fee.per].type not in NUMERIC_TYPES:
+            yield Finding((*fee.path, "per"), f'fee "{fee.id}" is counted per field "{fee.per}", '
+                                              f"which is {fields[fee.per].type}, not a number")
+
+
+# --- completeness -------------------------------------------------------------------------------
+
+def _texts(p: Procedure) -> Iterator[tuple[Text | None, Path]]:
+    yield p.title, ("title",)
+    yield p.description, ("description",)
+    for role in p.roles.values():
+        yield role.label, (*role.path, "label")
+    for f in [*p.fields, *(s for f in p.fields for s in f.fields),
+              *(i for t in p.transitions for i in t.input)]:
+        yield f.label, (*f.path, "label")
+        yield f.hint, (*f.path, "hint")
+        yield from ((o.label, (*f.path, "options", i, "label")) for i, o in enumerate(f.options))
+    for item in (*p.documents, *p.fees):
+        yield item.label, (*item.path, "label")
+    for state in p.states.values():
+        yield state.label, (*state.path, "label")
+    for t in p.transitions:
+        yield t.label, (*t.path, "label")
+
+
+@rule("missing-translation")
+def missing_translations(ctx: Context) -> Iterator[Finding]:
+    for value, path in _texts(ctx.procedure):
+        if value is not None and (value.fr is None or value.en is None):
+            missing = "French" if value.fr is None else "English"
+            yield Finding(path, f"missing {missing} text", "warning")
+    for note_path, templates in _template_sets(ctx.procedure):
+        for language, name in (("fr", "French"), ("en", "English")):
+            if templates and language not in templates:
+                yield Finding(note_path, f"missing {name} template", "warning")
+
+
+def _template_sets(p: Procedure) -> Iterator[tuple[Path, Mapping[str, Any]]]:
+    for note in _notifications(p):
+        yield (*note.path, "template"), note.template
+    for t in p.transitions:
+        for item in t.issue:
+            yield (*item.path, "template"), item.template
+
+
+def _used_names(p: Procedure) -> set[str]:
+    used: set[str] = set()
+    for expression, _, _ in _expressions(p):
+        used |= expression.names
+    for template, _, _ in _templates(p):
+        used |= template.names
+    used |= {fee.per for fee in p.fees if fee.per}
+    return used
+
+
+@rule("unused-field")
+def unused_fields(ctx: Context) -> Iterator[Finding]:
+    p = ctx.procedure
+    if any(t.requires_fields == "all" for t in p.transitions):
+        return
+    used = _used_names(p) | {n for t in p.transitions for n in t.requires_fields}
+    for f in p.fields:
+        if f.id not in used:
+            yield Finding(f.path, f'field "{f.id}" is never required by a transition nor used '
+                                  "by an expression, fee or template", "warning")
+
+
+@rule("unused-document")
+def unused_documents(ctx: Context) -> Iterator[Finding]:
+    p = ctx.procedure
+    if any(t.requires_documents == "all" for t in p.transitions):
+        return
+    used = _used_names(p) | {n for t in p.transitions for n in t.requires_documents}
+    for d in p.documents:
+        if d.id not in used:
+            yield Finding(d.path, f'document "{d.id}" is never required by a transition',
+                          "warning")
