@@ -18,8 +18,18 @@ from .errors import (
     UnknownTrigger,
 )
 from .model import Procedure
+from .runtime import EVENTS, Engine
+from .values import Actor, AttachedDocument, Availability, Case, Event, HistoryEntry
 
 __all__ = [
+    "EVENTS",
+    "Actor",
+    "AttachedDocument",
+    "Availability",
+    "Case",
+    "Engine",
+    "Event",
+    "HistoryEntry",
     "Blocked",
     "ConcurrentUpdate",
     "Diagnostic",

@@ -1,0 +1,229 @@
+"""Form data: a JSON Schema generated from field definitions, plus the checks it cannot express.
+
+`Form` is compiled once per procedure version (and once per transition input). It validates a
+citizen's data, honours `when:` (hidden fields are dropped and never required), normalises
+phone numbers to E.164, and phrases every error per field in French and English.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from .countries import COUNTRY_CODES
+from .model import Field
+
+PHONE_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+PHONE_TOGO_NATIONAL = re.compile(r"[0-9]{8}")  # Togolese numbers: 8 digits after +228
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+NIN = r"^[0-9]{10}$"  # assumption: Togo's NIN (e-ID Togo) as 10 digits
+DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+Errors = dict[str, dict[str, str]]  # field path -> language -> message
+
+
+def _schema_of(f: Field) -> dict[str, Any]:
+    t = f.type
+    if t in ("integer", "number"):
+        s: dict[str, Any] = {"type": t}
+        if isinstance(f.minimum, int | float):
+            s["minimum"] = f.minimum
+        if isinstance(f.maximum, int | float):
+            s["maximum"] = f.maximum
+        return s
+    if t == "boolean":
+        return {"type": "boolean"}
+    if t == "multi_choice":
+        return {"type": "array", "items": {"enum": list(f.option_values)}, "uniqueItems": True}
+    if t == "group":
+        rows: dict[str, Any] = {"type": "array", "items": _object_schema(f.fields)}
+        if f.min_rows is not None:
+            rows["minItems"] = f.min_rows
+        if f.max_rows is not None:
+            rows["maxItems"] = f.max_rows
+        return rows
+    s = {"type": "string"}
+    if t == "choice":
+        s["enum"] = list(f.option_values)
+    elif t == "country":
+        s["enum"] = sorted(COUNTRY_CODES)
+    elif t == "email":
+        s["pattern"] = EMAIL
+    elif t == "nin":
+        s["pattern"] = NIN
+    elif t == "date":
+        s["pattern"] = DATE
+    if f.min_length is not None:
+        s["minLength"] = f.min_length
+    if f.max_length is not None:
+        s["maxLength"] = f.max_length
+    if f.pattern:
+        s["pattern"] = f.pattern
+    return s
+
+
+def _object_schema(fields: Iterable[Field]) -> dict[str, Any]:
+    fields = list(fields)
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {f.id: _schema_of(f) for f in fields},
+        "required": [f.id for f in fields if f.required and f.when is None],
+    }
+
+
+def _message(error: ValidationError, f: Field | None) -> dict[str, str]:
+    kind, limit = error.validator, error.validator_value
+    if kind == "pattern" and f is not None and f.pattern_message is not None:
+        return {"fr": f.pattern_message.get("fr"), "en": f.pattern_message.get("en")}
+    table: dict[str, Callable[[], tuple[str, str]]] = {
+        "type": lambda: (f"doit être de type {_TYPE_FR.get(str(limit), limit)}",
+                         f"must be {_TYPE_EN.get(str(limit), limit)}"),
+        "enum": lambda: ("n'est pas une valeur proposée", "is not one of the options"),
+        "minimum": lambda: (f"doit être au moins {limit}", f"must be at least {limit}"),
+        "maximum": lambda: (f"doit être au plus {limit}", f"must be at most {limit}"),
+        "minLength": lambda: (f"doit compter au moins {limit} caractère(s)",
+                              f"must be at least {limit} character(s) long"),
+        "maxLength": lambda: (f"doit compter au plus {limit} caractères",
+                              f"must be at most {limit} characters long"),
+        "pattern": lambda: ("n'a pas le format attendu", "does not have the expected format"),
+        "minItems": lambda: (f"au moins {limit} ligne(s) requise(s)",
+                             f"needs at least {limit} row(s)"),
+        "maxItems": lambda: (f"au plus {limit} ligne(s)", f"allows at most {limit} row(s)"),
+        "uniqueItems": lambda: ("contient un doublon", "has a duplicate"),
+        "required": lambda: ("est obligatoire", "is required"),
+        "additionalProperties": lambda: ("n'est pas un champ de ce formulaire",
+                                         "is not a field of this form"),
+    }
+    fr, en = table.get(str(kind), lambda: ("est invalide", "is invalid"))()
+    return {"fr": fr, "en": en}
+
+
+_TYPE_FR = {"integer": "entier", "number": "nombre", "string": "texte", "boolean": "oui/non",
+            "array": "liste", "object": "objet"}
+_TYPE_EN = {"integer": "a whole number", "number": "a number", "string": "text",
+            "boolean": "true or false", "array": "a list", "object": "a set of fields"}
+
+
+@dataclass(frozen=True)
+class Form:
+    """Validator of one set of fields (the application form, or a transition's input)."""
+
+    fields: tuple[Field, ...]
+    validator: Draft202012Validator
+
+    @classmethod
+    def of(cls, fields: Iterable[Field]) -> Form:
+        fields = tuple(fields)
+        schema = _object_schema(fields)
+        schema["required"] = []  # required-ness depends on `when:` and on the step
+        return cls(fields, Draft202012Validator(schema))
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.id == name), None)
+
+    def validate(self, data: Mapping[str, Any], today: dt.date) -> tuple[dict[str, Any], Errors]:
+        """Check `data` (types and constraints of the values given); return it normalised."""
+        errors: Errors = {}
+        for error in self.validator.iter_errors(dict(data)):
+            path = list(error.absolute_path)
+            if error.validator == "additionalProperties":
+                for extra in sorted(set(error.instance) - set(error.schema["properties"])):
+                    errors[".".join(map(str, [*path, extra]))] = _message(error, None)
+                continue
+            if error.validator == "required":
+                for missing in error.validator_value:
+                    if missing not in error.instance:
+                        errors[".".join(map(str, [*path, missing]))] = _message(error, None)
+                continue
+            target = self._field_at(path)
+            errors.setdefault(".".join(map(str, path)), _message(error, target))
+        clean = dict(data)
+        for f in self.fields:
+            if f.id in clean and f.id not in errors:
+                clean[f.id] = _normalise(f, clean[f.id], f.id, today, errors)
+        return clean, errors
+
+    def _field_at(self, path: list[Any]) -> Field | None:
+        fields, found = self.fields, None
+        for part in path:
+            if isinstance(part, str):
+                found = next((f for f in fields if f.id == part), None)
+                fields = found.fields if found else ()
+        return found
+
+    def missing(self, data: Mapping[str, Any], visible: Callable[[Field], bool],
+                names: Iterable[str] | None = None) -> list[Field]:
+        """Required, visible fields without a value (among `names`, or all)."""
+        wanted = None if names is None else set(names)
+        return [
+            f for f in self.fields
+            if (wanted is None and f.required or wanted is not None and f.id in wanted)
+            and visible(f) and _empty(data.get(f.id))
+        ]
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _normalise(f: Field, value: Any, path: str, today: dt.date, errors: Errors) -> Any:
+    if f.type == "phone" and isinstance(value, str):
+        compact = re.sub(r"[\s.-]", "", value)
+        if PHONE_TOGO_NATIONAL.fullmatch(compact):
+            return "+228" + compact
+        if PHONE_E164.fullmatch(compact):
+            return compact
+        errors[path] = {"fr": "doit être un numéro international (+228…) ou togolais à 8 chiffres",
+                        "en": "must be an international number (+228…) or a Togolese 8-digit one"}
+    elif f.type == "date" and isinstance(value, str):
+        problem = _date_problem(f, value, today)
+        if problem:
+            errors[path] = problem
+    elif f.type == "group" and isinstance(value, list):
+        for i, row in enumerate(value):
+            for sub in f.fields:
+                if isinstance(row, dict) and sub.id in row:
+                    row[sub.id] = _normalise(sub, row[sub.id], f"{path}.{i}.{sub.id}", today,
+                                             errors)
+    return value
+
+
+def _date_problem(f: Field, value: str, today: dt.date) -> dict[str, str] | None:
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        return {"fr": "n'est pas une date valide (AAAA-MM-JJ)", "en": "is not a valid date "
+                                                                   "(YYYY-MM-DD)"}
+    low, high = _bound(f.minimum, today), _bound(f.maximum, today)
+    if low and day < low:
+        return {"fr": f"doit être le {low.isoformat()} ou après",
+                "en": f"must be on or after {low.isoformat()}"}
+    if high and day > high:
+        return {"fr": f"doit être le {high.isoformat()} ou avant",
+                "en": f"must be on or before {high.isoformat()}"}
+    years = today.year - day.year - ((today.month, today.day) < (day.month, day.day))
+    if f.min_age is not None and years < f.min_age:
+        return {"fr": f"l'âge doit être d'au moins {f.min_age} ans",
+                "en": f"age must be at least {f.min_age}"}
+    if f.max_age is not None and years > f.max_age:
+        return {"fr": f"l'âge doit être d'au plus {f.max_age} ans",
+                "en": f"age must be at most {f.max_age}"}
+    return None
+
+
+def _bound(value: Any, today: dt.date) -> dt.date | None:
+    if value == "today":
+        return today
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,606 @@
+"""The Engine: start cases, fire triggers, attach documents, record payments, run deadlines.
+
+Every change of a case is one transaction: the case row (its version counter checked), one
+history row and one outbox row, plus timers when a state with deadlines is entered or left.
+Hooks registered with `on` are called after commit, from the outbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from . import references, store
+from .blobs import BlobStore, DirectoryBlobStore, MemoryBlobStore, sniff
+from .compiler import canonical_json, compile_definition, load_procedure, procedure_files
+from .errors import (
+    Blocked,
+    ConcurrentUpdate,
+    GuichetError,
+    InvalidData,
+    NotAllowed,
+    ProcedureError,
+    UnknownCase,
+    UnknownProcedure,
+    UnknownTrigger,
+)
+from .model import Procedure, Transition
+from .values import (
+    SYSTEM,
+    Actor,
+    AttachedDocument,
+    Availability,
+    Case,
+    Event,
+    HistoryEntry,
+    frozen_mapping,
+)
+from .workflow import APPLICANT, CaseView, Decision, Workflow
+
+log = logging.getLogger("guichet")
+
+#: The events hooks can subscribe to with `Engine.on`.
+EVENTS = ("case_started", "transition", "state_entered", "notification", "document_issued",
+          "payment_recorded", "document_attached", "reminder")
+
+Clock = Callable[[], dt.datetime]
+Hook = Callable[[Event], None]
+ProcedureSource = str | Path | Procedure
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _load(procedures: ProcedureSource | Iterable[ProcedureSource]) -> list[Procedure]:
+    items: Iterable[ProcedureSource]
+    if isinstance(procedures, str | Path | Procedure):
+        items = [procedures]
+    else:
+        items = procedures
+    loaded = []
+    for item in items:
+        if isinstance(item, Procedure):
+            loaded.append(item)
+        else:
+            loaded.extend(load_procedure(p) for p in procedure_files([item]))
+    return loaded
+
+
+class Engine:
+    """The embedding API. `Engine(procedures="procedures/", database_url="sqlite:///guichet.db")`."""
+
+    def __init__(
+        self,
+        procedures: ProcedureSource | Iterable[ProcedureSource] = "procedures/",
+        database_url: str = "sqlite:///guichet.db",
+        *,
+        blobs: BlobStore | None = None,
+        clock: Clock = utc_now,
+        synchronous: str = "FULL",
+    ) -> None:
+        self.clock = clock
+        self._store = store.Store(store.connect(database_url, synchronous=synchronous))
+        store.create_schema(self._store.engine)
+        self.blobs = blobs or _default_blobs(database_url)
+        self._hooks: dict[str, list[Hook]] = defaultdict(list)
+        self._workflows: dict[str, Workflow] = {}  # hash -> workflow
+        self._current: dict[str, Workflow] = {}  # procedure id -> newest loaded version
+        for procedure in _load(procedures):
+            self._register(procedure)
+
+    def _register(self, procedure: Procedure) -> Workflow:
+        workflow = self._workflows.get(procedure.hash)
+        if workflow is None:
+            workflow = self._workflows[procedure.hash] = Workflow(procedure)
+            self._store.save_procedure(procedure.hash, procedure.id, procedure.version,
+                                       canonical_json(procedure.definition), self.clock())
+        self._current[procedure.id] = workflow
+        return workflow
+
+    @property
+    def procedures(self) -> Mapping[str, Procedure]:
+        """The current version of every loaded procedure, by id."""
+        return {pid: w.procedure for pid, w in self._current.items()}
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._store.engine.dispose()
+
+    # --- hooks ----------------------------------------------------------------------------------
+
+    def on(self, event: str, callback: Hook) -> None:
+        """Call `callback(Event)` after commit each time `event` happens (see EVENTS)."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; one of {', '.join(EVENTS)}")
+        self._hooks[event].append(callback)
+
+    def deliver_pending(self) -> int:
+        """Hand undelivered outbox rows (e.g. after a crash) to the hooks; returns how many."""
+        rows = self._store.pending_outbox()
+        for row in rows:
+            self._deliver(row["id"], row["reference"], row["event"], row["payload"])
+        return len(rows)
+
+    def _deliver(self, outbox_id: int, reference: str, kind: str,
+                 payload: Mapping[str, Any]) -> None:
+        events = list(_expand(kind, reference, payload))
+        if not any(self._hooks.get(e.name) for e in events):
+            return  # nobody listens: the row stays pending for deliver_pending()
+        try:
+            for e in events:
+                for hook in self._hooks.get(e.name, ()):
+                    hook(e)
+        except Exception:  # a failing host hook must not undo a committed transition
+            log.exception("hook failed for %s (%s); it stays in the outbox", reference, kind)
+            return
+        self._store.mark_delivered([outbox_id], self.clock())
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def workflow(self, procedure_hash: str) -> Workflow:
+        """The compiled version a case is pinned to (loaded from its stored snapshot if needed)."""
+        workflow = self._workflows.get(procedure_hash)
+        if workflow is None:
+            definition = self._store.procedure_definition(procedure_hash)
+            if definition is None:
+                raise ProcedureError([])
+            procedure = compile_definition(json.loads(definition))
+            workflow = self._workflows[procedure_hash] = Workflow(procedure)
+        return workflow
+
+    def case(self, reference: str) -> Case:
+        """The case with this reference (UnknownCase if none, or if its check is wrong)."""
+        return self._case_value(self._row(reference))
+
+    def history(self, reference: str) -> list[HistoryEntry]:
+        """Every recorded step of a case, oldest first."""
+        self._row(reference)
+        return [
+            HistoryEntry(r["sequence"], r["trigger"], r["from_state"], r["to_state"],
+                         r["actor_id"], r["actor_role"], frozen_mapping(r["payload"]), r["at"])
+            for r in self._store.history(_canonical(reference))
+        ]
+
+    def cases(self, procedure: str | None = None, state: str | None = None, *,
+              applicant: str | None = None, limit: int = 50, after: str | None = None
+              ) -> list[Case]:
+        """A page of cases (oldest first); pass the last reference as `after` for the next page."""
+        after_id = 0
+        if after is not None:
+            after_id = int(self._row(after)["id"])
+        rows = self._store.list_cases(procedure, state, applicant, max(1, min(limit, 1000)),
+                                      after_id)
+        return [self._case_value(r) for r in rows]
+
+    def available(self, reference: str, actor: Actor) -> list[Availability]:
+        """Each trigger of the current state: whether `actor` may fire it now, and every reason."""
+        row = self._row(reference)
+        workflow = self.workflow(row["procedure_hash"])
+        view = _view(row)
+        today = self.clock().date()
+        result = []
+        for trigger in dict.fromkeys(t.trigger for t in workflow.procedure.transitions
+                                     if row["state"] in t.sources):
+            outcome = workflow.decide(view, trigger, actor, {}, today)
+            candidates = workflow.candidates(row["state"], trigger)
+            label = (candidates[0].label.get(actor.language) if candidates[0].label else trigger)
+            inputs = tuple(f.id for t in candidates for f in t.input)
+            if isinstance(outcome, Decision):
+                result.append(Availability(trigger, label, True, (), inputs))
+            else:
+                result.append(Availability(trigger, label, False, tuple(outcome[1]), inputs))
+        return result
+
+    def _row(self, reference: str) -> dict[str, Any]:
+        row = self._store.read_case(_canonical(reference))
+        if row is None:
+            raise _unknown_case(reference)
+        return row
+
+    def _case_value(self, row: Mapping[str, Any]) -> Case:
+        workflow = self.workflow(row["procedure_hash"])
+        context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"],
+                                   self.clock().date())
+        return Case(
+            reference=row["reference"], procedure_id=row["procedure_id"],
+            procedure_hash=row["procedure_hash"], state=row["state"], outcome=row["outcome"],
+            applicant_id=row["applicant_id"], data=frozen_mapping(row["data"]),
+            fees_due=context["fees_due"], fees_paid=row["fees_paid"],
+            documents=tuple(AttachedDocument(**d) for d in row["documents"]),
+            version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"],
+        )
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def start(self, procedure_id: str, actor: Actor, data: Mapping[str, Any] | None = None
+              ) -> Case:
+        """Open a case of the current version of `procedure_id`, owned by `actor`."""
+        workflow = self._current.get(procedure_id)
+        if workflow is None:
+            raise UnknownProcedure({"fr": f"procédure inconnue : {procedure_id}",
+                                    "en": f"unknown procedure: {procedure_id}"})
+        workflow.check_start(actor)
+        procedure = workflow.procedure
+        now = self.clock()
+        cleaned = workflow.clean(data or {}, now.date(), actor.language)
+        context = workflow.context(cleaned, {}, 0, now.date())
+        cleaned = workflow.drop_hidden(cleaned, context)
+        initial = procedure.initial_state
+        with self._store.transaction() as c:
+            key = f"{procedure.reference_prefix}-{now.year}"
+            reference = references.make(procedure.reference_prefix, now.year,
+                                        self._store.next_sequence(c, key))
+            case_id = self._store.insert_case(c, {
+                "reference": reference, "procedure_id": procedure.id,
+                "procedure_hash": procedure.hash, "state": initial.id, "outcome": None,
+                "applicant_id": actor.id, "data": cleaned, "documents": [], "actors": {},
+                "fees_paid": 0, "version": 1, "created_at": now, "updated_at": now,
+                "state_entered_at": now,
+            })
+            role = APPLICANT if APPLICANT in actor.roles else sorted(actor.roles)[0]
+            self._store.append_history(c, [_history(case_id, 1, "@start", None, initial.id,
+                                                    actor.id, role, {"data": cleaned}, now)])
+            payload = {"trigger": "@start", "from": None, "to": initial.id, "actor": actor.id,
+                       "notifications": _render(workflow, initial.notify, context, reference,
+                                                initial.id), "issued": []}
+            outbox_id = self._store.add_outbox(c, [_outbox(case_id, "case_started", payload,
+                                                           now)])[0]
+            self._store.add_timers(c, _timers(workflow, case_id, initial.id, now))
+        self._deliver(outbox_id, reference, "case_started", payload)
+        return self.case(reference)
+
+    def fire(self, reference: str, trigger: str, actor: Actor,
+             data: Mapping[str, Any] | None = None, expected_version: int | None = None) -> Case:
+        """Fire `trigger` on a case as `actor`, with step data; one transaction or nothing."""
+        return self._fire(reference, trigger, actor, data or {}, expected_version)
+
+    def _fire(self, reference: str, trigger: str, actor: Actor, data: Mapping[str, Any],
+              expected_version: int | None, timer_id: int | None = None) -> Case:
+        canonical = _canonical(reference)
+        now = self.clock()
+        try:
+            with self._store.transaction() as c:
+                row = self._store.case_by_reference(c, canonical)
+                if row is None:
+                    raise _unknown_case(reference)
+                workflow = self.workflow(row["procedure_hash"])
+                if trigger not in workflow.procedure.triggers:
+                    raise UnknownTrigger({"fr": f"étape inconnue : {trigger}",
+                                          "en": f"unknown trigger: {trigger}"})
+                if expected_version is not None and row["version"] != expected_version:
+                    raise _concurrent()
+                outcome = workflow.decide(_view(row), trigger, actor, data, now.date())
+                if not isinstance(outcome, Decision):
+                    kind, reasons = outcome
+                    error = NotAllowed if kind == "refused" else Blocked
+                    raise error({"fr": f"« {trigger} » est impossible :",
+                                 "en": f'"{trigger}" is not possible:'}, reasons)
+                payload = self._apply(c, workflow, row, outcome, actor, now)
+                if timer_id is not None:
+                    self._store.settle_timer(c, timer_id, "fired", now)
+                outbox_id = self._store.add_outbox(c, [_outbox(row["id"], "transition", payload,
+                                                               now)])[0]
+        except store.Conflict:
+            raise _concurrent() from None
+        self._deliver(outbox_id, canonical, "transition", payload)
+        return self.case(canonical)
+
+    def _apply(self, c: Any, workflow: Workflow, row: Mapping[str, Any], decision: Decision,
+               actor: Actor, now: dt.datetime) -> dict[str, Any]:
+        """Write the case and its history row for a decided transition; return the outbox payload."""
+        t: Transition = decision.transition
+        procedure = workflow.procedure
+        target = procedure.states[t.target]
+        source = row["state"]
+        version = row["version"] + 1
+        actors = {k: list(v) for k, v in row["actors"].items()}
+        if actor.id not in actors.setdefault(t.trigger, []):
+            actors[t.trigger].append(actor.id)
+        values: dict[str, Any] = {
+            "state": target.id, "data": decision.data, "actors": actors, "version": version,
+            "updated_at": now, "outcome": target.outcome,
+        }
+        if target.id != source or target.deadlines:
+            values["state_entered_at"] = now
+        self._store.update_case(c, row["id"], row["version"], values)
+        step_input = {f.id: decision.data.get(f.id) for f in t.input}
+        self._store.append_history(c, [_history(row["id"], version, t.trigger, source, target.id,
+                                                actor.id, decision.role, step_input, now)])
+        if procedure.states[source].deadlines:
+            self._store.cancel_timers(c, row["id"], now)
+        self._store.add_timers(c, _timers(workflow, row["id"], target.id, now))
+        context = decision.context
+        return {
+            "trigger": t.trigger, "from": source, "to": target.id, "actor": actor.id,
+            "role": decision.role, "outcome": target.outcome, "input": step_input,
+            "notifications": _render(workflow, (*t.notify, *target.notify), context,
+                                     row["reference"], target.id),
+            "issued": _issue(workflow, t, context, row["reference"], target.id),
+        }
+
+    def attach(self, reference: str, document_id: str, filename: str,
+               content: bytes | IO[bytes], actor: Actor) -> Case:
+        """Attach a file to a case; its type is sniffed from its bytes, never from `filename`."""
+        row = self._row(reference)
+        workflow = self.workflow(row["procedure_hash"])
+        spec = workflow.procedure.document(document_id)
+        if spec is None:
+            raise _bad(document_id, "pièce inconnue pour cette procédure",
+                       "unknown document for this procedure")
+        self._check_actor_on_case(row, actor, editing=True)
+        data = content if isinstance(content, bytes) else content.read(spec.max_size + 1)
+        media_type = sniff(data)
+        if len(data) > spec.max_size:
+            raise _bad(document_id, f"fichier trop volumineux (max {spec.max_size} octets)",
+                       f"file too large (max {spec.max_size} bytes)")
+        if media_type is None or media_type not in spec.media_types:
+            accepted = ", ".join(spec.media_types)
+            raise _bad(document_id, f"type de fichier refusé (acceptés : {accepted})",
+                       f"file type refused (accepted: {accepted})")
+        sha256 = self.blobs.put(data)
+        attached = {"document_id": document_id, "filename": filename[:255],
+                    "media_type": media_type, "size": len(data), "sha256": sha256}
+        now = self.clock()
+
+        def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any]:
+            if _counts(current["documents"]).get(document_id, 0) >= spec.max_files:
+                raise _bad(document_id, f"au plus {spec.max_files} fichier(s)",
+                           f"at most {spec.max_files} file(s)")
+            self._store.insert_document(c, {"case_id": current["id"], **attached,
+                                            "actor_id": actor.id, "at": now})
+            return {"documents": [*current["documents"], attached]}
+
+        return self._change(reference, actor, "@attach", "document_attached", attached, change)
+
+    def pay(self, reference: str, amount: int, provider: str, provider_reference: str,
+            actor: Actor) -> Case:
+        """Record a payment; paying twice with the same provider reference changes nothing."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise _bad("amount", "le montant doit être un entier positif (FCFA)",
+                       "amount must be a positive whole number (XOF)")
+        row = self._row(reference)
+        self._check_actor_on_case(row, actor, editing=False)
+        now = self.clock()
+        paid = {"amount": amount, "provider": provider, "provider_reference": provider_reference}
+
+        def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any] | None:
+            earlier = self._store.find_payment(c, provider, provider_reference)
+            if earlier is not None:
+                if earlier["case_id"] == current["id"] and earlier["amount"] == amount:
+                    return None  # the same payment again: nothing to do
+                raise _bad("provider_reference", "cette référence de paiement est déjà utilisée",
+                           "this payment reference is already used")
+            self._store.insert_payment(c, {"case_id": current["id"], **paid,
+                                           "actor_id": actor.id, "at": now})
+            return {"fees_paid": current["fees_paid"] + amount}
+
+        try:
+            return self._change(reference, actor, "@pay", "payment_recorded", paid, change)
+        except store.DuplicatePayment:  # a concurrent twin won the race: answer as a repeat
+            return self._change(reference, actor, "@pay", "payment_recorded", paid, change)
+
+    def _change(self, reference: str, actor: Actor, step: str, event: str,
+                payload: dict[str, Any],
+                change: Callable[[Any, Mapping[str, Any]], dict[str, Any] | None]) -> Case:
+        """Apply a non-transition change (attach, pay) as one transaction with its history row."""
+        canonical = _canonical(reference)
+        now = self.clock()
+        try:
+            with self._store.transaction() as c:
+                current = self._store.case_by_reference(c, canonical)
+                if current is None:
+                    raise _unknown_case(reference)
+                values = change(c, current)
+                if values is None:
+                    return self._case_value(current)
+                version = current["version"] + 1
+                self._store.update_case(c, current["id"], current["version"],
+                                        {**values, "version": version, "updated_at": now})
+                role = _role_on(current, actor)
+                self._store.append_history(c, [_history(current["id"], version, step,
+                                                        current["state"], current["state"],
+                                                        actor.id, role, payload, now)])
+                outbox_id = self._store.add_outbox(c, [_outbox(current["id"], event, payload,
+                                                               now)])[0]
+        except store.Conflict:
+            raise _concurrent() from None
+        self._deliver(outbox_id, canonical, event, payload)
+        return self.case(canonical)
+
+    def _check_actor_on_case(self, row: Mapping[str, Any], actor: Actor, editing: bool) -> None:
+        if row["outcome"] is not None:
+            raise NotAllowed({"fr": "ce dossier est clos", "en": "this case is closed"})
+        staff = actor.roles - {APPLICANT}
+        if staff:
+            return
+        if APPLICANT not in actor.roles or actor.id != row["applicant_id"]:
+            raise NotAllowed({"fr": "ce dossier n'est pas le vôtre",
+                              "en": "this case is not yours"})
+        state = self.workflow(row["procedure_hash"]).procedure.states[row["state"]]
+        if editing and not state.editable:
+            raise NotAllowed({"fr": "le dossier ne peut pas être modifié à cette étape",
+                              "en": "the case cannot be changed at this step"})
+
+    # --- deadlines ------------------------------------------------------------------------------
+
+    def tick(self, now: dt.datetime | None = None) -> list[tuple[str, str, str]]:
+        """Fire every due timer once, as the system actor: [(reference, trigger, result)]."""
+        now = now or self.clock()
+        done = []
+        for timer in self._store.due_timers(now):
+            reference, trigger = timer["reference"], timer["trigger"]
+            if timer["kind"] == "reminder":
+                done.append((reference, trigger, self._remind(timer, now)))
+                continue
+            try:
+                self._fire(reference, trigger, SYSTEM, {}, None, timer_id=timer["id"])
+                done.append((reference, trigger, "fired"))
+            except ConcurrentUpdate:
+                done.append((reference, trigger, "retry"))
+            except GuichetError as exc:
+                with self._store.transaction() as c:
+                    self._store.settle_timer(c, timer["id"], "refused", now)
+                done.append((reference, trigger, "refused: " + exc.message("en")))
+        return done
+
+    def _remind(self, timer: Mapping[str, Any], now: dt.datetime) -> str:
+        row = self._row(timer["reference"])
+        workflow = self.workflow(row["procedure_hash"])
+        state = workflow.procedure.states[timer["state"]]
+        deadline = state.deadlines[timer["deadline_index"]]
+        context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"],
+                                   now.date())
+        notes = [deadline.reminder] if deadline.reminder else []
+        payload = {"trigger": deadline.trigger, "due_at": _due(deadline, row, now),
+                   "notifications": _render(workflow, notes, context, row["reference"],
+                                            row["state"])}
+        with self._store.transaction() as c:
+            if not self._store.settle_timer(c, timer["id"], "fired", now):
+                return "already done"
+            outbox_id = self._store.add_outbox(c, [_outbox(row["id"], "reminder", payload,
+                                                           now)])[0]
+        self._deliver(outbox_id, row["reference"], "reminder", payload)
+        return "reminded"
+
+    def timers(self, reference: str) -> list[dict[str, Any]]:
+        """The pending deadlines and reminders of a case."""
+        return self._store.pending_timers(int(self._row(reference)["id"]))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _default_blobs(url: str) -> BlobStore:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if not path or path == ":memory:" or "mode=memory" in url:
+            return MemoryBlobStore()
+        return DirectoryBlobStore(path.split("?", 1)[0] + ".blobs")
+    return DirectoryBlobStore("guichet-blobs")
+
+
+def _canonical(reference: str) -> str:
+    canonical = references.normalise(reference)
+    if canonical is None:
+        raise _unknown_case(reference)
+    return canonical
+
+
+def _unknown_case(reference: str) -> UnknownCase:
+    return UnknownCase({"fr": f"aucun dossier ne porte la référence {reference!r}",
+                        "en": f"no case has the reference {reference!r}"})
+
+
+def _concurrent() -> ConcurrentUpdate:
+    return ConcurrentUpdate({"fr": "le dossier a été modifié entre-temps ; rechargez-le",
+                             "en": "the case was changed meanwhile; reload it"})
+
+
+def _bad(name: str, fr: str, en: str) -> InvalidData:
+    return InvalidData({"fr": "Données invalides :", "en": "Invalid data:"},
+                       {name: {"fr": fr, "en": en}})
+
+
+def _counts(documents: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for d in documents:
+        counts[d["document_id"]] += 1
+    return dict(counts)
+
+
+def _view(row: Mapping[str, Any]) -> CaseView:
+    return CaseView(row["state"], row["applicant_id"], row["data"], _counts(row["documents"]),
+                    row["fees_paid"], row["actors"])
+
+
+def _role_on(row: Mapping[str, Any], actor: Actor) -> str:
+    if APPLICANT in actor.roles and actor.id == row["applicant_id"]:
+        return APPLICANT
+    staff = sorted(actor.roles - {APPLICANT})
+    return staff[0] if staff else APPLICANT
+
+
+def _history(case_id: int, sequence: int, trigger: str, source: str | None, target: str,
+             actor_id: str, role: str, payload: Mapping[str, Any], now: dt.datetime
+             ) -> dict[str, Any]:
+    return {"case_id": case_id, "sequence": sequence, "trigger": trigger, "from_state": source,
+            "to_state": target, "actor_id": actor_id, "actor_role": role,
+            "payload": dict(payload), "at": now}
+
+
+def _outbox(case_id: int, event: str, payload: Mapping[str, Any], now: dt.datetime
+            ) -> dict[str, Any]:
+    return {"case_id": case_id, "event": event, "payload": dict(payload), "created_at": now}
+
+
+def _timers(workflow: Workflow, case_id: int, state_id: str, now: dt.datetime
+            ) -> list[dict[str, Any]]:
+    rows = []
+    for index, deadline in enumerate(workflow.procedure.states[state_id].deadlines):
+        due = deadline.after.add_to(now)
+        common = {"case_id": case_id, "state": state_id, "trigger": deadline.trigger,
+                  "deadline_index": index, "status": "pending", "updated_at": now}
+        rows.append({**common, "kind": "deadline", "due_at": due})
+        if deadline.remind_before is not None:
+            remind = due - deadline.remind_before.approximate()
+            rows.append({**common, "kind": "reminder", "due_at": max(remind, now)})
+    return rows
+
+
+def _due(deadline: Any, row: Mapping[str, Any], now: dt.datetime) -> str:
+    entered: dt.datetime = row["state_entered_at"]
+    return str(deadline.after.add_to(entered).isoformat())
+
+
+def _template_context(workflow: Workflow, context: Mapping[str, Any], reference: str,
+                      state: str, language: str) -> dict[str, Any]:
+    return {**context, "reference": reference, "state": state,
+            "procedure_title": workflow.procedure.title.get(language)}
+
+
+def _render(workflow: Workflow, notifications: Iterable[Any], context: Mapping[str, Any],
+            reference: str, state: str) -> list[dict[str, Any]]:
+    rendered = []
+    for note in notifications:
+        texts = _render_texts(workflow, note.template, context, reference, state)
+        rendered.append({"channel": note.channel, "to": note.to, "text": texts,
+                         "subject": {"fr": note.subject.get("fr"), "en": note.subject.get("en")}
+                         if note.subject else None})
+    return rendered
+
+
+def _issue(workflow: Workflow, t: Transition, context: Mapping[str, Any], reference: str,
+           state: str) -> list[dict[str, Any]]:
+    return [{"id": item.id, "channel": item.channel,
+             "title": {"fr": item.title.get("fr"), "en": item.title.get("en")},
+             "text": _render_texts(workflow, item.template, context, reference, state)}
+            for item in t.issue]
+
+
+def _render_texts(workflow: Workflow, templates: Mapping[str, Any], context: Mapping[str, Any],
+                  reference: str, state: str) -> dict[str, str]:
+    texts = {}
+    for language, template in templates.items():
+        try:
+            texts[language] = template.render(_template_context(workflow, context, reference,
+                                                                state, language))
+        except Exception as exc:  # noqa: BLE001 - a message never blocks a legal step
+            texts[language] = ""
+            log.warning("template of %s failed to render: %s", reference, exc)
+    return texts
+
+
+def _expand(kind: str, reference: str, payload: Mapping[str, Any]) -> Iterator[Event]:
+    """The hook events one outbox row stands for."""
+    yield Event(kind, reference, payload)
+    if kind in ("transition", "case_started"):
+        yield Event("state_entered", reference, {"state": payload["to"], "from": payload["from"]})
+    for note in payload.get("notifications", []):
+        yield Event("notification", reference, note)
+    for item in payload.get("issued", []):
+        yield Event("document_issued", reference, item)

@@ -1,0 +1,431 @@
+"""Persistence: SQLModel tables, and transactions built on SQLAlchemy Core.
+
+The tables are declared once with SQLModel; the hot path (one transaction per fire) uses Core
+statements on those same tables, not ORM sessions. SQLite is the embedded default (WAL, a busy
+timeout, BEGIN IMMEDIATE, synchronous=FULL); PostgreSQL works through the same code. History
+is append-only: database triggers refuse UPDATE and DELETE on it. This is the only module of
+the engine that imports SQLModel or SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import JSON as SA_JSON
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Index,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Field, SQLModel
+
+JSONValue = Any
+
+
+def _timestamp(nullable: bool = False) -> Column[Any]:
+    """A naive UTC timestamp column (the engine's clock gives naive UTC datetimes)."""
+    return Column(DateTime(), nullable=nullable)
+
+
+class ProcedureVersion(SQLModel, table=True):
+    """One version of a procedure: its canonical definition and content hash."""
+
+    __tablename__ = "procedure_versions"
+    hash: str = Field(primary_key=True, max_length=64)
+    procedure_id: str = Field(index=True, max_length=64)
+    version: str
+    definition: str  # canonical JSON
+    created_at: dt.datetime = Field(sa_column=_timestamp())
+
+
+class CaseRow(SQLModel, table=True):
+    """A case: its state, data and a version counter for optimistic concurrency."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_procedure_state", "procedure_id", "state"),)
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(unique=True, max_length=32)
+    procedure_id: str = Field(max_length=64)
+    procedure_hash: str = Field(foreign_key="procedure_versions.hash", max_length=64)
+    state: str = Field(max_length=64)
+    outcome: str | None = Field(default=None, max_length=32)
+    applicant_id: str = Field(index=True, max_length=128)
+    data: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
+    documents: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
+    actors: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))  # trigger -> actor ids
+    fees_paid: int = 0
+    version: int
+    created_at: dt.datetime = Field(sa_column=_timestamp())
+    updated_at: dt.datetime = Field(sa_column=_timestamp())
+    state_entered_at: dt.datetime = Field(sa_column=_timestamp())
+
+
+class HistoryRow(SQLModel, table=True):
+    """One step of a case (append-only): the audit trail."""
+
+    __tablename__ = "history"
+    __table_args__ = (UniqueConstraint("case_id", "sequence"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id")
+    sequence: int
+    trigger: str = Field(max_length=64)
+    from_state: str | None = Field(default=None, max_length=64)
+    to_state: str = Field(max_length=64)
+    actor_id: str = Field(max_length=128)
+    actor_role: str = Field(max_length=64)
+    payload: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
+    at: dt.datetime = Field(sa_column=_timestamp())
+
+
+class DocumentRow(SQLModel, table=True):
+    """A file attached to a case; the content is in the blob store under `sha256`."""
+
+    __tablename__ = "documents"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    document_id: str = Field(max_length=64)
+    filename: str = Field(max_length=255)
+    media_type: str = Field(max_length=64)
+    size: int
+    sha256: str = Field(max_length=64)
+    actor_id: str = Field(max_length=128)
+    at: dt.datetime = Field(sa_column=_timestamp())
+
+
+class PaymentRow(SQLModel, table=True):
+    """A payment: idempotent on (provider, provider_reference)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("provider", "provider_reference"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    amount: int
+    provider: str = Field(max_length=64)
+    provider_reference: str = Field(max_length=128)
+    actor_id: str = Field(max_length=128)
+    at: dt.datetime = Field(sa_column=_timestamp())
+
+
+class OutboxRow(SQLModel, table=True):
+    """A side effect written with the transition and handed to hooks after commit."""
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    event: str = Field(max_length=32)
+    payload: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
+    created_at: dt.datetime = Field(sa_column=_timestamp())
+    delivered_at: dt.datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
+
+
+class TimerRow(SQLModel, table=True):
+    """A deadline (or its reminder) of a case in a state; fired by `tick`, never in memory."""
+
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timers_due", "status", "due_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    state: str = Field(max_length=64)
+    kind: str = Field(max_length=16)  # deadline | reminder
+    trigger: str = Field(max_length=64)
+    deadline_index: int
+    due_at: dt.datetime = Field(sa_column=_timestamp())
+    status: str = Field(default="pending", max_length=16)  # pending | fired | cancelled
+    updated_at: dt.datetime = Field(sa_column=_timestamp())
+
+
+class CounterRow(SQLModel, table=True):
+    """Sequence numbers of references, one per prefix and year."""
+
+    __tablename__ = "counters"
+    key: str = Field(primary_key=True, max_length=32)
+    value: int
+
+
+procedures_t = ProcedureVersion.__table__  # type: ignore[attr-defined]
+cases_t = CaseRow.__table__  # type: ignore[attr-defined]
+history_t = HistoryRow.__table__  # type: ignore[attr-defined]
+documents_t = DocumentRow.__table__  # type: ignore[attr-defined]
+payments_t = PaymentRow.__table__  # type: ignore[attr-defined]
+outbox_t = OutboxRow.__table__  # type: ignore[attr-defined]
+timers_t = TimerRow.__table__  # type: ignore[attr-defined]
+counters_t = CounterRow.__table__  # type: ignore[attr-defined]
+
+_SQLITE_HISTORY_GUARDS = [
+    "CREATE TRIGGER IF NOT EXISTS history_no_update BEFORE UPDATE ON history "
+    "BEGIN SELECT RAISE(ABORT, 'history is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history "
+    "BEGIN SELECT RAISE(ABORT, 'history is append-only'); END",
+]
+_POSTGRESQL_HISTORY_GUARDS = [
+    "CREATE OR REPLACE FUNCTION guichet_history_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'history is append-only'; END; $$ LANGUAGE plpgsql",
+    "DROP TRIGGER IF EXISTS history_append_only ON history",
+    "CREATE TRIGGER history_append_only BEFORE UPDATE OR DELETE ON history "
+    "FOR EACH ROW EXECUTE FUNCTION guichet_history_append_only()",
+]
+
+
+class Conflict(Exception):
+    """The case changed since it was read (optimistic concurrency)."""
+
+
+class DuplicatePayment(Exception):
+    """A payment with this provider reference is already recorded."""
+
+
+def _is_memory(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
+
+
+def connect(url: str, synchronous: str = "FULL", busy_timeout_ms: int = 10_000) -> Engine:
+    """An SQLAlchemy engine for `url`, configured for Guichet (see the module docstring)."""
+    if url.startswith("sqlite"):
+        return _connect_sqlite(url, synchronous, busy_timeout_ms)
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
+    memory = _is_memory(url)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        **({"poolclass": StaticPool} if memory else {}),
+    )
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin_immediate(connection: Connection) -> None:
+        # a deferred transaction that later writes fails at once with "database is locked";
+        # an immediate one waits for the write lock (busy timeout) instead
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables (if missing) and the append-only guards on history."""
+    SQLModel.metadata.create_all(engine, tables=[t for t in _tables()])
+    guards = (_SQLITE_HISTORY_GUARDS if engine.dialect.name == "sqlite"
+              else _POSTGRESQL_HISTORY_GUARDS if engine.dialect.name == "postgresql" else [])
+    with engine.begin() as connection:
+        for statement in guards:
+            connection.exec_driver_sql(statement)
+
+
+def drop_schema(engine: Engine) -> None:
+    """Drop every Guichet table (tests and tools only: history is otherwise permanent)."""
+    SQLModel.metadata.drop_all(engine, tables=list(_tables()))
+
+
+def _tables() -> Iterator[Any]:
+    yield from (procedures_t, cases_t, history_t, documents_t, payments_t, outbox_t, timers_t,
+                counters_t)
+
+
+class Store:
+    """Reads and one-transaction writes on the Guichet tables."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back whole."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            yield connection
+
+    # --- procedure versions ---------------------------------------------------------------------
+
+    def save_procedure(self, hash_: str, procedure_id: str, version: str, definition: str,
+                       now: dt.datetime) -> None:
+        with self.transaction() as c:
+            found = c.execute(select(procedures_t.c.hash).where(procedures_t.c.hash == hash_))
+            if found.first() is None:
+                c.execute(insert(procedures_t).values(
+                    hash=hash_, procedure_id=procedure_id, version=version,
+                    definition=definition, created_at=now))
+
+    def procedure_definition(self, hash_: str) -> str | None:
+        with self.reading() as c:
+            row = c.execute(select(procedures_t.c.definition)
+                            .where(procedures_t.c.hash == hash_)).first()
+        return None if row is None else str(row[0])
+
+    # --- cases ----------------------------------------------------------------------------------
+
+    def next_sequence(self, c: Connection, key: str) -> int:
+        """Allocate the next number of counter `key` inside the caller's transaction."""
+        bumped = c.execute(
+            update(counters_t).where(counters_t.c.key == key)
+            .values(value=counters_t.c.value + 1).returning(counters_t.c.value)
+        ).first()
+        if bumped is not None:
+            return int(bumped[0])
+        c.execute(insert(counters_t).values(key=key, value=1))
+        return 1
+
+    def insert_case(self, c: Connection, values: Mapping[str, Any]) -> int:
+        result = c.execute(insert(cases_t).values(**values).returning(cases_t.c.id))
+        return int(result.scalar_one())
+
+    def case_by_reference(self, c: Connection, reference: str) -> Mapping[str, Any] | None:
+        row = c.execute(select(cases_t).where(cases_t.c.reference == reference)).mappings().first()
+        return None if row is None else dict(row)
+
+    def update_case(self, c: Connection, case_id: int, expected: int,
+                    values: Mapping[str, Any]) -> None:
+        """Write a case if its version is still `expected`; raises Conflict otherwise."""
+        result = c.execute(
+            update(cases_t).where(and_(cases_t.c.id == case_id, cases_t.c.version == expected))
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise Conflict()
+
+    def append_history(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        try:
+            c.execute(insert(history_t), list(rows))
+        except IntegrityError:
+            raise Conflict() from None
+
+    def add_outbox(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        if not rows:
+            return []
+        if len(rows) == 1:
+            return [int(c.execute(insert(outbox_t).values(**rows[0])
+                                  .returning(outbox_t.c.id)).scalar_one())]
+        return [int(c.execute(insert(outbox_t).values(**row).returning(outbox_t.c.id))
+                    .scalar_one()) for row in rows]
+
+    def mark_delivered(self, ids: Sequence[int], now: dt.datetime) -> None:
+        if ids:
+            with self.transaction() as c:
+                c.execute(update(outbox_t).where(outbox_t.c.id.in_(list(ids)))
+                          .values(delivered_at=now))
+
+    def pending_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.reading() as c:
+            rows = c.execute(
+                select(outbox_t, cases_t.c.reference).join(cases_t)
+                .where(outbox_t.c.delivered_at.is_(None)).order_by(outbox_t.c.id).limit(limit)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def history(self, reference: str) -> list[dict[str, Any]]:
+        with self.reading() as c:
+            rows = c.execute(
+                select(history_t).join(cases_t).where(cases_t.c.reference == reference)
+                .order_by(history_t.c.sequence)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def read_case(self, reference: str) -> dict[str, Any] | None:
+        with self.reading() as c:
+            row = self.case_by_reference(c, reference)
+        return None if row is None else dict(row)
+
+    def list_cases(self, procedure: str | None, state: str | None, applicant: str | None,
+                   limit: int, after_id: int) -> list[dict[str, Any]]:
+        query = select(cases_t).where(cases_t.c.id > after_id)
+        if procedure:
+            query = query.where(cases_t.c.procedure_id == procedure)
+        if state:
+            query = query.where(cases_t.c.state == state)
+        if applicant:
+            query = query.where(cases_t.c.applicant_id == applicant)
+        with self.reading() as c:
+            rows = c.execute(query.order_by(cases_t.c.id).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def count_cases(self, procedure: str | None = None) -> int:
+        query = select(func.count()).select_from(cases_t)
+        if procedure:
+            query = query.where(cases_t.c.procedure_id == procedure)
+        with self.reading() as c:
+            return int(c.execute(query).scalar_one())
+
+    # --- documents and payments -----------------------------------------------------------------
+
+    def insert_document(self, c: Connection, values: Mapping[str, Any]) -> None:
+        c.execute(insert(documents_t).values(**values))
+
+    def find_payment(self, c: Connection, provider: str, provider_reference: str
+                     ) -> Mapping[str, Any] | None:
+        row = c.execute(select(payments_t).where(and_(
+            payments_t.c.provider == provider,
+            payments_t.c.provider_reference == provider_reference))).mappings().first()
+        return None if row is None else dict(row)
+
+    def insert_payment(self, c: Connection, values: Mapping[str, Any]) -> None:
+        try:
+            with c.begin_nested():
+                c.execute(insert(payments_t).values(**values))
+        except IntegrityError:
+            raise DuplicatePayment() from None
+
+    # --- timers ---------------------------------------------------------------------------------
+
+    def add_timers(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            c.execute(insert(timers_t), list(rows))
+
+    def cancel_timers(self, c: Connection, case_id: int, now: dt.datetime) -> None:
+        c.execute(update(timers_t).where(and_(timers_t.c.case_id == case_id,
+                                              timers_t.c.status == "pending"))
+                  .values(status="cancelled", updated_at=now))
+
+    def due_timers(self, now: dt.datetime, limit: int = 500) -> list[dict[str, Any]]:
+        with self.reading() as c:
+            rows = c.execute(
+                select(timers_t, cases_t.c.reference).join(cases_t)
+                .where(and_(timers_t.c.status == "pending", timers_t.c.due_at <= now))
+                .order_by(timers_t.c.due_at, timers_t.c.id).limit(limit)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def settle_timer(self, c: Connection, timer_id: int, status: str, now: dt.datetime) -> bool:
+        """Mark a pending timer fired or cancelled; False if somebody settled it first."""
+        result = c.execute(update(timers_t).where(and_(timers_t.c.id == timer_id,
+                                                       timers_t.c.status == "pending"))
+                           .values(status=status, updated_at=now))
+        return bool(result.rowcount == 1)
+
+    def pending_timers(self, case_id: int) -> list[dict[str, Any]]:
+        with self.reading() as c:
+            rows = c.execute(select(timers_t).where(and_(timers_t.c.case_id == case_id,
+                                                         timers_t.c.status == "pending"))
+                             .order_by(timers_t.c.due_at)).mappings().all()
+        return [dict(r) for r in rows]
+

@@ -1,0 +1,103 @@
+"""The read-only values the engine hands to hosts: Actor, Case, HistoryEntry, Availability, Event."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import Reason
+
+
+@dataclass(frozen=True, init=False)
+class Actor:
+    """Who acts: an id and the roles they hold (e.g. Actor("agent-7", ["agent"]))."""
+
+    id: str
+    roles: frozenset[str]
+    language: str = "fr"
+
+    def __init__(self, id: str, roles: Iterable[str] | str, language: str = "fr") -> None:
+        object.__setattr__(self, "id", str(id))
+        object.__setattr__(self, "roles",
+                           frozenset([roles] if isinstance(roles, str) else roles))
+        object.__setattr__(self, "language", language)
+
+
+SYSTEM = Actor("system", ["system"])
+
+
+@dataclass(frozen=True)
+class AttachedDocument:
+    document_id: str
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Case:
+    """A case as stored at `version`: never changes; ask the engine for a newer one."""
+
+    reference: str
+    procedure_id: str
+    procedure_hash: str
+    state: str
+    outcome: str | None
+    applicant_id: str
+    data: Mapping[str, Any]
+    fees_due: int
+    fees_paid: int
+    documents: tuple[AttachedDocument, ...]
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def closed(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def fees_outstanding(self) -> int:
+        return max(0, self.fees_due - self.fees_paid)
+
+
+def frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One recorded step: a transition, or @start, @attach, @pay."""
+
+    sequence: int
+    trigger: str
+    from_state: str | None
+    to_state: str
+    actor_id: str
+    actor_role: str
+    payload: Mapping[str, Any]
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Availability:
+    """A trigger of the case's current state: may this actor fire it now, and if not, why."""
+
+    trigger: str
+    label: str
+    allowed: bool
+    reasons: tuple[Reason, ...] = ()
+    input: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a hook receives after commit. `name` is one of engine.EVENTS."""
+
+    name: str
+    reference: str
+    payload: Mapping[str, Any] = field(default_factory=dict)

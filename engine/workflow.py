@@ -1,0 +1,287 @@
+"""A procedure version ready to run: its state machine, forms, fees and reasons (no I/O).
+
+Everything here is built once per procedure version and shared by every case: the machine,
+the form validators and the compiled expressions. `Workflow.decide` says what a trigger does
+to a case (or every reason it cannot); the Engine persists the outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from .errors import InvalidData, NotAllowed, Reason
+from .expressions import age
+from .forms import Errors, Form
+from .machine import StateMachine
+from .model import Field, Procedure, Transition
+from .values import Actor
+
+APPLICANT = "applicant"
+
+
+def _reason(code: str, subject: str, fr: str, en: str) -> Reason:
+    return Reason(code, subject, {"fr": fr, "en": en})
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """What a decision needs to know of a stored case."""
+
+    state: str
+    applicant_id: str
+    data: Mapping[str, Any]
+    documents: Mapping[str, int]  # document id -> files attached
+    fees_paid: int
+    actors: Mapping[str, list[str]]  # trigger -> ids of those who fired it
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A transition that may fire, with the data the case will hold after it."""
+
+    transition: Transition
+    role: str
+    data: dict[str, Any]
+    context: dict[str, Any]
+
+
+class Workflow:
+    """One compiled procedure version with everything needed to run its cases."""
+
+    def __init__(self, procedure: Procedure) -> None:
+        self.procedure = procedure
+        self.form = Form.of(procedure.fields)
+        self._input_forms: dict[tuple[int, ...], Form] = {}
+        self.machine = StateMachine(procedure, self._ready)
+        data_fields = [*procedure.fields, *(i for t in procedure.transitions for i in t.input)]
+        self._blank = {f.id: None for f in data_fields}
+        self._dates = frozenset(f.id for f in data_fields if f.type == "date")
+
+    # --- context and fees -----------------------------------------------------------------------
+
+    def context(self, data: Mapping[str, Any], documents: Mapping[str, int], fees_paid: int,
+                today: dt.date) -> dict[str, Any]:
+        """The names an expression sees: every data field (None when unset) and the built-ins."""
+        context = dict(self._blank)
+        for key, value in data.items():
+            if key in self._dates and isinstance(value, str):
+                try:
+                    value = dt.date.fromisoformat(value)
+                except ValueError:
+                    pass
+            context[key] = value
+        context.update(today=today, age=partial(age, today=today), fees_paid=fees_paid,
+                       documents=dict(documents), fees_due=0)
+        context["fees_due"] = sum(amount for _, amount in self.fee_items(context))
+        return context
+
+    def fee_items(self, context: Mapping[str, Any]) -> list[tuple[str, int]]:
+        """(fee id, amount) of every fee that applies; a `when` that fails counts as applying."""
+        items = []
+        for fee in self.procedure.fees:
+            if fee.when is not None and not _holds_or_charges(fee.when, context):
+                continue
+            amount = fee.amount
+            if fee.per is not None:
+                units = context.get(fee.per)
+                amount *= units if isinstance(units, int | float) else 0
+            items.append((fee.id, int(amount)))
+        return items
+
+    def fees_required(self, trigger: str, context: Mapping[str, Any],
+                      fired: Iterable[str]) -> int:
+        """What must have been paid before `trigger` fires: its fees and earlier steps' ones."""
+        steps = {trigger, *fired}
+        due = {fee.id: fee.due for fee in self.procedure.fees}
+        return sum(amount for fee_id, amount in self.fee_items(context) if due[fee_id] in steps)
+
+    def visible(self, context: Mapping[str, Any]) -> Any:
+        def is_visible(f: Field) -> bool:
+            return f.when is None or f.when.holds(context)
+        return is_visible
+
+    # --- data -----------------------------------------------------------------------------------
+
+    def clean(self, data: Mapping[str, Any], today: dt.date, language: str,
+              form: Form | None = None) -> dict[str, Any]:
+        """Validate and normalise submitted data; raises InvalidData naming every bad field."""
+        form = form or self.form
+        cleaned, errors = form.validate(data, today)
+        if errors:
+            raise _invalid(errors)
+        return cleaned
+
+    def drop_hidden(self, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        """Data without the fields whose `when:` does not hold."""
+        visible = self.visible(context)
+        hidden = {f.id for f in self.procedure.fields if f.id in data and not visible(f)}
+        return {k: v for k, v in data.items() if k not in hidden}
+
+    # --- decisions ------------------------------------------------------------------------------
+
+    def candidates(self, state: str, trigger: str) -> list[Transition]:
+        return list(self.procedure.transitions_from(state, trigger))
+
+    def authorize(self, candidates: list[Transition], case: CaseView, actor: Actor
+                  ) -> tuple[list[Transition], str, list[Reason]]:
+        """The candidates this actor may fire, the role they act in, or the refusals."""
+        reasons: list[Reason] = []
+        allowed: list[Transition] = []
+        role = ""
+        for t in candidates:
+            roles = [r for r in t.roles if r in actor.roles]
+            if not roles:
+                reasons.append(_reason("role", t.trigger, "réservé aux rôles : " + ", ".join(
+                    t.roles), "only for roles: " + ", ".join(t.roles)))
+                continue
+            acting = roles[0]
+            if acting == APPLICANT and actor.id != case.applicant_id:
+                reasons.append(_reason("ownership", t.trigger, "ce dossier n'est pas le vôtre",
+                                       "this case is not yours"))
+                continue
+            if t.not_applicant and actor.id == case.applicant_id:
+                reasons.append(_reason("separation", t.trigger,
+                                       "vous ne pouvez pas traiter votre propre dossier",
+                                       "you cannot handle your own case"))
+                continue
+            earlier = [s for s in t.not_actor_of if actor.id in case.actors.get(s, [])]
+            if earlier:
+                reasons.append(_reason(
+                    "separation", t.trigger,
+                    f"vous avez déjà réalisé l'étape « {earlier[0]} » de ce dossier",
+                    f'you already did step "{earlier[0]}" on this case'))
+                continue
+            allowed.append(t)
+            role = role or acting
+        return allowed, role, reasons
+
+    def requirements(self, t: Transition, case: CaseView, context: Mapping[str, Any]
+                     ) -> list[Reason]:
+        """Every unmet requirement of `t`: fields, documents, payment, guard."""
+        reasons: list[Reason] = []
+        visible = self.visible(context)
+        names = None if t.requires_fields == "all" else t.requires_fields
+        if names != ():
+            for f in self.form.missing(context, visible, names):
+                reasons.append(_reason("field", f.id, f"champ obligatoire manquant : "
+                                       f"{f.label.get('fr')}", f"missing field: {f.label.get('en')}"))
+        wanted = t.requires_documents
+        for d in self.procedure.documents:
+            needed = d.required if wanted == "all" else d.id in wanted
+            if not needed or (d.when is not None and not d.when.holds(context)):
+                continue
+            if case.documents.get(d.id, 0) < max(1, d.min_files):
+                reasons.append(_reason("document", d.id, f"pièce manquante : {d.label.get('fr')}",
+                                       f"missing document: {d.label.get('en')}"))
+        owed = self.fees_required(t.trigger, context, case.actors) - case.fees_paid
+        if owed > 0:
+            reasons.append(_reason("payment", t.trigger, f"reste à payer : {owed} FCFA",
+                                   f"still to pay: {owed} XOF"))
+        if t.when is not None and not t.when.holds(context):
+            reasons.append(_reason("guard", t.trigger, f"condition non remplie : {t.when.source}",
+                                   f"condition not met: {t.when.source}"))
+        return reasons
+
+    def decide(self, case: CaseView, trigger: str, actor: Actor, data: Mapping[str, Any],
+               today: dt.date) -> Decision | tuple[str, list[Reason]]:
+        """The transition `trigger` takes for this actor, or ("blocked"|"refused", reasons)."""
+        candidates = self.candidates(case.state, trigger)
+        if not candidates:
+            return "blocked", [_reason("state", trigger,
+                                       f"impossible depuis l'état « {case.state} »",
+                                       f'not possible from state "{case.state}"')]
+        allowed, role, refusals = self.authorize(candidates, case, actor)
+        if not allowed:
+            return "refused", refusals
+        merged = self._merge(case, allowed, role, data, today, actor.language)
+        context = self.context(merged, case.documents, case.fees_paid, today)
+        merged = self.drop_hidden(merged, context)
+        blocked: list[Reason] = []
+        ready: set[int] = set()
+        for t in allowed:
+            problems = self.requirements(t, case, context)
+            if problems:
+                blocked.extend(problems)
+            else:
+                ready.add(id(t))
+        chosen = self.machine.fire(case.state, trigger, {"ready": ready})
+        if chosen is None:
+            return "blocked", _unique(blocked)
+        self._require_input(chosen, data, actor.language)
+        return Decision(chosen, role, merged, context)
+
+    def _merge(self, case: CaseView, allowed: list[Transition], role: str,
+               data: Mapping[str, Any], today: dt.date, language: str) -> dict[str, Any]:
+        """Case data with the submitted form fields and step input, each validated."""
+        if not data:
+            return dict(case.data)
+        input_ids = {f.id for t in allowed for f in t.input}
+        form_part = {k: v for k, v in data.items() if k not in input_ids}
+        input_part = {k: v for k, v in data.items() if k in input_ids}
+        editable = self.procedure.states[case.state].editable and role == APPLICANT
+        errors: Errors = {}
+        if form_part and not editable:
+            for key in form_part:
+                errors[key] = {"fr": "ne peut pas être modifié à cette étape",
+                               "en": "cannot be changed at this step"}
+            raise _invalid(errors)
+        merged = dict(case.data)
+        if form_part:
+            merged.update(self.clean(form_part, today, language))
+        if input_part:
+            merged.update(self.clean(input_part, today, language, self._input_form(allowed)))
+        return merged
+
+    def _input_form(self, allowed: list[Transition]) -> Form:
+        """The validator of the step input of these transitions (built once, then reused)."""
+        key = tuple(id(t) for t in allowed)
+        form = self._input_forms.get(key)
+        if form is None:
+            unique = {f.id: f for t in allowed for f in t.input}
+            form = self._input_forms[key] = Form.of(unique.values())
+        return form
+
+    def _require_input(self, t: Transition, data: Mapping[str, Any], language: str) -> None:
+        missing = [f for f in t.input if f.required and _blank(data.get(f.id))]
+        if missing:
+            raise _invalid({f.id: {"fr": "est obligatoire", "en": "is required"}
+                            for f in missing})
+
+    def _ready(self, transition: Transition, context: Mapping[str, Any]) -> bool:
+        ready: set[int] = context["ready"]
+        return id(transition) in ready
+
+    def check_start(self, actor: Actor) -> None:
+        if APPLICANT in self.procedure.roles and APPLICANT not in actor.roles:
+            raise NotAllowed({"fr": "seul un demandeur peut ouvrir un dossier",
+                              "en": "only an applicant can open a case"})
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _holds_or_charges(expression: Any, context: Mapping[str, Any]) -> bool:
+    try:
+        return bool(expression.evaluate(context))
+    except Exception:  # noqa: BLE001 - a fee whose condition cannot be evaluated is charged
+        return True
+
+
+def _unique(reasons: list[Reason]) -> list[Reason]:
+    seen: set[tuple[str, str, str]] = set()
+    result = []
+    for reason in reasons:
+        key = (reason.code, reason.subject, reason.message("en"))
+        if key not in seen:
+            seen.add(key)
+            result.append(reason)
+    return result
+
+
+def _invalid(errors: Errors) -> InvalidData:
+    return InvalidData({"fr": "Données invalides :", "en": "Invalid data:"}, errors)
