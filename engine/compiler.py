@@ -117,7 +117,8 @@ class _Builder:
         return Field(
             id=_str(d.get("id")), type=_str(d.get("type"), "string"),
             label=text(d.get("label")) or Text(), path=path, hint=text(d.get("hint")),
-            required=d.get("required") is True, when=self.expression(d.get("when"), (*path, "when")),
+            required=d.get("required") is True,
+            when=self.expression(d.get("when"), (*path, "when")),
             minimum=d.get("min"), maximum=d.get("max"),
             min_length=_int(d.get("min_length")), max_length=_int(d.get("max_length")),
             pattern=d.get("pattern") if isinstance(d.get("pattern"), str) else None,
@@ -143,7 +144,7 @@ class _Builder:
             hint=text(d.get("hint")), required=d.get("required") is not False,
             when=self.expression(d.get("when"), (*path, "when")),
             max_size=_size(d.get("max_size")),
-            min_files=_int(d.get("min_files")) if _int(d.get("min_files")) is not None else 1,
+            min_files=_int(d.get("min_files")) or 0 if "min_files" in d else 1,
             max_files=_int(d.get("max_files")) or 1,
             original_at_counter=d.get("original_at_counter") is True, **extra,
         )
@@ -244,7 +245,8 @@ class _Builder:
             ),
             definition=data, hash=hashlib.sha256(snapshot.encode()).hexdigest(),
             description=text(data.get("description")),
-            ministry=text(authority.get("ministry")), directorate=text(authority.get("directorate")),
+            ministry=text(authority.get("ministry")),
+            directorate=text(authority.get("directorate")),
             legal_basis=tuple(t for t in map(text, _list(data.get("legal_basis"))) if t),
             processing_time=_duration(data.get("processing_time")),
             validity=_duration(data.get("validity")), retention=_duration(data.get("retention")),
@@ -315,7 +317,9 @@ def procedure_files(paths: Iterable[str | FsPath]) -> Iterator[FsPath]:
     """The YAML files named by `paths`, directories searched (not recursively), sorted."""
     for path in map(FsPath, paths):
         if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+            yield from sorted(
+                p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file()
+            )
         else:
             yield path
 

@@ -1,4 +1,4 @@
-"""Diagnostics (what is wrong in a procedure file, and where) and the runtime exception hierarchy."""
+"""Diagnostics (what is wrong in a procedure file, and where) and the runtime errors."""
 
 from __future__ import annotations
 
@@ -108,7 +108,8 @@ class InvalidData(GuichetError):
 
     def message(self, language: str = "fr") -> str:
         head = self.text.get(language) or self.text.get("fr", "")
-        parts = [f"{name}: {msgs.get(language) or msgs.get('fr', '')}" for name, msgs in self.errors.items()]
+        parts = [f"{name}: {msgs.get(language) or msgs.get('fr', '')}"
+                 for name, msgs in self.errors.items()]
         return head + " " + "; ".join(parts)
 
 

@@ -131,7 +131,8 @@ def compile_template(source: str, html: bool = False) -> Template:
         tree = env.parse(source)
         compiled = env.from_string(source)
     except TemplateSyntaxError as exc:
-        raise ExpressionError(f"line {exc.lineno} of the template: {_lower(exc.message or '')}")
+        message = _lower(exc.message or "")
+        raise ExpressionError(f"line {exc.lineno} of the template: {message}") from None
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     return Template(source, _names(tree) - assigned, compiled.render)
 

@@ -48,17 +48,21 @@ def _schema_of(f: Field) -> dict[str, Any]:
         if f.max_rows is not None:
             rows["maxItems"] = f.max_rows
         return rows
-    s = {"type": "string"}
-    if t == "choice":
+    return _string_schema(f)
+
+
+_STRING_FORMATS: dict[str, dict[str, Any]] = {
+    "country": {"enum": sorted(COUNTRY_CODES)},
+    "email": {"pattern": EMAIL},
+    "nin": {"pattern": NIN},
+    "date": {"pattern": DATE},
+}
+
+
+def _string_schema(f: Field) -> dict[str, Any]:
+    s: dict[str, Any] = {"type": "string", **_STRING_FORMATS.get(f.type, {})}
+    if f.type == "choice":
         s["enum"] = list(f.option_values)
-    elif t == "country":
-        s["enum"] = sorted(COUNTRY_CODES)
-    elif t == "email":
-        s["pattern"] = EMAIL
-    elif t == "nin":
-        s["pattern"] = NIN
-    elif t == "date":
-        s["pattern"] = DATE
     if f.min_length is not None:
         s["minLength"] = f.min_length
     if f.max_length is not None:

@@ -58,7 +58,8 @@ class StateMachine:
     @staticmethod
     def _recorder(transition: Transition) -> Callable[[EventData], None]:
         def record(event: EventData) -> None:
-            event.model.fired = transition
+            carrier: Any = event.model
+            carrier.fired = transition
         return record
 
     def fire(self, state: str, trigger: str, context: Mapping[str, Any]) -> Transition | None:

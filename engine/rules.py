@@ -20,6 +20,8 @@ from . import expressions as ex
 from .errors import Diagnostic, Severity
 from .model import (
     NUMERIC_TYPES,
+    Document,
+    Fee,
     Field,
     Notification,
     Path,
@@ -27,7 +29,7 @@ from .model import (
     Text,
     Transition,
 )
-from .source import Document
+from .source import Document as SourceDocument
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Finding:
 @dataclass
 class Context:
     procedure: Procedure
-    document: Document
+    document: SourceDocument
 
 
 Rule = Callable[[Context], Iterator[Finding]]
@@ -55,7 +57,7 @@ def rule(name: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def check(procedure: Procedure, document: Document) -> list[Diagnostic]:
+def check(procedure: Procedure, document: SourceDocument) -> list[Diagnostic]:
     """Run every rule; return their diagnostics."""
     context = Context(procedure, document)
     found = []
@@ -150,10 +152,10 @@ def undefined_roles(ctx: Context) -> Iterator[Finding]:
         if note.to not in roles:
             yield Finding((*note.path, "to"), _unknown("role", note.to, roles))
     used = {r for t in ctx.procedure.transitions for r in t.roles}
-    for role in roles.values():
-        if role.id not in used and role.id != "applicant":
-            yield Finding(role.path, f'role "{role.id}" is never allowed to fire a transition',
-                          "warning", at_key=True)
+    for declared in roles.values():
+        if declared.id not in used and declared.id != "applicant":
+            yield Finding(declared.path, f'role "{declared.id}" is never allowed to fire a '
+                                         "transition", "warning", at_key=True)
 
 
 @rule("undefined-field")
@@ -354,7 +356,8 @@ def _expressions(p: Procedure) -> Iterator[tuple[ex.Expression, Path, _Scope]]:
         for sub in f.fields:
             if sub.when:
                 yield sub.when, (*sub.path, "when"), inner
-    for item in (*p.documents, *p.fees):
+    conditional: list[Document | Fee] = [*p.documents, *p.fees]
+    for item in conditional:
         if item.when:
             yield item.when, (*item.path, "when"), top
     for t in p.transitions:
@@ -394,7 +397,7 @@ def _kind(node: nodes.Node, scope: _Scope) -> str | None:
 
 def _describe(node: nodes.Node, scope: _Scope) -> str:
     name = ex.name_of(node)
-    if name in scope.fields:
+    if name is not None and name in scope.fields:
         return f'field "{name}" ({scope.fields[name].type})'
     if name is not None:
         return f'"{name}"'
@@ -431,7 +434,7 @@ def _compare_problem(left: nodes.Node, op: str, right: nodes.Node, scope: _Scope
 
 def _membership_problem(item: nodes.Node, container: nodes.Node, scope: _Scope) -> str | None:
     name = ex.name_of(container)
-    if name in scope.fields and scope.fields[name].type == "multi_choice":
+    if name is not None and name in scope.fields and scope.fields[name].type == "multi_choice":
         return _option_problem(container, item, scope)
     if isinstance(container, nodes.List | nodes.Tuple):
         kind = _kind(item, scope)
@@ -449,7 +452,7 @@ def _membership_problem(item: nodes.Node, container: nodes.Node, scope: _Scope) 
 
 def _option_problem(named: nodes.Node, value: nodes.Node, scope: _Scope) -> str | None:
     name = ex.name_of(named)
-    if name not in scope.fields or not isinstance(value, nodes.Const):
+    if name is None or name not in scope.fields or not isinstance(value, nodes.Const):
         return None
     field = scope.fields[name]
     options = field.option_values
@@ -462,11 +465,14 @@ def _option_problem(named: nodes.Node, value: nodes.Node, scope: _Scope) -> str 
 
 @rule("field-constraint")
 def field_constraints(ctx: Context) -> Iterator[Finding]:
-    p = ctx.procedure
-    every = [*p.fields, *(s for f in p.fields for s in f.fields), *(i for t in p.transitions
-                                                                    for i in t.input)]
-    for f in every:
+    for f in _all_fields(ctx.procedure):
         yield from _field_problems(f)
+
+
+def _all_fields(p: Procedure) -> list[Field]:
+    """Form fields, group sub-fields and transition inputs."""
+    return [*p.fields, *(s for f in p.fields for s in f.fields),
+            *(i for t in p.transitions for i in t.input)]
 
 
 def _field_problems(f: Field) -> Iterator[Finding]:
@@ -478,18 +484,7 @@ def _field_problems(f: Field) -> Iterator[Finding]:
         yield Finding(f.path, f'group "{f.id}" needs fields')
     if f.type != "group" and (f.fields or f.min_rows is not None or f.max_rows is not None):
         yield Finding(f.path, f'fields, min_rows and max_rows only apply to groups, not {f.type}')
-    for key, bound in (("min", f.minimum), ("max", f.maximum)):
-        if bound is None:
-            continue
-        if f.type in NUMERIC_TYPES and (isinstance(bound, bool) or not isinstance(bound,
-                                                                                 int | float)):
-            yield Finding((*f.path, key), f"{key} of {f.type} field \"{f.id}\" must be a number")
-        elif f.type == "date" and not _is_date_bound(bound):
-            yield Finding((*f.path, key), f'{key} of date field "{f.id}" must be a date like '
-                                          '"2000-01-31" or "today"')
-        elif f.type not in (*NUMERIC_TYPES, "date"):
-            yield Finding((*f.path, key), f"{key} does not apply to {f.type} field \"{f.id}\"; "
-                                          "use min_length or max_length for text")
+    yield from _bound_problems(f)
     if (f.min_age is not None or f.max_age is not None) and f.type != "date":
         yield Finding(f.path, f'min_age and max_age only apply to date fields, not {f.type}')
     if f.pattern is not None:
@@ -497,6 +492,23 @@ def _field_problems(f: Field) -> Iterator[Finding]:
             re.compile(f.pattern)
         except re.error as exc:
             yield Finding((*f.path, "pattern"), f'invalid pattern "{f.pattern}": {exc}')
+
+
+def _bound_problems(f: Field) -> Iterator[Finding]:
+    for key, bound in (("min", f.minimum), ("max", f.maximum)):
+        if bound is None:
+            continue
+        where = (*f.path, key)
+        if f.type in NUMERIC_TYPES:
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                yield Finding(where, f'{key} of {f.type} field "{f.id}" must be a number')
+        elif f.type == "date":
+            if not _is_date_bound(bound):
+                yield Finding(where, f'{key} of date field "{f.id}" must be a date like '
+                                     '"2000-01-31" or "today"')
+        else:
+            yield Finding(where, f'{key} does not apply to {f.type} field "{f.id}"; '
+                                 "use min_length or max_length for text")
 
 
 def _is_date_bound(value: Any) -> bool:
@@ -529,13 +541,14 @@ def _texts(p: Procedure) -> Iterator[tuple[Text | None, Path]]:
     yield p.description, ("description",)
     for role in p.roles.values():
         yield role.label, (*role.path, "label")
-    for f in [*p.fields, *(s for f in p.fields for s in f.fields),
-              *(i for t in p.transitions for i in t.input)]:
-        yield f.label, (*f.path, "label")
-        yield f.hint, (*f.path, "hint")
-        yield from ((o.label, (*f.path, "options", i, "label")) for i, o in enumerate(f.options))
-    for item in (*p.documents, *p.fees):
+    for item in _all_fields(p):
         yield item.label, (*item.path, "label")
+        yield item.hint, (*item.path, "hint")
+        yield from ((o.label, (*item.path, "options", i, "label"))
+                    for i, o in enumerate(item.options))
+    labelled: list[Document | Fee] = [*p.documents, *p.fees]
+    for entry in labelled:
+        yield entry.label, (*entry.path, "label")
     for state in p.states.values():
         yield state.label, (*state.path, "label")
     for t in p.transitions:

@@ -293,7 +293,7 @@ class Engine:
 
     def _apply(self, c: Any, workflow: Workflow, row: Mapping[str, Any], decision: Decision,
                actor: Actor, now: dt.datetime) -> dict[str, Any]:
-        """Write the case and its history row for a decided transition; return the outbox payload."""
+        """Write the case, history row and timers of a decided transition; return its effects."""
         t: Transition = decision.transition
         procedure = workflow.procedure
         target = procedure.states[t.target]

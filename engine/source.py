@@ -83,7 +83,7 @@ class _Resolver(BaseResolver):
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         if kind is ScalarNode and implicit[0]:
             return _PLAIN
-        return str(super().resolve(kind, value, implicit))
+        return str(super().resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
 
 
 class _Composer(Reader, Scanner, Parser, Composer, _Resolver):
@@ -97,26 +97,21 @@ class _Composer(Reader, Scanner, Parser, Composer, _Resolver):
         self.aliases = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        event = self.peek_event()
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
         if isinstance(event, yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
-                mark = event.start_mark
-                raise _Refused(
-                    "yaml-alias-limit",
-                    f"more than {MAX_ALIASES} aliases; write the values out instead",
-                    mark.line, mark.column,
-                )
+                raise _Refused("yaml-alias-limit",
+                               f"more than {MAX_ALIASES} aliases; write the values out instead",
+                               mark.line, mark.column)
         tag = getattr(event, "tag", None)
         if tag not in (None, "!") and tag not in _TAGS:
-            mark = event.start_mark
             raise _Refused("yaml-tag", f'tag "{tag}" is not allowed', mark.line, mark.column)
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            mark = event.start_mark
-            raise _Refused(
-                "yaml-depth", f"nesting deeper than {MAX_DEPTH} levels", mark.line, mark.column
-            )
+            raise _Refused("yaml-depth", f"nesting deeper than {MAX_DEPTH} levels",
+                           mark.line, mark.column)
         node = super().compose_node(parent, index)
         self.depth -= 1
         return node
@@ -161,7 +156,8 @@ class _Builder:
         first_seen: dict[str, Node] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
-                self.report(key_node, "yaml-key", "a key must be a plain name, not a list or mapping")
+                self.report(key_node, "yaml-key",
+                            "a key must be a plain name, not a list or mapping")
                 continue
             key = str(key_node.value)
             if key == "<<" and key_node.style is None:

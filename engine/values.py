@@ -1,4 +1,4 @@
-"""The read-only values the engine hands to hosts: Actor, Case, HistoryEntry, Availability, Event."""
+"""Read-only values the engine hands to hosts: Actor, Case, HistoryEntry, Availability, Event."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ class Workflow:
     def context(self, data: Mapping[str, Any], documents: Mapping[str, int], fees_paid: int,
                 today: dt.date) -> dict[str, Any]:
         """The names an expression sees: every data field (None when unset) and the built-ins."""
-        context = dict(self._blank)
+        context: dict[str, Any] = dict(self._blank)
         for key, value in data.items():
             if key in self._dates and isinstance(value, str):
                 try:
@@ -85,7 +85,7 @@ class Workflow:
         for fee in self.procedure.fees:
             if fee.when is not None and not _holds_or_charges(fee.when, context):
                 continue
-            amount = fee.amount
+            amount: float = fee.amount
             if fee.per is not None:
                 units = context.get(fee.per)
                 amount *= units if isinstance(units, int | float) else 0
@@ -167,8 +167,9 @@ class Workflow:
         names = None if t.requires_fields == "all" else t.requires_fields
         if names != ():
             for f in self.form.missing(context, visible, names):
-                reasons.append(_reason("field", f.id, f"champ obligatoire manquant : "
-                                       f"{f.label.get('fr')}", f"missing field: {f.label.get('en')}"))
+                reasons.append(_reason("field", f.id,
+                                       f"champ obligatoire manquant : {f.label.get('fr')}",
+                                       f"missing field: {f.label.get('en')}"))
         wanted = t.requires_documents
         for d in self.procedure.documents:
             needed = d.required if wanted == "all" else d.id in wanted

@@ -79,21 +79,23 @@ def _where(path: tuple[Any, ...]) -> str:
 
 def _diagnose(document: Document, error: ValidationError) -> Iterator[Diagnostic]:
     path = tuple(error.absolute_path)
-    kind = error.validator
-    value = error.instance
+    kind: Any = error.validator
+    value: Any = error.instance
+    limit: Any = error.validator_value
+    subschema: Any = error.schema
 
     def diag(message: str, rule: str, at: tuple[Any, ...] = path, key: bool = False) -> Diagnostic:
         where = document.key_at(at) if key else document.at(at)
         return Diagnostic(where, "error", rule, message)
 
     if kind == "additionalProperties" and isinstance(value, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(subschema.get("properties", {}))
         for key in value:
             if key not in allowed:
                 yield diag(f'unknown key "{key}"{_suggest(key, allowed)}', "unknown-key",
                            (*path, key), key=True)
     elif kind == "required":
-        missing = [k for k in error.validator_value if k not in value]
+        missing = [k for k in limit if k not in value]
         for key in missing:
             yield diag(f'missing key "{key}"{_where(path)}', "missing-key")
     elif kind == "propertyNames":
@@ -110,8 +112,8 @@ def _diagnose(document: Document, error: ValidationError) -> Iterator[Diagnostic
 def _diagnose_alternatives(
     document: Document, error: ValidationError, path: tuple[Any, ...]
 ) -> Iterator[Diagnostic]:
-    value = error.instance
-    alternatives = error.validator_value
+    value: Any = error.instance
+    alternatives: Any = error.validator_value
     if all("$ref" in a for a in alternatives) and alternatives[0]["$ref"].endswith("identifier"):
         shapes = "a name or a list of names"
     elif any(a.get("const") == "all" for a in alternatives):
@@ -135,10 +137,12 @@ def _diagnose_alternatives(
 
 
 def _message(error: ValidationError) -> str:
-    kind, value, limit = error.validator, error.instance, error.validator_value
+    kind: Any = error.validator
+    value: Any = error.instance
+    limit: Any = error.validator_value
     if kind == "type":
-        wanted = [limit] if isinstance(limit, str) else list(limit)
-        return f"expected {' or '.join(_TYPES[t] for t in wanted)}, found {_show(value)}"
+        types = [limit] if isinstance(limit, str) else list(limit)
+        return f"expected {' or '.join(_TYPES[t] for t in types)}, found {_show(value)}"
     if kind == "enum":
         choices = [str(c) for c in limit]
         hint = _suggest(str(value), choices)
@@ -156,4 +160,4 @@ def _message(error: ValidationError) -> str:
         return f"{_show(value)} is longer than {limit} characters"
     if kind == "minimum":
         return f"{_show(value)} is less than {limit}"
-    return error.message  # pragma: no cover - every validator the schema uses is handled above
+    return str(error.message)  # pragma: no cover - every validator the schema uses is handled above
