@@ -29,6 +29,7 @@ from .model import (
     Procedure,
     Requirement,
     Role,
+    Simulation,
     State,
     Text,
     Transition,
@@ -251,6 +252,21 @@ class _Builder:
             processing_time=_duration(data.get("processing_time")),
             validity=_duration(data.get("validity")), retention=_duration(data.get("retention")),
             source_path=self.document.path,
+            simulation=self.simulation(_dict(data.get("simulation"))),
+        )
+
+    def simulation(self, d: dict[str, Any]) -> Simulation:
+        def durations(key: str) -> dict[str, Duration]:
+            parsed = {k: _duration(v) for k, v in _dict(d.get(key)).items()}
+            return {k: v for k, v in parsed.items() if v is not None}
+
+        arrivals = d.get("arrivals_per_day")
+        return Simulation(
+            arrivals_per_day=float(arrivals) if isinstance(arrivals, int | float) else None,
+            staff={k: v for k, v in _dict(d.get("staff")).items() if _int(v)},
+            handling=durations("handling"), delays=durations("delays"),
+            weights={k: float(v) for k, v in _dict(d.get("weights")).items()
+                     if isinstance(v, int | float)},
         )
 
 

@@ -220,6 +220,17 @@ class Role:
 
 
 @dataclass(frozen=True)
+class Simulation:
+    """Figures for load simulation: arrivals, staff per role, handling times, delays, weights."""
+
+    arrivals_per_day: float | None = None
+    staff: Mapping[str, int] = field(default_factory=dict)
+    handling: Mapping[str, Duration] = field(default_factory=dict)
+    delays: Mapping[str, Duration] = field(default_factory=dict)
+    weights: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Procedure:
     """One compiled version of a procedure. `hash` identifies the version (of `definition`)."""
 
@@ -243,6 +254,7 @@ class Procedure:
     validity: Duration | None = None
     retention: Duration | None = None
     source_path: str = field(default="", compare=False)
+    simulation: Simulation = field(default_factory=Simulation, compare=False)
 
     @property
     def initial_state(self) -> State:

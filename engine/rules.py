@@ -131,6 +131,10 @@ def undefined_states(ctx: Context) -> Iterator[Finding]:
                 yield Finding(path, _unknown("state", name, states))
         if t.target and t.target not in states:
             yield Finding((*t.path, "to"), _unknown("state", t.target, states))
+    for name in ctx.procedure.simulation.delays:
+        if name not in states:
+            yield Finding(("simulation", "delays", name), _unknown("state", name, states),
+                          at_key=True)
 
 
 def _notifications(p: Procedure) -> Iterator[Notification]:
@@ -148,6 +152,10 @@ def undefined_roles(ctx: Context) -> Iterator[Finding]:
         for i, role in enumerate(t.roles):
             if role not in roles:
                 yield Finding((*t.path, "roles", i), _unknown("role", role, roles))
+    for name in ctx.procedure.simulation.staff:
+        if name not in roles:
+            yield Finding(("simulation", "staff", name), _unknown("role", name, roles),
+                          at_key=True)
     for note in _notifications(ctx.procedure):
         if note.to not in roles:
             yield Finding((*note.path, "to"), _unknown("role", note.to, roles))
@@ -192,6 +200,11 @@ def undefined_triggers(ctx: Context) -> Iterator[Finding]:
             if name not in triggers:
                 yield Finding((*t.path, "separation", "not_actor_of", i),
                               _unknown("trigger", name, triggers))
+    for key in ("handling", "weights"):
+        for name in getattr(p.simulation, key):
+            if name not in triggers:
+                yield Finding(("simulation", key, name), _unknown("trigger", name, triggers),
+                              at_key=True)
     for state in p.states.values():
         for deadline in state.deadlines:
             where = (*deadline.path, "trigger")
