@@ -205,6 +205,11 @@ def undefined_triggers(ctx: Context) -> Iterator[Finding]:
             if name not in triggers:
                 yield Finding(("simulation", key, name), _unknown("trigger", name, triggers),
                               at_key=True)
+    yield from _deadline_triggers(p)
+
+
+def _deadline_triggers(p: Procedure) -> Iterator[Finding]:
+    triggers = p.triggers
     for state in p.states.values():
         for deadline in state.deadlines:
             where = (*deadline.path, "trigger")
