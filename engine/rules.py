@@ -74,7 +74,8 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
     return f'; did you mean "{close[0]}"?' if close else ""
 
 
-def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
+def unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    """`unknown <kind> "<name>"`, with a "did you mean" hint when one is close."""
     return f'unknown {kind} "{name}"{_suggest(name, known)}'
 
 
@@ -128,12 +129,12 @@ def undefined_states(ctx: Context) -> Iterator[Finding]:
     for t in ctx.procedure.transitions:
         for name, path in _source_paths(ctx, t):
             if name not in states:
-                yield Finding(path, _unknown("state", name, states))
+                yield Finding(path, unknown("state", name, states))
         if t.target and t.target not in states:
-            yield Finding((*t.path, "to"), _unknown("state", t.target, states))
+            yield Finding((*t.path, "to"), unknown("state", t.target, states))
     for name in ctx.procedure.simulation.delays:
         if name not in states:
-            yield Finding(("simulation", "delays", name), _unknown("state", name, states),
+            yield Finding(("simulation", "delays", name), unknown("state", name, states),
                           at_key=True)
 
 
@@ -151,14 +152,14 @@ def undefined_roles(ctx: Context) -> Iterator[Finding]:
     for t in ctx.procedure.transitions:
         for i, role in enumerate(t.roles):
             if role not in roles:
-                yield Finding((*t.path, "roles", i), _unknown("role", role, roles))
+                yield Finding((*t.path, "roles", i), unknown("role", role, roles))
     for name in ctx.procedure.simulation.staff:
         if name not in roles:
-            yield Finding(("simulation", "staff", name), _unknown("role", name, roles),
+            yield Finding(("simulation", "staff", name), unknown("role", name, roles),
                           at_key=True)
     for note in _notifications(ctx.procedure):
         if note.to not in roles:
-            yield Finding((*note.path, "to"), _unknown("role", note.to, roles))
+            yield Finding((*note.path, "to"), unknown("role", note.to, roles))
     used = {r for t in ctx.procedure.transitions for r in t.roles}
     for declared in roles.values():
         if declared.id not in used and declared.id != "applicant":
@@ -174,7 +175,7 @@ def undefined_fields(ctx: Context) -> Iterator[Finding]:
             for i, name in enumerate(t.requires_fields):
                 if name not in fields:
                     yield Finding((*t.path, "requires", "fields", i),
-                                  _unknown("field", name, fields))
+                                  unknown("field", name, fields))
 
 
 @rule("undefined-document")
@@ -185,7 +186,7 @@ def undefined_documents(ctx: Context) -> Iterator[Finding]:
             for i, name in enumerate(t.requires_documents):
                 if name not in documents:
                     yield Finding((*t.path, "requires", "documents", i),
-                                  _unknown("document", name, documents))
+                                  unknown("document", name, documents))
 
 
 @rule("undefined-trigger")
@@ -194,16 +195,16 @@ def undefined_triggers(ctx: Context) -> Iterator[Finding]:
     triggers = p.triggers
     for fee in p.fees:
         if fee.due and fee.due not in triggers:
-            yield Finding((*fee.path, "due"), _unknown("trigger", fee.due, triggers))
+            yield Finding((*fee.path, "due"), unknown("trigger", fee.due, triggers))
     for t in p.transitions:
         for i, name in enumerate(t.not_actor_of):
             if name not in triggers:
                 yield Finding((*t.path, "separation", "not_actor_of", i),
-                              _unknown("trigger", name, triggers))
+                              unknown("trigger", name, triggers))
     for key in ("handling", "weights"):
         for name in getattr(p.simulation, key):
             if name not in triggers:
-                yield Finding(("simulation", key, name), _unknown("trigger", name, triggers),
+                yield Finding(("simulation", key, name), unknown("trigger", name, triggers),
                               at_key=True)
     yield from _deadline_triggers(p)
 
@@ -214,7 +215,7 @@ def _deadline_triggers(p: Procedure) -> Iterator[Finding]:
         for deadline in state.deadlines:
             where = (*deadline.path, "trigger")
             if deadline.trigger not in triggers:
-                yield Finding(where, _unknown("trigger", deadline.trigger, triggers))
+                yield Finding(where, unknown("trigger", deadline.trigger, triggers))
                 continue
             leaving = list(p.transitions_from(state.id, deadline.trigger))
             if not leaving:
@@ -395,11 +396,11 @@ def undeclared_names(ctx: Context) -> Iterator[Finding]:
     for expression, path, scope in _expressions(ctx.procedure):
         known = scope.names()
         for name in sorted(expression.names - known):
-            yield Finding(path, _unknown("name", name, known) + f' in "{expression.source}"')
+            yield Finding(path, unknown("name", name, known) + f' in "{expression.source}"')
     for template, path, scope in _templates(ctx.procedure):
         known = scope.names()
         for name in sorted(template.names - known):
-            yield Finding(path, _unknown("name", name, known) + " in template")
+            yield Finding(path, unknown("name", name, known) + " in template")
 
 
 def _kind(node: nodes.Node, scope: _Scope) -> str | None:
@@ -546,7 +547,7 @@ def fee_fields(ctx: Context) -> Iterator[Finding]:
         if fee.per is None:
             continue
         if fee.per not in fields:
-            yield Finding((*fee.path, "per"), _unknown("field", fee.per, fields))
+            yield Finding((*fee.path, "per"), unknown("field", fee.per, fields))
         elif fields[fee.per].type not in NUMERIC_TYPES:
             yield Finding((*fee.path, "per"), f'fee "{fee.id}" is counted per field "{fee.per}", '
                                               f"which is {fields[fee.per].type}, not a number")

@@ -197,6 +197,14 @@ class Engine:
                 result.append(Availability(trigger, label, False, tuple(outcome[1]), inputs))
         return result
 
+    def documents_missing(self, reference: str) -> list[str]:
+        """Ids of the required documents that apply to the case and still lack files."""
+        row = self._row(reference)
+        workflow = self.workflow(row["procedure_hash"])
+        attached = _counts(row["documents"])
+        context = workflow.context(row["data"], attached, row["fees_paid"], self.clock().date())
+        return [d.id for d in workflow.documents_missing(attached, context)]
+
     def _row(self, reference: str) -> dict[str, Any]:
         row = self._store.read_case(_canonical(reference))
         if row is None:

@@ -17,7 +17,7 @@ from .errors import InvalidData, NotAllowed, Reason
 from .expressions import age
 from .forms import Errors, Form
 from .machine import StateMachine
-from .model import Field, Procedure, Transition
+from .model import Document, Field, Procedure, Requirement, Transition
 from .values import Actor
 
 APPLICANT = "applicant"
@@ -170,14 +170,9 @@ class Workflow:
                 reasons.append(_reason("field", f.id,
                                        f"champ obligatoire manquant : {f.label.get('fr')}",
                                        f"missing field: {f.label.get('en')}"))
-        wanted = t.requires_documents
-        for d in self.procedure.documents:
-            needed = d.required if wanted == "all" else d.id in wanted
-            if not needed or (d.when is not None and not d.when.holds(context)):
-                continue
-            if case.documents.get(d.id, 0) < max(1, d.min_files):
-                reasons.append(_reason("document", d.id, f"pièce manquante : {d.label.get('fr')}",
-                                       f"missing document: {d.label.get('en')}"))
+        for d in self.documents_missing(case.documents, context, t.requires_documents):
+            reasons.append(_reason("document", d.id, f"pièce manquante : {d.label.get('fr')}",
+                                   f"missing document: {d.label.get('en')}"))
         owed = self.fees_required(t.trigger, context, case.actors) - case.fees_paid
         if owed > 0:
             reasons.append(_reason("payment", t.trigger, f"reste à payer : {owed} FCFA",
@@ -186,6 +181,18 @@ class Workflow:
             reasons.append(_reason("guard", t.trigger, f"condition non remplie : {t.when.source}",
                                    f"condition not met: {t.when.source}"))
         return reasons
+
+    def documents_missing(self, attached: Mapping[str, int], context: Mapping[str, Any],
+                          wanted: Requirement = "all") -> list[Document]:
+        """Documents wanted (all required ones, or those listed) that apply and lack files."""
+        missing = []
+        for d in self.procedure.documents:
+            needed = d.required if wanted == "all" else d.id in wanted
+            if not needed or (d.when is not None and not d.when.holds(context)):
+                continue
+            if attached.get(d.id, 0) < max(1, d.min_files):
+                missing.append(d)
+        return missing
 
     def decide(self, case: CaseView, trigger: str, actor: Actor, data: Mapping[str, Any],
                today: dt.date) -> Decision | tuple[str, list[Reason]]:

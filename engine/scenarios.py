@@ -1,0 +1,530 @@
+"""Scenario tests written by authors: a list of steps played on an in-memory engine.
+
+A scenario file (e.g. procedures/tests/passport/issued.yaml) names a procedure and lists
+steps: `start`, `fire`, `attach`, `pay`, `wait` (advance the fake clock, then run due
+deadlines) and `expect` (state, fees, documents still missing, a refusal and its reasons,
+notifications, history length, data, available triggers). Files are read with the strict
+loader, so a scenario that names an unknown trigger, field, document or state is reported
+with its file:line like a procedure error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import source
+from .errors import Diagnostic, GuichetError, Location
+from .model import Duration, Procedure
+from .rules import unknown
+from .runtime import Engine
+from .values import Actor, Case, Event
+
+ACTIONS = ("start", "fire", "attach", "pay", "wait")
+STEP_KEYS = {*ACTIONS, "expect", "as", "data", "file", "provider", "provider_reference"}
+EXPECT_KEYS = {"state", "outcome", "fees_due", "fees_paid", "documents_missing",
+               "history_length", "data", "refused", "notifications", "available"}
+ERROR_KINDS = {"not_allowed": "NotAllowed", "blocked": "Blocked", "invalid_data": "InvalidData",
+               "concurrent_update": "ConcurrentUpdate", "unknown_case": "UnknownCase",
+               "unknown_trigger": "UnknownTrigger"}
+DEFAULT_CLOCK = dt.datetime(2026, 1, 5, 9, 0)  # a Monday morning
+_SAMPLES = {"application/pdf": b"%PDF-1.4\n", "image/jpeg": b"\xff\xd8\xff\xe0",
+            "image/png": b"\x89PNG\r\n\x1a\n"}
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: dt.datetime = DEFAULT_CLOCK) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.now += delta
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    line: int
+    spec: Mapping[str, Any]
+
+    @property
+    def action(self) -> str | None:
+        return next((a for a in ACTIONS if a in self.spec), None)
+
+    def describe(self) -> str:
+        action = self.action
+        if action is None:
+            return "expect"
+        value = self.spec[action]
+        return action if action == "start" else f"{action} {value}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: str
+    name: str
+    procedure_id: str
+    steps: tuple[Step, ...]
+    clock: dt.datetime = DEFAULT_CLOCK
+
+    @property
+    def id(self) -> str:
+        return f"{self.path}::{self.name}"
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    failures: list[str] = field(default_factory=list)
+    fired: list[tuple[str, str | None, str]] = field(default_factory=list)  # trigger, from, to
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def scenario_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Scenario files under `paths`: files as given; directories searched recursively."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+        else:
+            yield path
+
+
+def load_scenario(path: str | Path, procedures: Mapping[str, Procedure]
+                  ) -> tuple[Scenario | None, list[Diagnostic]]:
+    """Read and check one scenario file against the procedures it may name."""
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        return None, [Diagnostic(Location(name), "error", "file-unreadable",
+                                 f"cannot read file: {(exc.strerror or str(exc)).lower()}")]
+    document, diagnostics = source.load(raw, name)
+    if document is None or diagnostics:
+        return None, diagnostics
+    checker = _Checker(document, procedures)
+    scenario = checker.scenario()
+    return (None if checker.diagnostics else scenario), checker.diagnostics
+
+
+class _Checker:
+    def __init__(self, document: source.Document, procedures: Mapping[str, Procedure]) -> None:
+        self.document = document
+        self.procedures = procedures
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, path: tuple[str | int, ...], rule: str, message: str, key: bool = False
+              ) -> None:
+        where = self.document.key_at(path) if key else self.document.at(path)
+        self.diagnostics.append(Diagnostic(where, "error", rule, message))
+
+    def scenario(self) -> Scenario | None:
+        data = self.document.data
+        for key in data:
+            if key not in ("procedure", "name", "clock", "steps"):
+                self.error((key,), "unknown-key", f'unknown key "{key}"', key=True)
+        procedure = self.procedures.get(str(data.get("procedure")))
+        if procedure is None:
+            known = ", ".join(sorted(self.procedures)) or "none loaded"
+            self.error(("procedure",), "undefined-procedure",
+                       f'unknown procedure "{data.get("procedure")}" (known: {known})')
+            return None
+        clock = self._clock(data.get("clock"))
+        steps = data.get("steps")
+        if not isinstance(steps, list) or not steps:
+            self.error(("steps",), "missing-key", "a scenario needs a list of steps")
+            return None
+        checked = tuple(self._step(procedure, i, s) for i, s in enumerate(steps))
+        name = data.get("name") or Path(self.document.path).stem
+        return Scenario(self.document.path, str(name), procedure.id, checked, clock)
+
+    def _clock(self, value: Any) -> dt.datetime:
+        if value is None:
+            return DEFAULT_CLOCK
+        try:
+            return dt.datetime.fromisoformat(str(value)).replace(tzinfo=None)
+        except ValueError:
+            self.error(("clock",), "invalid-value", f'"{value}" is not a date and time like '
+                                                   '"2026-01-05T09:00:00"')
+            return DEFAULT_CLOCK
+
+    def _step(self, p: Procedure, index: int, spec: Any) -> Step:
+        path: tuple[str | int, ...] = ("steps", index)
+        line = self.document.at(path).line
+        if not isinstance(spec, dict):
+            self.error(path, "type", "a step must be a mapping, e.g. {fire: submit, as: ...}")
+            return Step(index, line, {})
+        for key in spec:
+            if key not in STEP_KEYS:
+                self.error((*path, key), "unknown-key", f'unknown step key "{key}"', key=True)
+        actions = [a for a in ACTIONS if a in spec]
+        if len(actions) > 1:
+            self.error(path, "invalid-value", f"one action per step, found {', '.join(actions)}")
+        if not actions and "expect" not in spec:
+            self.error(path, "missing-key", f"a step needs one of {', '.join(ACTIONS)} or expect")
+        self._references(p, path, spec)
+        return Step(index, line, spec)
+
+    def _references(self, p: Procedure, path: tuple[str | int, ...], spec: dict[str, Any]
+                    ) -> None:
+        fields = {f.id for f in p.fields} | {i.id for t in p.transitions for i in t.input}
+        if "fire" in spec and spec["fire"] not in p.triggers:
+            self.error((*path, "fire"), "undefined-trigger",
+                       unknown("trigger", str(spec["fire"]), p.triggers))
+        if "attach" in spec and p.document(str(spec["attach"])) is None:
+            self.error((*path, "attach"), "undefined-document",
+                       unknown("document", str(spec["attach"]), [d.id for d in p.documents]))
+        if "wait" in spec:
+            try:
+                Duration.parse(str(spec["wait"])).approximate()
+            except (ValueError, KeyError):
+                self.error((*path, "wait"), "invalid-value",
+                           f'"{spec["wait"]}" is not a duration like "3 days"')
+        data = spec.get("start") if "start" in spec else spec.get("data")
+        for key in data or {}:
+            if key not in fields:
+                self.error((*path, "start" if "start" in spec else "data", key),
+                           "undefined-field", unknown("field", key, fields), key=True)
+        if "as" in spec and ":" not in str(spec["as"]):
+            self.error((*path, "as"), "invalid-value", f'"{spec["as"]}" is not ROLE:ID, '
+                                                       'e.g. "agent:agent-7"')
+        self._expectations(p, path, spec.get("expect") or {})
+
+    def _expectations(self, p: Procedure, path: tuple[str | int, ...], expect: Any) -> None:
+        if not isinstance(expect, dict):
+            self.error((*path, "expect"), "type", "expect must be a mapping")
+            return
+        for key in expect:
+            if key not in EXPECT_KEYS:
+                self.error((*path, "expect", key), "unknown-key",
+                           unknown("expectation", key, EXPECT_KEYS), key=True)
+        if "state" in expect and expect["state"] not in p.states:
+            self.error((*path, "expect", "state"), "undefined-state",
+                       unknown("state", str(expect["state"]), p.states))
+        for i, name in enumerate(expect.get("documents_missing") or []):
+            if p.document(str(name)) is None:
+                self.error((*path, "expect", "documents_missing", i), "undefined-document",
+                           unknown("document", str(name), [d.id for d in p.documents]))
+
+
+# --- running ------------------------------------------------------------------------------------
+
+def actor_of(text: str) -> Actor:
+    """`ROLE[,ROLE]:ID` -> Actor."""
+    roles, _, actor_id = str(text).partition(":")
+    return Actor(actor_id, roles.split(","))
+
+
+class Runner:
+    """Plays scenarios, each on a fresh in-memory database with a fake clock."""
+
+    def __init__(self, procedures: Iterable[Procedure]) -> None:
+        self.procedures = {p.id: p for p in procedures}
+
+    def run(self, scenario: Scenario) -> Result:
+        clock = FakeClock(scenario.clock)
+        engine = Engine([self.procedures[scenario.procedure_id]], "sqlite://", clock=clock)
+        events: list[Event] = []
+        engine.on("notification", events.append)
+        result = Result(scenario)
+        play = _Play(engine, clock, events, result)
+        try:
+            for step in scenario.steps:
+                if not play.step(step):
+                    break
+        finally:
+            if play.reference:
+                result.fired = [(h.trigger, h.from_state, h.to_state)
+                                for h in engine.history(play.reference)
+                                if not h.trigger.startswith("@")]
+            engine.close()
+        return result
+
+
+class _Play:
+    def __init__(self, engine: Engine, clock: FakeClock, events: list[Event], result: Result
+                 ) -> None:
+        self.engine, self.clock, self.events, self.result = engine, clock, events, result
+        self.reference: str | None = None
+        self.current = actor_of("applicant:citizen-1")
+        self.payments = 0
+
+    def fail(self, step: Step, message: str) -> bool:
+        where = f"{self.result.scenario.path}:{step.line}"
+        self.result.failures.append(f"{where}: step {step.index + 1} ({step.describe()}): "
+                                    f"{message}")
+        return False
+
+    def step(self, step: Step) -> bool:
+        spec = step.spec
+        expect = spec.get("expect") or {}
+        self.events.clear()
+        self.current = self.actor(spec)
+        action = step.action
+        if action is not None and action != "start" and self.reference is None:
+            return self.fail(step, "the scenario must start a case first")
+        try:
+            if action is not None:
+                getattr(self, "do_" + action)(spec)
+        except GuichetError as error:
+            return self.refused(step, error, expect)
+        if "refused" in expect:
+            return self.fail(step, f"expected a refusal ({_describe_refusal(expect['refused'])}), "
+                                   "but the step succeeded")
+        return self.check(step, expect)
+
+    def actor(self, spec: Mapping[str, Any]) -> Actor:
+        return actor_of(spec.get("as", "applicant:citizen-1"))
+
+    def do_start(self, spec: Mapping[str, Any]) -> None:
+        case = self.engine.start(self.procedure.id, self.actor(spec), spec.get("start") or {})
+        self.reference = case.reference
+
+    @property
+    def procedure(self) -> Procedure:
+        return self.engine.procedures[self.result.scenario.procedure_id]
+
+    def do_fire(self, spec: Mapping[str, Any]) -> None:
+        assert self.reference is not None
+        self.engine.fire(self.reference, str(spec["fire"]), self.actor(spec), spec.get("data"))
+
+    def do_attach(self, spec: Mapping[str, Any]) -> None:
+        assert self.reference is not None
+        document = self.procedure.document(str(spec["attach"]))
+        assert document is not None
+        file = spec.get("file") or {}
+        media_type = str(file.get("type", document.media_types[0]))
+        size = _size(file.get("size", "1 KB"))
+        for n in range(int(file.get("count", 1))):
+            head = _SAMPLES.get(media_type, b"plain text, not a known type\n")
+            body = head + f"{document.id}-{n}-{self.clock.now.isoformat()}".encode()
+            content = (body * (size // len(body) + 1))[:max(size, len(body))]
+            self.engine.attach(self.reference, document.id, f"{document.id}-{n}", content,
+                               self.actor(spec))
+
+    def do_pay(self, spec: Mapping[str, Any]) -> None:
+        assert self.reference is not None
+        amount = spec["pay"]
+        if amount == "due":
+            amount = self.engine.case(self.reference).fees_outstanding
+        self.payments += 1
+        reference = spec.get("provider_reference") or f"SCN-{self.reference}-{self.payments}"
+        self.engine.pay(self.reference, int(amount), str(spec.get("provider", "tmoney")),
+                        str(reference), self.actor(spec))
+
+    def do_wait(self, spec: Mapping[str, Any]) -> None:
+        self.clock.advance(Duration.parse(str(spec["wait"])).approximate())
+        self.engine.tick()
+
+    def refused(self, step: Step, error: GuichetError, expect: Mapping[str, Any]) -> bool:
+        actual = f"{type(error).__name__}: {error.message('en')}"
+        wanted = expect.get("refused")
+        if wanted is None:
+            return self.fail(step, f"unexpected refusal: {actual}")
+        wanted = wanted if isinstance(wanted, dict) else {"error": wanted}
+        kind = ERROR_KINDS.get(str(wanted.get("error", "")), wanted.get("error"))
+        if kind and type(error).__name__ != kind:
+            return self.fail(step, f"expected refusal {kind}, got {actual}")
+        subjects = {r.subject for r in error.reasons} | {r.code for r in error.reasons}
+        subjects |= set(getattr(error, "errors", {}))
+        missing = [r for r in wanted.get("reasons", []) if r not in subjects]
+        if missing:
+            return self.fail(step, f"expected reasons {missing} in {actual}")
+        if "contains" in wanted and str(wanted["contains"]) not in error.message("en") + \
+                error.message("fr"):
+            return self.fail(step, f'expected the message to contain "{wanted["contains"]}", '
+                                   f"got {actual}")
+        return self.check(step, {k: v for k, v in expect.items() if k != "refused"})
+
+    def check(self, step: Step, expect: Mapping[str, Any]) -> bool:
+        if not expect:
+            return True
+        if self.reference is None:
+            return self.fail(step, "nothing to check: no case was started")
+        case = self.engine.case(self.reference)
+        problems = [p for p in (self._compare(key, value, case) for key, value in expect.items())
+                    if p]
+        for problem in problems:
+            self.fail(step, problem)
+        return not problems
+
+    def _compare(self, key: str, wanted: Any, case: Case) -> str | None:
+        actual = self._actual(key, wanted, case)
+        if key == "data":
+            differ = {k: v for k, v in wanted.items() if case.data.get(k) != v}
+            if differ:
+                return "\n".join(f"data.{k}: expected {v!r}, actual {case.data.get(k)!r}"
+                                 for k, v in differ.items())
+            return None
+        if key == "notifications":
+            return _missing_notifications(wanted, self.events)
+        if key in ("documents_missing", "available"):
+            actual, wanted = sorted(actual), sorted(wanted)
+        if actual != wanted:
+            return f"{key}: expected {wanted!r}, actual {actual!r}"
+        return None
+
+    def _actual(self, key: str, wanted: Any, case: Case) -> Any:
+        assert self.reference is not None
+        if key == "history_length":
+            return len(self.engine.history(self.reference))
+        if key == "documents_missing":
+            return self.engine.documents_missing(self.reference)
+        if key == "available":
+            return [a.trigger for a in self.engine.available(self.reference, self.current)
+                    if a.allowed]
+        return getattr(case, key, None)
+
+
+def _describe_refusal(wanted: Any) -> str:
+    return str(wanted.get("error", wanted)) if isinstance(wanted, dict) else str(wanted)
+
+
+def _missing_notifications(wanted: list[Mapping[str, Any]], events: list[Event]) -> str | None:
+    problems = []
+    for expected in wanted:
+        if not any(_matches(expected, e) for e in events):
+            sent = [f"{e.payload.get('channel')}→{e.payload.get('to')}: "
+                    f"{e.payload.get('text', {}).get('fr', '')!r}" for e in events] or ["none"]
+            problems.append(f"notifications: expected {dict(expected)!r}, sent {sent}")
+    return "\n".join(problems) or None
+
+
+def _matches(expected: Mapping[str, Any], event: Event) -> bool:
+    payload = event.payload
+    texts = " ".join(payload.get("text", {}).values())
+    return (expected.get("channel", payload.get("channel")) == payload.get("channel")
+            and expected.get("to", payload.get("to")) == payload.get("to")
+            and str(expected.get("contains", "")) in texts)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    number, _, unit = str(value).partition(" ")
+    return int(number) * {"KB": 1024, "MB": 1024 * 1024}.get(unit, 1)
+
+
+# --- coverage -----------------------------------------------------------------------------------
+
+@dataclass
+class Coverage:
+    """Which states and transitions of a procedure the scenarios exercised."""
+
+    procedure: Procedure
+    states: set[str] = field(default_factory=set)
+    transitions: set[int] = field(default_factory=set)  # indexes into procedure.transitions
+
+    def __post_init__(self) -> None:
+        self.states.add(self.procedure.initial_state.id)
+
+    def add(self, fired: Iterable[tuple[str, str | None, str]]) -> None:
+        for trigger, source_state, target in fired:
+            self.states.add(target)
+            for index, t in enumerate(self.procedure.transitions):
+                if t.trigger == trigger and source_state in t.sources and t.target == target:
+                    self.transitions.add(index)
+
+    def missed_states(self) -> list[str]:
+        return [s for s in self.procedure.states if s not in self.states]
+
+    def missed_transitions(self) -> list[str]:
+        return [f"{t.trigger} ({', '.join(t.sources)} -> {t.target})"
+                for i, t in enumerate(self.procedure.transitions) if i not in self.transitions]
+
+    def percent(self) -> tuple[float, float]:
+        states = 100 * len(self.states) / max(1, len(self.procedure.states))
+        transitions = 100 * len(self.transitions) / max(1, len(self.procedure.transitions))
+        return states, transitions
+
+
+# --- a whole run: `guichet test` -----------------------------------------------------------------
+
+@dataclass
+class Suite:
+    """Everything `guichet test` found: file problems, scenario results, coverage."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    results: list[Result] = field(default_factory=list)
+    coverage: dict[str, Coverage] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> int:
+        return sum(r.passed for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        errors = sum(d.severity == "error" for d in self.diagnostics)
+        return len(self.results) - self.passed + errors
+
+    def summary(self) -> str:
+        return f"{self.passed} passed, {self.failed} failed"
+
+
+def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path] = ()
+              ) -> Suite:
+    """Validate the procedures under `paths` and play every scenario found there.
+
+    A directory contributes its procedure files and the scenarios under its `tests/`
+    folder; a file is a procedure, or a scenario when it has `steps`. Scenarios may also name
+    procedures from `extra_procedures` (files or directories).
+    """
+    from .compiler import compile_source, procedure_files
+
+    suite = Suite()
+    procedure_paths: list[Path] = []
+    scenario_paths: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = list(procedure_files([path]))
+            procedure_paths.extend(found)
+            tests = path / "tests"
+            if tests.is_dir():
+                scenario_paths.extend(scenario_files([tests]))
+            elif not found:  # a folder of scenarios only
+                scenario_paths.extend(scenario_files([path]))
+        elif _is_scenario(path):
+            scenario_paths.append(path)
+        else:
+            procedure_paths.append(path)
+    known = set(procedure_paths)
+    procedure_paths += [p for p in procedure_files(extra_procedures) if p not in known]
+    procedures: dict[str, Procedure] = {}
+    for path in procedure_paths:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            suite.diagnostics.append(Diagnostic(Location(str(path)), "error", "file-unreadable",
+                                                f"cannot read file: {exc.strerror}"))
+            continue
+        procedure, diagnostics = compile_source(raw, str(path))
+        suite.diagnostics.extend(d for d in diagnostics if d.severity == "error")
+        if procedure is not None:
+            procedures[procedure.id] = procedure
+            suite.coverage[procedure.id] = Coverage(procedure)
+    runner = Runner(procedures.values())
+    for path in scenario_paths:
+        scenario, diagnostics = load_scenario(path, procedures)
+        suite.diagnostics.extend(diagnostics)
+        if scenario is None:
+            continue
+        result = runner.run(scenario)
+        suite.results.append(result)
+        suite.coverage[scenario.procedure_id].add(result.fired)
+    return suite
+
+
+def _is_scenario(path: Path) -> bool:
+    document, _ = source.load(path.read_bytes(), str(path)) if path.is_file() else (None, [])
+    return document is not None and "steps" in document.data
