@@ -228,7 +228,8 @@ class _Builder:
             title=text(data.get("title")) or Text(),
             reference_prefix=_str(data.get("reference_prefix")) or _str(data.get("id"))[:3].upper(),
             roles={
-                k: Role(k, text(_dict(v).get("label")) or Text(k), ("roles", k))
+                k: Role(k, text(_dict(v).get("label")) or Text(), ("roles", k),
+                        text(_dict(v).get("description")))
                 for k, v in _dict(data.get("roles")).items()
             },
             fields=self.fields(data.get("fields"), ("fields",)),
@@ -271,7 +272,9 @@ class _Builder:
 
 
 def _requirement(value: Any) -> Requirement:
-    return "all" if value == "all" else _names(value)
+    if value == "all":
+        return "all"
+    return _names(value) if isinstance(value, list) else ()
 
 
 def canonical_json(data: Any) -> str:

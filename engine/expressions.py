@@ -69,8 +69,14 @@ def _lower(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
+def _all(tree: nodes.Node, kind: type[nodes.Node]) -> list[Any]:
+    """Every node of `kind` in `tree`, the root included (find_all skips the root)."""
+    found: list[Any] = [tree] if isinstance(tree, kind) else []
+    return found + list(tree.find_all(kind))
+
+
 def _names(tree: nodes.Node) -> frozenset[str]:
-    return frozenset(n.name for n in tree.find_all(nodes.Name) if n.ctx == "load")
+    return frozenset(n.name for n in _all(tree, nodes.Name) if n.ctx == "load")
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ class Expression:
 
     def comparisons(self) -> Iterator[tuple[nodes.Expr, str, nodes.Expr]]:
         """Every binary comparison (left, operator, right) in the expression."""
-        for compare in self.tree.find_all(nodes.Compare):
+        for compare in _all(self.tree, nodes.Compare):
             left = compare.expr
             for operand in compare.ops:
                 yield left, operand.op, operand.expr
@@ -133,7 +139,7 @@ def compile_template(source: str, html: bool = False) -> Template:
     except TemplateSyntaxError as exc:
         message = _lower(exc.message or "")
         raise ExpressionError(f"line {exc.lineno} of the template: {message}") from None
-    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    assigned = {n.name for n in _all(tree, nodes.Name) if n.ctx in ("store", "param")}
     return Template(source, _names(tree) - assigned, compiled.render)
 
 

@@ -217,6 +217,7 @@ class Role:
     id: str
     label: Text
     path: Path = field(compare=False)
+    description: Text | None = None
 
 
 @dataclass(frozen=True)

@@ -301,10 +301,11 @@ def ambiguous_triggers(ctx: Context) -> Iterator[Finding]:
         for source in t.sources:
             for earlier in seen.get((source, t.trigger), []):
                 if not _exclusive(earlier, t):
+                    why = ("both guards can hold" if earlier.when and t.when
+                           else "one of them has no guard")
                     yield Finding(t.path, f'trigger "{t.trigger}" from state "{source}" is also '
-                                          f'defined at line {ctx.document.at(earlier.path).line} '
-                                          "and both guards can hold; make them exclusive",
-                                  "warning")
+                                          f"defined at line {ctx.document.at(earlier.path).line},"
+                                          f" and {why}; make the guards exclusive", "warning")
             seen.setdefault((source, t.trigger), []).append(t)
 
 
@@ -396,7 +397,7 @@ def undeclared_names(ctx: Context) -> Iterator[Finding]:
     for expression, path, scope in _expressions(ctx.procedure):
         known = scope.names()
         for name in sorted(expression.names - known):
-            yield Finding(path, unknown("name", name, known) + f' in "{expression.source}"')
+            yield Finding(path, unknown("name", name, known) + f" in: {expression.source}")
     for template, path, scope in _templates(ctx.procedure):
         known = scope.names()
         for name in sorted(template.names - known):
@@ -435,7 +436,7 @@ def type_mismatches(ctx: Context) -> Iterator[Finding]:
         for left, op, right in expression.comparisons():
             problem = _compare_problem(left, op, right, scope)
             if problem:
-                yield Finding(path, f'{problem} in "{expression.source}"')
+                yield Finding(path, f"{problem} in: {expression.source}")
 
 
 def _compare_problem(left: nodes.Node, op: str, right: nodes.Node, scope: _Scope) -> str | None:
@@ -501,11 +502,15 @@ def _field_problems(f: Field) -> Iterator[Finding]:
         yield Finding((*f.path, "options"), f'options only apply to choice fields, not {f.type}')
     if f.type == "group" and not f.fields:
         yield Finding(f.path, f'group "{f.id}" needs fields')
-    if f.type != "group" and (f.fields or f.min_rows is not None or f.max_rows is not None):
-        yield Finding(f.path, f'fields, min_rows and max_rows only apply to groups, not {f.type}')
+    if f.type != "group":
+        for key, value in (("fields", f.fields), ("min_rows", f.min_rows),
+                           ("max_rows", f.max_rows)):
+            if value:
+                yield Finding((*f.path, key), f"{key} only applies to groups, not {f.type}")
     yield from _bound_problems(f)
-    if (f.min_age is not None or f.max_age is not None) and f.type != "date":
-        yield Finding(f.path, f'min_age and max_age only apply to date fields, not {f.type}')
+    for key, value in (("min_age", f.min_age), ("max_age", f.max_age)):
+        if value is not None and f.type != "date":
+            yield Finding((*f.path, key), f"{key} only applies to date fields, not {f.type}")
     if f.pattern is not None:
         try:
             re.compile(f.pattern)
@@ -560,6 +565,7 @@ def _texts(p: Procedure) -> Iterator[tuple[Text | None, Path]]:
     yield p.description, ("description",)
     for role in p.roles.values():
         yield role.label, (*role.path, "label")
+        yield role.description, (*role.path, "description")
     for item in _all_fields(p):
         yield item.label, (*item.path, "label")
         yield item.hint, (*item.path, "hint")
@@ -568,22 +574,44 @@ def _texts(p: Procedure) -> Iterator[tuple[Text | None, Path]]:
     labelled: list[Document | Fee] = [*p.documents, *p.fees]
     for entry in labelled:
         yield entry.label, (*entry.path, "label")
+    for d in p.documents:
+        yield d.hint, (*d.path, "hint")
     for state in p.states.values():
         yield state.label, (*state.path, "label")
+        yield state.description, (*state.path, "description")
     for t in p.transitions:
         yield t.label, (*t.path, "label")
+        yield from ((item.title, (*item.path, "title")) for item in t.issue)
+    for note in _notifications(p):
+        yield note.subject, (*note.path, "subject")
 
 
 @rule("missing-translation")
 def missing_translations(ctx: Context) -> Iterator[Finding]:
     for value, path in _texts(ctx.procedure):
-        if value is not None and (value.fr is None or value.en is None):
+        if value is None or (value.fr is None and value.en is None):
+            continue  # absent or invalid: the schema reports it
+        if value.fr is None or value.en is None:
             missing = "French" if value.fr is None else "English"
             yield Finding(path, f"missing {missing} text", "warning")
-    for note_path, templates in _template_sets(ctx.procedure):
+    for note_path, _ in _template_sets(ctx.procedure):
+        declared = _raw(ctx.document.data, note_path)
+        languages = {"fr"} if isinstance(declared, str) else set(declared or {})
+        if not isinstance(declared, str | dict) or not languages & {"fr", "en"}:
+            continue
         for language, name in (("fr", "French"), ("en", "English")):
-            if templates and language not in templates:
+            if language not in languages:
                 yield Finding(note_path, f"missing {name} template", "warning")
+
+
+def _raw(data: Any, path: Path) -> Any:
+    """The source value at `path`, or None."""
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 def _template_sets(p: Procedure) -> Iterator[tuple[Path, Mapping[str, Any]]]:

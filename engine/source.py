@@ -36,10 +36,15 @@ _NULL = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
 _INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
-_FLOAT = re.compile(r"[-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _YAML11_BOOL = re.compile(r"(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)")
-_YAML11_NUMBER = re.compile(
-    r"[-+]?(0[0-9_]+|0[xob][0-9a-fA-F_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?|[0-9][0-9_]*_[0-9_]*)"
+#: Plain scalars some YAML reader would take for a number, with what it would read.
+_YAML11_NUMBERS = (
+    (re.compile(r"[-+]?0[0-9]+"), "an octal number in YAML 1.1"),
+    (re.compile(r"[-+]?0[xXoObB][0-9a-fA-F_]+"), "a hexadecimal, octal or binary number"),
+    (re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?"), "a base-60 number in YAML 1.1"),
+    (re.compile(r"[-+]?[0-9][0-9_]*_[0-9_]*(\.[0-9_]*)?"), "a number with _ in YAML 1.1"),
+    (re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"), "infinity or not-a-number"),
 )
 _TAGS = {
     "tag:yaml.org,2002:" + name for name in ("str", "int", "float", "bool", "null", "seq", "map")
@@ -107,7 +112,8 @@ class _Composer(Reader, Scanner, Parser, Composer, _Resolver):
                                mark.line, mark.column)
         tag = getattr(event, "tag", None)
         if tag not in (None, "!") and tag not in _TAGS:
-            raise _Refused("yaml-tag", f'tag "{tag}" is not allowed', mark.line, mark.column)
+            short = str(tag).replace("tag:yaml.org,2002:", "!!")
+            raise _Refused("yaml-tag", f'tag "{short}" is not allowed', mark.line, mark.column)
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise _Refused("yaml-depth", f"nesting deeper than {MAX_DEPTH} levels",
@@ -186,16 +192,19 @@ class _Builder:
             return False
         if _INT.fullmatch(text):
             return int(text)
-        if _FLOAT.fullmatch(text):
+        if _FLOAT.fullmatch(text) and not _YAML11_NUMBERS[0][0].fullmatch(text):
             return float(text)
         if _YAML11_BOOL.fullmatch(text):
             self.report(node, "yaml-ambiguous",
                         f'"{text}" is a boolean in YAML 1.1 and text in YAML 1.2; '
                         f"write true or false, or quote it ('{text}') to mean text")
-        elif _YAML11_NUMBER.fullmatch(text):
-            self.report(node, "yaml-ambiguous",
-                        f'"{text}" is a number in YAML 1.1 (octal, base 60 or with "_") and text '
-                        f"in YAML 1.2; quote it ('{text}') to mean text")
+        else:
+            for pattern, reading in _YAML11_NUMBERS:
+                if pattern.fullmatch(text):
+                    self.report(node, "yaml-ambiguous",
+                                f'"{text}" may be read as {reading}; write the number in '
+                                f"decimal, or quote it ('{text}') to mean text")
+                    break
         return text
 
 
@@ -213,9 +222,12 @@ def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        bad = raw[exc.start]
-        return refuse("file-encoding", f"file is not UTF-8 (byte 0x{bad:02x} at offset "
-                                       f"{exc.start}); save it as UTF-8")
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        where = Location(path, line, column)
+        return None, [Diagnostic(where, "error", "file-encoding",
+                                 f"file is not UTF-8 (byte 0x{raw[exc.start]:02x}); "
+                                 "save it as UTF-8")]
     return text.removeprefix("\ufeff"), []
 
 
@@ -246,14 +258,22 @@ def load(raw: bytes | str, path: str) -> tuple[Document | None, list[Diagnostic]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = (exc.problem or exc.context or "invalid YAML").strip()
-        if exc.context and exc.problem:
+        if exc.context and "duplicate anchor" in exc.context:
+            message = exc.context.split(";")[0] + "; each anchor name must be unique"
+        elif exc.context and exc.problem:
             message = f"{exc.problem} ({exc.context})"
         return refused(mark.line if mark else 0, mark.column if mark else 0, "yaml-syntax",
                        _lower_first(message))
-    except yaml.YAMLError as exc:  # reader errors: control characters and the like
-        return refused(0, 0, "yaml-syntax", _lower_first(str(exc).splitlines()[0]))
+    except yaml.reader.ReaderError as exc:  # control characters and the like
+        line = text.count("\n", 0, exc.position)
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1)
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return refused(line, column, "yaml-syntax",
+                       f"control character {character!r} (U+{ord(character):04X}) is not "
+                       "allowed in YAML text")
     if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f'the value "{data}"'
+        kind = ("a list" if isinstance(data, list) else "nothing" if data is None
+                else f'the value "{data}"')
         return refused(root.start_mark.line, root.start_mark.column, "not-a-mapping",
                        f"a procedure must be a mapping of keys (id, title, states, ...); "
                        f"found {kind}")

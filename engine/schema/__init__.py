@@ -98,11 +98,9 @@ def _diagnose(document: Document, error: ValidationError) -> Iterator[Diagnostic
         missing = [k for k in limit if k not in value]
         for key in missing:
             yield diag(f'missing key "{key}"{_where(path)}', "missing-key")
-    elif kind == "propertyNames":
-        inner = best_match(error.context) if error.context else None
-        name = inner.instance if inner is not None else "?"
-        yield diag(f'"{name}" is not {_PATTERNS["^[a-z][a-z0-9_]*$"]}', "invalid-value",
-                   (*path, name), key=True)
+    elif "propertyNames" in error.relative_schema_path:
+        yield diag(f'"{value}" is not {_PATTERNS["^[a-z][a-z0-9_]*$"]}', "invalid-value",
+                   (*path, value), key=True)
     elif kind in ("anyOf", "oneOf"):
         yield from _diagnose_alternatives(document, error, path)
     else:
@@ -112,28 +110,36 @@ def _diagnose(document: Document, error: ValidationError) -> Iterator[Diagnostic
 def _diagnose_alternatives(
     document: Document, error: ValidationError, path: tuple[Any, ...]
 ) -> Iterator[Diagnostic]:
-    value: Any = error.instance
-    alternatives: Any = error.validator_value
-    if all("$ref" in a for a in alternatives) and alternatives[0]["$ref"].endswith("identifier"):
-        shapes = "a name or a list of names"
-    elif any(a.get("const") == "all" for a in alternatives):
-        shapes = '"all" or a list of names'
-    elif any("properties" in a and "fr" in a["properties"] for a in alternatives):
-        shapes = "a text: a string, or a mapping with fr and en"
-    else:
-        inner = best_match(error.context)
-        yield from _diagnose(document, inner)
+    """Report against the alternative whose shape fits the value, else say what fits."""
+    branches: dict[Any, list[ValidationError]] = {}
+    for inner in error.context or []:
+        branches.setdefault(inner.relative_schema_path[0], []).append(inner)
+    fitting = [e for errors in branches.values() if not any(_wrong_shape(e) for e in errors)
+               for e in errors]
+    if fitting:
+        yield from _diagnose(document, best_match(fitting))
         return
-    # a value of the right shape with a wrong part: report the part, not the whole
-    if isinstance(value, dict | list) and any(
-        isinstance(value, dict) == ("properties" in a or a.get("type") == "object")
-        for a in alternatives
-    ):
-        inner_errors = [e for e in error.context if e.validator != "type" or e.path]
-        if inner_errors:
-            yield from _diagnose(document, best_match(inner_errors))
-            return
+    alternatives: Any = error.validator_value
+    shapes = " or ".join(_shape(a) for a in alternatives)
+    value: Any = error.instance
     yield Diagnostic(document.at(path), "error", "type", f"expected {shapes}, found {_show(value)}")
+
+
+def _wrong_shape(error: ValidationError) -> bool:
+    """A type error about the value itself (not one of its parts)."""
+    return error.validator == "type" and not error.relative_path
+
+
+def _shape(alternative: dict[str, Any]) -> str:
+    if "const" in alternative:
+        return f'"{alternative["const"]}"'
+    if alternative.get("$ref", "").endswith("/identifier"):
+        return "a name"
+    if alternative.get("type") == "array":
+        return "a list of names" if "identifier" in str(alternative.get("items")) else "a list"
+    if alternative.get("type") == "object":
+        return "a mapping with fr and en"
+    return _TYPES.get(str(alternative.get("type")), "a value")
 
 
 def _message(error: ValidationError) -> str:
