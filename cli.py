@@ -1,26 +1,368 @@
 """The `guichet` command line: validate procedures, print the schema, run cases.
 
 Exit status: 0 success, 1 problems found (or a refused operation), 2 bad usage.
+
+`guichet case ...` and `guichet tick` run cases on a database (`--db`, default
+`sqlite:///guichet.db`, or $GUICHET_DATABASE_URL) with the procedures of `--procedures`.
+Every refused operation (a GuichetError) and every procedure that cannot be loaded prints
+one `error: ...` line on stderr (or one JSON object on stdout with `--json`) and exits 1.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
+import os
+import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
+import sqlalchemy.exc
 
-from engine import compiler
+from engine import (
+    Actor,
+    Case,
+    Engine,
+    GuichetError,
+    InvalidData,
+    ProcedureError,
+    compiler,
+    source,
+)
+from engine.runtime import utc_now
 from engine.schema import schema_text
 
 DEFAULT_PROCEDURES = "procedures/"
+DEFAULT_DATABASE = "sqlite:///guichet.db"
+DATABASE_ENV = "GUICHET_DATABASE_URL"
+LANGUAGES = ("fr", "en")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# --- settings shared by `case` and `tick` --------------------------------------------------------
+
+class Settings:
+    """What the options of one invocation say; builds the Engine once, when first needed."""
+
+    def __init__(self) -> None:
+        self.database: str | None = None
+        self.procedures: str | None = None
+        self.as_json = False
+        self.language: str = "fr"
+        self.now: dt.datetime | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.database or os.environ.get(DATABASE_ENV) or DEFAULT_DATABASE
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            url = self.database_url
+            clock = utc_now if self.now is None else _fixed_clock(self.now)
+            try:
+                sqlalchemy.engine.make_url(url)  # a malformed port is a ValueError here
+            except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+                raise _bad_url(url, exc) from None
+            try:
+                engine = Engine(self.procedures or DEFAULT_PROCEDURES, url, clock=clock)
+            except sqlalchemy.exc.ArgumentError as exc:  # e.g. an unknown dialect
+                raise _bad_url(url, exc) from None
+            self._engine = engine
+            click.get_current_context().find_root().call_on_close(engine.close)
+        return self._engine
+
+    def actor(self, spec: ActorSpec) -> Actor:
+        return Actor(spec.id, spec.roles, self.language)
+
+
+def _bad_url(url: str, exc: Exception) -> click.BadParameter:
+    return click.BadParameter(f"not a usable database URL: {_safe_url(url)!r} "
+                              f"({_first_line(str(exc))})", param_hint="'--db'")
+
+
+def _fixed_clock(now: dt.datetime) -> Callable[[], dt.datetime]:
+    return lambda: now
+
+
+def _settings() -> Settings:
+    return click.get_current_context().ensure_object(Settings)
+
+
+def _remember(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """An option callback storing a given value in Settings (a subcommand's value wins)."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value is not None and value is not False:
+            setattr(ctx.ensure_object(Settings), attribute, value)
+
+    return callback
+
+
+def session_options(function: F) -> F:
+    """--db, --procedures, --json and --lang: accepted by `case`, each case command and tick."""
+    options = [
+        click.option("--db", "database", metavar="URL", expose_value=False,
+                     callback=_remember("database"),
+                     help=f"Database URL [default: ${DATABASE_ENV}, else {DEFAULT_DATABASE}]."),
+        click.option("--procedures", metavar="PATH", expose_value=False,
+                     callback=_remember("procedures"),
+                     help=f"Procedure file or directory [default: {DEFAULT_PROCEDURES}]."),
+        click.option("--json", "as_json", is_flag=True, default=False, expose_value=False,
+                     callback=_remember("as_json"), help="Machine-readable JSON output."),
+        click.option("--lang", "language", type=click.Choice(LANGUAGES), expose_value=False,
+                     callback=_remember("language"), help="Language of messages [default: fr]."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+# --- parameter types ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ActorSpec:
+    roles: frozenset[str]
+    id: str
+
+
+class ActorType(click.ParamType):  # type: ignore[type-arg]  # generic in newer click
+    """`ROLE:ID` or `ROLE,ROLE:ID`, e.g. `applicant:citizen-1`, `agent,supervisor:agent-7`."""
+
+    name = "ROLE:ID"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> ActorSpec:
+        if isinstance(value, ActorSpec):
+            return value
+        roles_text, colon, actor_id = str(value).partition(":")
+        roles = frozenset(r.strip() for r in roles_text.split(",") if r.strip())
+        if not colon or not roles or not actor_id.strip():
+            self.fail(f"{value!r} is not ROLE:ID (e.g. applicant:citizen-1 or "
+                      f"agent,supervisor:agent-7)", param, ctx)
+        return ActorSpec(roles, actor_id.strip())
+
+
+class DataType(click.ParamType):  # type: ignore[type-arg]  # generic in newer click
+    """Inline JSON, `@file.json`, or `@file.yaml` (read with the engine's strict YAML loader)."""
+
+    name = "JSON|@FILE"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        text = str(value)
+        if text.startswith("@"):
+            data = self._from_file(text[1:], param, ctx)
+        else:
+            data = self._json(text, "", param, ctx)
+        if not isinstance(data, dict):
+            self.fail("must be an object mapping field names to values, e.g. "
+                      '\'{"surname": "Amegah"}\'', param, ctx)
+        return data
+
+    def _from_file(self, name: str, param: click.Parameter | None,
+                   ctx: click.Context | None) -> Any:
+        if not name:
+            self.fail("@ must be followed by a file name, e.g. @data.json", param, ctx)
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as exc:
+            self.fail(f"cannot read {name}: {(exc.strerror or str(exc)).lower()}", param, ctx)
+        if Path(name).suffix.lower() in (".yaml", ".yml"):
+            return self._yaml(raw, name, param, ctx)
+        return self._json(raw, f"{name}: ", param, ctx)
+
+    def _json(self, raw: str | bytes, where: str, param: click.Parameter | None,
+              ctx: click.Context | None) -> Any:
+        try:
+            return json.loads(raw, object_pairs_hook=_no_duplicates,
+                              parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            self.fail(f"{where}invalid JSON: {_first_line(str(exc))}", param, ctx)
+
+    def _yaml(self, raw: bytes, name: str, param: click.Parameter | None,
+              ctx: click.Context | None) -> Any:
+        document, diagnostics = source.load(raw, name)
+        errors = [d for d in diagnostics if d.severity == "error"]
+        if errors and errors[0].rule == "not-a-mapping":
+            self.fail(f"{name}: must be a mapping of field names to values", param, ctx)
+        if document is None or errors:
+            self.fail(str(errors[0]) if errors else f"{name}: unreadable YAML", param, ctx)
+        return document.data
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a number")
+
+
+def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None
+               ) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date-time, e.g. "
+                                 "2030-01-01T09:00:00 (UTC) or 2030-01-01T09:00:00+00:00"
+                                 ) from None
+    if moment.tzinfo is not None:  # the engine keeps naive UTC times
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+class GuichetGroup(click.Group):
+    """Turns every refused operation into one line (or one JSON object) and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (GuichetError, ProcedureError, sqlalchemy.exc.OperationalError) as exc:
+            settings = ctx.find_object(Settings) or Settings()
+            _report(exc, settings)
+            ctx.exit(1)
+
+
+def _report(exc: Exception, settings: Settings) -> None:
+    language = settings.language
+    payload: dict[str, Any]
+    if isinstance(exc, ProcedureError):
+        errors = [d for d in exc.diagnostics if d.severity == "error"]
+        message = (f"procedure refused ({len(errors)} error(s)): "
+                   + "; ".join(str(d) for d in errors)) if errors else \
+            "procedure refused: its stored definition is missing from the database"
+        payload = {"error": "ProcedureError", "message": message,
+                   "diagnostics": [d.as_json() for d in exc.diagnostics]}
+    elif isinstance(exc, sqlalchemy.exc.OperationalError):
+        where = _safe_url(settings.database_url)
+        message = f"database {where}: {_first_line(str(exc.orig or exc))}"
+        payload = {"error": "DatabaseError", "message": message}
+    else:
+        assert isinstance(exc, GuichetError)
+        message = exc.message(language)
+        payload = {"error": type(exc).__name__, "message": message}
+        if isinstance(exc, InvalidData):
+            payload["errors"] = {name: texts.get(language) or texts.get("fr", "")
+                                 for name, texts in exc.errors.items()}
+        else:
+            payload["reasons"] = [{"code": r.code, "subject": r.subject,
+                                   "message": r.message(language)} for r in exc.reasons]
+    message = " ".join(message.splitlines())  # one line, whatever the messages hold
+    if settings.as_json:
+        payload["message"] = message
+        _print_json(payload)
+    else:
+        click.echo(f"error: {message}", err=True)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, fit to print."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+# --- output -------------------------------------------------------------------------------------
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, default=_encode, indent=2, ensure_ascii=False))
+
+
+def _case_json(case: Case) -> dict[str, Any]:
+    result: dict[str, Any] = {f.name: getattr(case, f.name) for f in dataclasses.fields(case)}
+    result["fees_outstanding"] = case.fees_outstanding
+    result["closed"] = case.closed
+    return result
+
+
+def _state_label(engine: Engine, case: Case, state: str, language: str) -> str:
+    found = engine.workflow(case.procedure_hash).procedure.states.get(state)
+    return found.label.get(language) if found else state
+
+
+def _case_lines(engine: Engine, case: Case, language: str) -> list[str]:
+    state = f"{case.state} ({_state_label(engine, case, case.state, language)})"
+    lines = [
+        f"reference: {case.reference}",
+        f"procedure: {case.procedure_id}",
+        f"state:     {state}",
+    ]
+    if case.outcome is not None:
+        lines.append(f"outcome:   {case.outcome}")
+    lines += [
+        f"fees:      {case.fees_due} XOF due, {case.fees_paid} XOF paid"
+        + (f", {case.fees_outstanding} XOF outstanding" if case.fees_outstanding else ""),
+        f"version:   {case.version}",
+    ]
+    return lines
+
+
+def _print_case(case: Case) -> None:
+    settings = _settings()
+    if settings.as_json:
+        _print_json(_case_json(case))
+    else:
+        click.echo("\n".join(_case_lines(settings.engine(), case, settings.language)))
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows]
+
+
+def _time(moment: dt.datetime) -> str:
+    return moment.isoformat(sep=" ", timespec="seconds")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=_encode, ensure_ascii=False)
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+@click.group(cls=GuichetGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="guichet")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Guichet: one YAML file per administrative procedure."""
+    ctx.ensure_object(Settings)
 
 
 @main.command()
@@ -51,6 +393,173 @@ def validate(paths: tuple[str, ...], output_format: str) -> None:
 def schema() -> None:
     """Print the JSON Schema (draft 2020-12) of the procedure format."""
     click.echo(schema_text(), nl=False)
+
+
+@main.group()
+@session_options
+def case() -> None:
+    """Start cases, fire triggers, attach documents, record payments, read cases."""
+
+
+def _as_option(required: bool = True) -> Callable[[F], F]:
+    return click.option("--as", "actor", type=ActorType(), required=required,
+                        help="Who acts: ROLE:ID, several roles with commas "
+                             "(agent,supervisor:agent-7).")
+
+
+_data_option = click.option("--data", type=DataType(), default=None,
+                            help="Data: inline JSON, @file.json or @file.yaml.")
+
+
+@case.command()
+@click.argument("procedure")
+@_as_option()
+@_data_option
+@session_options
+def start(procedure: str, actor: ActorSpec, data: dict[str, Any] | None) -> None:
+    """Open a case of PROCEDURE (its id, e.g. passport)."""
+    settings = _settings()
+    _print_case(settings.engine().start(procedure, settings.actor(actor), data))
+
+
+@case.command()
+@click.argument("reference")
+@click.argument("trigger")
+@_as_option()
+@_data_option
+@click.option("--expected-version", type=int, default=None,
+              help="Refuse if the case is no longer at this version.")
+@session_options
+def fire(reference: str, trigger: str, actor: ActorSpec, data: dict[str, Any] | None,
+         expected_version: int | None) -> None:
+    """Fire TRIGGER on the case REFERENCE."""
+    settings = _settings()
+    _print_case(settings.engine().fire(reference, trigger, settings.actor(actor), data,
+                                       expected_version))
+
+
+@case.command()
+@click.argument("reference")
+@click.argument("document_id")
+@click.argument("file", type=click.File("rb"))
+@_as_option()
+@session_options
+def attach(reference: str, document_id: str, file: IO[bytes], actor: ActorSpec) -> None:
+    """Attach FILE as DOCUMENT_ID (its type is read from its bytes, not its name)."""
+    settings = _settings()
+    filename = os.path.basename(getattr(file, "name", "") or "") or "stdin"
+    _print_case(settings.engine().attach(reference, document_id, filename, file,
+                                         settings.actor(actor)))
+
+
+@case.command()
+@click.argument("reference")
+@click.argument("amount", type=int)
+@click.option("--provider", required=True, help="Payment provider, e.g. tmoney.")
+@click.option("--provider-reference", required=True, help="The provider's transaction id.")
+@_as_option()
+@session_options
+def pay(reference: str, amount: int, provider: str, provider_reference: str,
+        actor: ActorSpec) -> None:
+    """Record a payment of AMOUNT XOF (the same provider reference twice counts once)."""
+    settings = _settings()
+    _print_case(settings.engine().pay(reference, amount, provider, provider_reference,
+                                      settings.actor(actor)))
+
+
+@case.command()
+@click.argument("reference")
+@_as_option(required=False)
+@session_options
+def show(reference: str, actor: ActorSpec | None) -> None:
+    """Show a case; with --as, the triggers this actor may fire now (and why not)."""
+    settings = _settings()
+    engine = settings.engine()
+    found = engine.case(reference)
+    available = engine.available(found.reference, settings.actor(actor)) if actor else None
+    if settings.as_json:
+        result = _case_json(found)
+        if available is not None:
+            result["available"] = [
+                {"trigger": a.trigger, "label": a.label, "allowed": a.allowed,
+                 "reasons": [{"code": r.code, "subject": r.subject,
+                              "message": r.message(settings.language)} for r in a.reasons],
+                 "input": list(a.input)} for a in available]
+        _print_json(result)
+        return
+    lines = _case_lines(engine, found, settings.language)
+    lines.append("data:" if found.data else "data:      (none)")
+    lines += [f"  {name}: {_value(value)}" for name, value in found.data.items()]
+    lines.append("documents:" if found.documents else "documents: (none)")
+    lines += [f"  {d.document_id}: {d.filename} ({d.media_type}, {d.size} bytes, "
+              f"sha256 {d.sha256[:12]})" for d in found.documents]
+    if actor is not None and available is not None:
+        lines.append(f"triggers for {actor.id} ({', '.join(sorted(actor.roles))}):"
+                     if available else f"triggers for {actor.id}: (none)")
+        for a in available:
+            status = "allowed" if a.allowed else "blocked: " + "; ".join(
+                r.message(settings.language) for r in a.reasons)
+            needs = f" [input: {', '.join(a.input)}]" if a.input else ""
+            lines.append(f"  {a.trigger} ({a.label}){needs}: {status}")
+    click.echo("\n".join(lines))
+
+
+@case.command()
+@click.argument("reference")
+@session_options
+def history(reference: str) -> None:
+    """Every recorded step of a case, oldest first."""
+    settings = _settings()
+    entries = settings.engine().history(reference)
+    if settings.as_json:
+        _print_json(entries)
+        return
+    rows = [("#", "time (UTC)", "trigger", "from → to", "actor (role)")]
+    rows += [(str(e.sequence), _time(e.at), e.trigger, f"{e.from_state or '-'} → {e.to_state}",
+              f"{e.actor_id} ({e.actor_role})") for e in entries]
+    click.echo("\n".join(_table(rows)))
+
+
+@case.command(name="list")
+@click.option("--procedure", default=None, help="Only cases of this procedure id.")
+@click.option("--state", default=None, help="Only cases in this state.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True,
+              help="At most this many cases.")
+@click.option("--after", metavar="REFERENCE", default=None,
+              help="The page after this case (pass the last reference shown).")
+@session_options
+def list_cases(procedure: str | None, state: str | None, limit: int, after: str | None) -> None:
+    """List cases, oldest first, a page at a time."""
+    settings = _settings()
+    found = settings.engine().cases(procedure, state, limit=limit, after=after)
+    if settings.as_json:
+        _print_json([_case_json(c) for c in found])
+        return
+    if found:
+        rows = [("reference", "procedure", "state", "outcome", "version", "updated (UTC)")]
+        rows += [(c.reference, c.procedure_id, c.state, c.outcome or "-", str(c.version),
+                  _time(c.updated_at)) for c in found]
+        click.echo("\n".join(_table(rows)))
+    more = f"; next page: --after {found[-1].reference}" if len(found) == limit else ""
+    click.echo(f"{len(found)} case(s){more}", err=True)
+
+
+@main.command()
+@click.option("--now", metavar="ISO-DATETIME", callback=_parse_now,
+              help="Act as if it were this moment (UTC unless an offset is given) "
+                   "[default: the current time].")
+@session_options
+def tick(now: dt.datetime | None) -> None:
+    """Fire every due deadline and reminder once, as the system actor."""
+    settings = _settings()
+    settings.now = now  # the engine's clock too: history and new timers date from `now`
+    done = settings.engine().tick(now)
+    if settings.as_json:
+        _print_json([{"reference": r, "trigger": t, "result": result} for r, t, result in done])
+        return
+    for reference, trigger, result in done:
+        click.echo(f"{reference}  {trigger}  {result}")
+    click.echo(f"{len(done)} timer(s) due", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

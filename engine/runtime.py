@@ -269,9 +269,10 @@ class Engine:
         return self._fire(reference, trigger, actor, data or {}, expected_version)
 
     def _fire(self, reference: str, trigger: str, actor: Actor, data: Mapping[str, Any],
-              expected_version: int | None, timer_id: int | None = None) -> Case:
+              expected_version: int | None, timer_id: int | None = None,
+              now: dt.datetime | None = None) -> Case:
         canonical = _canonical(reference)
-        now = self.clock()
+        now = now or self.clock()
         try:
             with self._store.transaction() as c:
                 row = self._store.case_by_reference(c, canonical)
@@ -447,7 +448,7 @@ class Engine:
                 done.append((reference, trigger, self._remind(timer, now)))
                 continue
             try:
-                self._fire(reference, trigger, SYSTEM, {}, None, timer_id=timer["id"])
+                self._fire(reference, trigger, SYSTEM, {}, None, timer_id=timer["id"], now=now)
                 done.append((reference, trigger, "fired"))
             except ConcurrentUpdate:
                 done.append((reference, trigger, "retry"))
