@@ -22,6 +22,7 @@ from typing import IO, Any, NoReturn, TypeVar
 
 import click
 import sqlalchemy.exc
+import yaml
 
 from engine import (
     Actor,
@@ -33,7 +34,9 @@ from engine import (
     compiler,
     source,
 )
+from engine.model import Procedure
 from engine.runtime import utc_now
+from engine.scenarios import Runner, Session, Suite, load_scenario, run_suite
 from engine.schema import schema_text
 
 DEFAULT_PROCEDURES = "procedures/"
@@ -560,6 +563,300 @@ def tick(now: dt.datetime | None) -> None:
     for reference, trigger, result in done:
         click.echo(f"{reference}  {trigger}  {result}")
     click.echo(f"{len(done)} timer(s) due", err=True)
+
+
+
+# --- proving procedures: test, simulate ---------------------------------------------------------
+
+@main.command(name="test")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--coverage", is_flag=True, help="Report the states and transitions exercised.")
+@click.option("--procedures", "extra", metavar="PATH", multiple=True,
+              help="Where scenarios find their procedures (repeatable) [default: procedures/].")
+def test_command(paths: tuple[str, ...], coverage: bool, extra: tuple[str, ...]) -> None:
+    """Validate procedures and play their scenario tests (default procedures/)."""
+    if not paths:
+        if not Path(DEFAULT_PROCEDURES).is_dir():
+            raise click.UsageError(f"no PATH given and no {DEFAULT_PROCEDURES} directory here")
+        paths = (DEFAULT_PROCEDURES,)
+    if not extra and Path(DEFAULT_PROCEDURES).is_dir():
+        extra = (DEFAULT_PROCEDURES,)
+    suite = run_suite(paths, extra)
+    for diagnostic in suite.diagnostics:
+        click.echo(str(diagnostic))
+    for result in suite.results:
+        click.echo(f"{result.scenario.id} {'PASSED' if result.passed else 'FAILED'}")
+    failed = [r for r in suite.results if not r.passed]
+    if failed:
+        click.echo("\n=================== FAILURES ===================")
+        for result in failed:
+            click.echo(f"___ {result.scenario.id} ___")
+            for failure in result.failures:
+                click.echo(failure)
+    if coverage:
+        _print_coverage(suite)
+    click.echo(suite.summary())
+    sys.exit(1 if suite.failed else 0)
+
+
+def _print_coverage(suite: Suite) -> None:
+    click.echo("\n------------------- coverage -------------------")
+    for procedure_id, covered in sorted(suite.coverage.items()):
+        states, transitions = covered.percent()
+        click.echo(f"{procedure_id}: states {len(covered.states)}/"
+                   f"{len(covered.procedure.states)} ({states:.0f}%), transitions "
+                   f"{len(covered.transitions)}/{len(covered.procedure.transitions)} "
+                   f"({transitions:.0f}%)")
+        for name in covered.missed_states():
+            click.echo(f"  state never entered: {name}")
+        for name in covered.missed_transitions():
+            click.echo(f"  transition never fired: {name}")
+
+
+def _procedure(name: str, directory: str) -> Procedure:
+    """A procedure by file path, or by id among the files of `directory`."""
+    if Path(name).is_file():
+        return compiler.load_procedure(name)
+    if not Path(directory).is_dir():
+        raise click.BadParameter(f"no file {name!r} and no {directory} directory to search",
+                                 param_hint="'PROCEDURE'")
+    found = {}
+    for path in compiler.procedure_files([directory]):
+        procedure, _ = compiler.compile_source(path.read_bytes(), str(path))
+        if procedure is not None:
+            found[procedure.id] = procedure
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none"
+        raise click.BadParameter(f"unknown procedure {name!r} (known: {known})",
+                                 param_hint="'PROCEDURE'")
+    return found[name]
+
+
+@main.command()
+@click.argument("procedure_name", metavar="PROCEDURE")
+@click.option("--procedures", "directory", metavar="DIR", default=DEFAULT_PROCEDURES,
+              show_default=True, help="Where to find PROCEDURE by id.")
+@click.option("--scenario", type=click.Path(exists=True, dir_okay=False),
+              help="Print the step-by-step trace of this scenario instead of asking.")
+@click.option("--save", type=click.Path(dir_okay=False, writable=True),
+              help="Save the interactive session as a scenario file.")
+@click.option("--lang", "language", type=click.Choice(LANGUAGES), default="fr",
+              show_default=True, help="Language of labels and messages.")
+def simulate(procedure_name: str, directory: str, scenario: str | None, save: str | None,
+             language: str) -> None:
+    """Run one case of PROCEDURE (an id or a file) on an in-memory database, step by step.
+
+    Interactively, it lists the triggers with their blocking reasons and asks for the data
+    each step needs; commands: TRIGGER, as ROLE:ID, edit (form changes sent with the next
+    trigger), attach DOCUMENT [COUNT], pay [AMOUNT], wait DURATION, history, save FILE, quit.
+    """
+    procedure = _procedure(procedure_name, directory)
+    if scenario is not None:
+        _trace(procedure, scenario)
+        return
+    session = Session(procedure)
+    try:
+        Interactive(session, language).run()
+    except click.Abort:
+        click.echo("\nleft the simulation", err=True)
+    finally:
+        if save:
+            _save_scenario(session, save)
+            click.echo(f"saved {len(session.steps)} step(s) to {save}", err=True)
+        session.close()
+
+
+def _save_scenario(session: Session, path: str) -> None:
+    if not path:
+        raise ValueError("save needs a file name")
+    text = yaml.safe_dump(session.scenario(Path(path).stem), allow_unicode=True, sort_keys=False)
+    Path(path).write_text(text, encoding="utf-8")
+
+
+def _trace(procedure: Procedure, path: str) -> None:
+    loaded, diagnostics = load_scenario(path, {procedure.id: procedure})
+    for diagnostic in diagnostics:
+        click.echo(str(diagnostic))
+    if loaded is None:
+        sys.exit(1)
+    lines: list[str] = []
+    result = Runner([procedure]).run(loaded, trace=lines)
+    click.echo("\n".join(lines))
+    for failure in result.failures:
+        click.echo(f"FAILED {failure}")
+    sys.exit(0 if result.passed else 1)
+
+
+class Interactive:
+    """The prompts of `guichet simulate`: plain lines, one question at a time."""
+
+    def __init__(self, session: Session, language: str) -> None:
+        self.session = session
+        self.language = language
+        self.actor = Actor("citizen-1", ["applicant"], language)
+        self.workflow = session.engine.workflow(session.procedure.hash)
+        self.pending: dict[str, Any] = {}
+
+    def text(self, value: Any) -> str:
+        return value.get(self.language) if value is not None else ""
+
+    def run(self) -> None:
+        procedure = self.session.procedure
+        click.echo(f"{self.text(procedure.title)} ({procedure.id} {procedure.version}) — "
+                   "an in-memory case; Ctrl-C leaves.")
+        self.actor = self.ask_actor("Open the case as", "applicant:citizen-1")
+        while True:
+            data = self.ask_fields(procedure.fields, self.workflow.form)
+            try:
+                self.session.start(self.actor, data)
+                break
+            except GuichetError as exc:
+                click.echo(f"refused: {exc.message(self.language)}")
+        while self.session.case().outcome is None:
+            self.show()
+            self.command(click.prompt(">", default="", show_default=False).strip())
+        case = self.session.case()
+        click.echo(f"case closed: {case.state} ({case.outcome})")
+
+    def ask_actor(self, question: str, default: str) -> Actor:
+        while True:
+            answer = click.prompt(f"{question} (ROLE:ID)", default=default)
+            roles, _, actor_id = answer.partition(":")
+            if roles and actor_id:
+                return Actor(actor_id, roles.split(","), self.language)
+            click.echo("write it as ROLE:ID, e.g. agent:agent-7")
+
+    def ask_fields(self, fields: Sequence[Any], form: Any) -> dict[str, Any]:
+        """Ask each field in turn, validated as the engine validates it; blank skips."""
+        data: dict[str, Any] = {}
+        today = self.session.clock.now.date()
+        for f in fields:
+            context = self.workflow.context(data, {}, 0, today)
+            if f.when is not None and not f.when.holds(context):
+                continue
+            while True:
+                hint = f" — {self.text(f.hint)}" if f.hint else ""
+                kind = f.type + (f": {', '.join(f.option_values)}" if f.options else "")
+                mark = "*" if f.required else ""
+                answer = click.prompt(f"{self.text(f.label)}{mark} [{kind}]{hint}", default="",
+                                      show_default=False).strip()
+                if not answer:
+                    break
+                value = _typed(f.type, answer)
+                _, errors = form.validate({f.id: value}, today)
+                if not errors:
+                    data[f.id] = value
+                    break
+                for name, texts in errors.items():
+                    click.echo(f"  {name}: {texts.get(self.language)}")
+        return data
+
+    def show(self) -> None:
+        case = self.session.case()
+        state = self.session.procedure.states[case.state]
+        click.echo(f"\n{case.reference}: {self.text(state.label)} [{case.state}]  fees "
+                   f"{case.fees_paid}/{case.fees_due} XOF  — acting as "
+                   f"{','.join(sorted(self.actor.roles))}:{self.actor.id}")
+        missing = self.session.engine.documents_missing(case.reference)
+        if missing:
+            click.echo(f"  documents missing: {', '.join(missing)}")
+        for item in self.session.engine.available(case.reference, self.actor):
+            status = "ready" if item.allowed else "blocked: " + "; ".join(
+                r.message(self.language) for r in item.reasons)
+            click.echo(f"  {item.trigger:<24} {status}")
+
+    def command(self, line: str) -> None:
+        word, _, rest = line.partition(" ")
+        handlers: dict[str, Callable[[str], None]] = {
+            "": self.help, "help": self.help, "?": self.help, "quit": self.quit,
+            "as": self.switch, "attach": self.attach, "pay": self.pay, "wait": self.wait,
+            "history": self.history, "save": self.save, "edit": self.edit,
+        }
+        try:
+            handler = handlers.get(word)
+            if handler is None:
+                self.fire(word)
+            else:
+                handler(rest.strip())
+        except GuichetError as exc:
+            click.echo(f"  refused: {exc.message(self.language)}")
+        except (KeyError, ValueError) as exc:
+            click.echo(f"  not understood: {exc}; type help")
+
+    def help(self, _: str) -> None:
+        click.echo("TRIGGER | as ROLE:ID | edit | attach DOCUMENT [COUNT] | pay [AMOUNT] | "
+                   "wait DURATION | history | save FILE | quit")
+
+    def edit(self, _: str) -> None:
+        """Collect form changes; they go with the next trigger (in an editable state)."""
+        self.pending = self.ask_fields(self.session.procedure.fields, self.workflow.form)
+        click.echo(f"  {len(self.pending)} change(s) will be sent with the next trigger")
+
+    def quit(self, _: str) -> None:
+        raise click.Abort()
+
+    def switch(self, rest: str) -> None:
+        self.actor = self.ask_actor("Act as", rest or "agent:agent-1")
+
+    def attach(self, rest: str) -> None:
+        name, _, count = rest.partition(" ")
+        self.session.attach(name, self.actor, count=int(count or 1))
+
+    def pay(self, rest: str) -> None:
+        self.session.pay(rest or "due", self.actor)
+
+    def wait(self, rest: str) -> None:
+        for reference, trigger, result in self.session.wait(rest):
+            click.echo(f"  deadline {trigger} on {reference}: {result}")
+
+    def history(self, _: str) -> None:
+        for h in self.session.engine.history(self.session.case().reference):
+            click.echo(f"  {h.sequence:>3} {h.trigger:<22} {h.from_state or '-'} -> "
+                       f"{h.to_state}  {h.actor_id} ({h.actor_role})")
+
+    def save(self, rest: str) -> None:
+        _save_scenario(self.session, rest)
+        click.echo(f"  saved to {rest}")
+
+    def fire(self, trigger: str) -> None:
+        procedure = self.session.procedure
+        if trigger not in procedure.triggers:
+            click.echo(f"  unknown command or trigger {trigger!r}; type help")
+            return
+        case = self.session.case()
+        inputs = [f for t in procedure.transitions_from(case.state, trigger) for f in t.input]
+        candidates = list(procedure.transitions_from(case.state, trigger))
+        data = self.ask_fields(inputs, self.workflow.input_form(candidates)) if inputs else {}
+        data = {**self.pending, **data}
+        self.session.events.clear()
+        after = self.session.fire(trigger, self.actor, data)
+        self.pending = {}
+        click.echo(f"  -> {after.state}")
+        for event in self.session.events:
+            text = event.payload.get("text", {})
+            click.echo(f"  {event.name} ({event.payload.get('channel', '')}): "
+                       f"{text.get(self.language) if isinstance(text, dict) else text}")
+
+
+def _typed(kind: str, answer: str) -> Any:
+    """A typed answer to a prompt: numbers, booleans, lists, JSON for groups."""
+    try:
+        if kind == "integer":
+            return int(answer)
+        if kind == "number":
+            return float(answer)
+    except ValueError:
+        return answer
+    if kind == "boolean":
+        return answer.lower() in ("y", "yes", "o", "oui", "true", "1")
+    if kind == "multi_choice":
+        return [part.strip() for part in answer.split(",") if part.strip()]
+    if kind == "group":
+        try:
+            return json.loads(answer)
+        except json.JSONDecodeError:
+            return answer
+    return answer
 
 
 if __name__ == "__main__":  # pragma: no cover

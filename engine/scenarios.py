@@ -226,39 +226,117 @@ def actor_of(text: str) -> Actor:
     return Actor(actor_id, roles.split(","))
 
 
+class Session:
+    """One case on a fresh in-memory engine with a fake clock: what scenarios and the
+    interactive simulator drive. Every action is also kept as a scenario step."""
+
+    def __init__(self, procedure: Procedure, clock: dt.datetime = DEFAULT_CLOCK) -> None:
+        self.procedure = procedure
+        self.clock = FakeClock(clock)
+        self.engine = Engine([procedure], "sqlite://", clock=self.clock)
+        self.events: list[Event] = []
+        self.engine.on("notification", self.events.append)
+        self.engine.on("document_issued", self.events.append)
+        self.reference: str | None = None
+        self.steps: list[dict[str, Any]] = []
+        self._payments = 0
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def case(self) -> Case:
+        assert self.reference is not None, "no case started"
+        return self.engine.case(self.reference)
+
+    def _record(self, step: dict[str, Any], actor: Actor) -> None:
+        step["as"] = f"{','.join(sorted(actor.roles))}:{actor.id}"
+        self.steps.append(step)
+
+    def start(self, actor: Actor, data: Mapping[str, Any] | None = None) -> Case:
+        case = self.engine.start(self.procedure.id, actor, data or {})
+        self.reference = case.reference
+        self._record({"start": dict(data or {})}, actor)
+        return case
+
+    def fire(self, trigger: str, actor: Actor, data: Mapping[str, Any] | None = None) -> Case:
+        case = self.engine.fire(self.reference or "", trigger, actor, data)
+        self._record({"fire": trigger, **({"data": dict(data)} if data else {})}, actor)
+        return case
+
+    def attach(self, document_id: str, actor: Actor, media_type: str | None = None,
+               size: int = 1024, count: int = 1) -> Case:
+        """Attach `count` generated placeholder files of `media_type` and about `size` bytes."""
+        document = self.procedure.document(document_id)
+        if document is None:
+            raise KeyError(document_id)
+        media_type = media_type or document.media_types[0]
+        case = self.case()
+        for n in range(count):
+            head = _SAMPLES.get(media_type, b"plain text, not a known type\n")
+            body = head + f"{document.id}-{n}-{self.clock.now.isoformat()}".encode()
+            content = (body * (size // len(body) + 1))[:max(size, len(body))]
+            case = self.engine.attach(case.reference, document.id, f"{document.id}-{n}",
+                                      content, actor)
+        file = {"type": media_type, "size": size, "count": count}
+        self._record({"attach": document_id, "file": file}, actor)
+        return case
+
+    def pay(self, amount: int | str, actor: Actor, provider: str = "tmoney",
+            provider_reference: str | None = None) -> Case:
+        """Pay `amount` (or "due": what is still owed)."""
+        case = self.case()
+        value = case.fees_outstanding if amount == "due" else int(amount)
+        self._payments += 1
+        reference = provider_reference or f"SIM-{case.reference}-{self._payments}"
+        case = self.engine.pay(case.reference, value, provider, reference, actor)
+        self._record({"pay": amount, "provider": provider}, actor)
+        return case
+
+    def wait(self, duration: str) -> list[tuple[str, str, str]]:
+        """Advance the clock, then fire the deadlines now due."""
+        self.clock.advance(Duration.parse(duration).approximate())
+        self.steps.append({"wait": duration})
+        return self.engine.tick()
+
+    def scenario(self, name: str) -> dict[str, Any]:
+        """The session so far as a scenario file's content."""
+        return {"procedure": self.procedure.id, "name": name,
+                "clock": DEFAULT_CLOCK.isoformat(), "steps": list(self.steps)}
+
+
 class Runner:
     """Plays scenarios, each on a fresh in-memory database with a fake clock."""
 
     def __init__(self, procedures: Iterable[Procedure]) -> None:
         self.procedures = {p.id: p for p in procedures}
 
-    def run(self, scenario: Scenario) -> Result:
-        clock = FakeClock(scenario.clock)
-        engine = Engine([self.procedures[scenario.procedure_id]], "sqlite://", clock=clock)
-        events: list[Event] = []
-        engine.on("notification", events.append)
+    def run(self, scenario: Scenario, trace: list[str] | None = None) -> Result:
+        """Play `scenario`; with `trace`, append a line per step (state, fees, messages)."""
+        session = Session(self.procedures[scenario.procedure_id], scenario.clock)
         result = Result(scenario)
-        play = _Play(engine, clock, events, result)
+        play = _Play(session, result, trace)
         try:
             for step in scenario.steps:
                 if not play.step(step):
                     break
         finally:
-            if play.reference:
+            if session.reference:
                 result.fired = [(h.trigger, h.from_state, h.to_state)
-                                for h in engine.history(play.reference)
+                                for h in session.engine.history(session.reference)
                                 if not h.trigger.startswith("@")]
-            engine.close()
+            session.close()
         return result
 
 
 class _Play:
-    def __init__(self, engine: Engine, clock: FakeClock, events: list[Event], result: Result
-                 ) -> None:
-        self.engine, self.clock, self.events, self.result = engine, clock, events, result
-        self.reference: str | None = None
+    def __init__(self, session: Session, result: Result, trace: list[str] | None) -> None:
+        self.session, self.result, self.trace = session, result, trace
+        self.engine, self.events = session.engine, session.events
         self.current = actor_of("applicant:citizen-1")
-        self.payments = 0
+
+    @property
+    def reference(self) -> str | None:
+        return self.session.reference
 
     def fail(self, step: Step, message: str) -> bool:
         where = f"{self.result.scenario.path}:{step.line}"
@@ -270,62 +348,53 @@ class _Play:
         spec = step.spec
         expect = spec.get("expect") or {}
         self.events.clear()
-        self.current = self.actor(spec)
+        self.current = actor_of(spec.get("as", "applicant:citizen-1"))
         action = step.action
         if action is not None and action != "start" and self.reference is None:
             return self.fail(step, "the scenario must start a case first")
         try:
             if action is not None:
-                getattr(self, "do_" + action)(spec)
+                self.act(action, spec)
         except GuichetError as error:
+            self.note(step, f"refused: {error.message('en')}")
             return self.refused(step, error, expect)
+        self.note(step)
         if "refused" in expect:
             return self.fail(step, f"expected a refusal ({_describe_refusal(expect['refused'])}), "
                                    "but the step succeeded")
         return self.check(step, expect)
 
-    def actor(self, spec: Mapping[str, Any]) -> Actor:
-        return actor_of(spec.get("as", "applicant:citizen-1"))
+    def act(self, action: str, spec: Mapping[str, Any]) -> None:
+        session, actor = self.session, self.current
+        if action == "start":
+            session.start(actor, spec.get("start") or {})
+        elif action == "fire":
+            session.fire(str(spec["fire"]), actor, spec.get("data"))
+        elif action == "attach":
+            file = spec.get("file") or {}
+            session.attach(str(spec["attach"]), actor, file.get("type"),
+                           _size(file.get("size", "1 KB")), int(file.get("count", 1)))
+        elif action == "pay":
+            session.pay(spec["pay"], actor, str(spec.get("provider", "tmoney")),
+                        spec.get("provider_reference"))
+        else:
+            session.wait(str(spec["wait"]))
 
-    def do_start(self, spec: Mapping[str, Any]) -> None:
-        case = self.engine.start(self.procedure.id, self.actor(spec), spec.get("start") or {})
-        self.reference = case.reference
-
-    @property
-    def procedure(self) -> Procedure:
-        return self.engine.procedures[self.result.scenario.procedure_id]
-
-    def do_fire(self, spec: Mapping[str, Any]) -> None:
-        assert self.reference is not None
-        self.engine.fire(self.reference, str(spec["fire"]), self.actor(spec), spec.get("data"))
-
-    def do_attach(self, spec: Mapping[str, Any]) -> None:
-        assert self.reference is not None
-        document = self.procedure.document(str(spec["attach"]))
-        assert document is not None
-        file = spec.get("file") or {}
-        media_type = str(file.get("type", document.media_types[0]))
-        size = _size(file.get("size", "1 KB"))
-        for n in range(int(file.get("count", 1))):
-            head = _SAMPLES.get(media_type, b"plain text, not a known type\n")
-            body = head + f"{document.id}-{n}-{self.clock.now.isoformat()}".encode()
-            content = (body * (size // len(body) + 1))[:max(size, len(body))]
-            self.engine.attach(self.reference, document.id, f"{document.id}-{n}", content,
-                               self.actor(spec))
-
-    def do_pay(self, spec: Mapping[str, Any]) -> None:
-        assert self.reference is not None
-        amount = spec["pay"]
-        if amount == "due":
-            amount = self.engine.case(self.reference).fees_outstanding
-        self.payments += 1
-        reference = spec.get("provider_reference") or f"SCN-{self.reference}-{self.payments}"
-        self.engine.pay(self.reference, int(amount), str(spec.get("provider", "tmoney")),
-                        str(reference), self.actor(spec))
-
-    def do_wait(self, spec: Mapping[str, Any]) -> None:
-        self.clock.advance(Duration.parse(str(spec["wait"])).approximate())
-        self.engine.tick()
+    def note(self, step: Step, outcome: str | None = None) -> None:
+        if self.trace is None:
+            return
+        line = f"{step.index + 1:>3}. {step.describe()}"
+        if self.reference is not None:
+            case = self.session.case()
+            line += (f"  ->  {case.state}  (fees {case.fees_paid}/{case.fees_due} XOF, "
+                     f"version {case.version})")
+        self.trace.append(line)
+        if outcome:
+            self.trace.append(f"       {outcome}")
+        for event in self.events:
+            text = event.payload.get("text", {})
+            shown = text.get("fr") if isinstance(text, dict) else text
+            self.trace.append(f"       {event.name} {event.payload.get('channel', '')}: {shown}")
 
     def refused(self, step: Step, error: GuichetError, expect: Mapping[str, Any]) -> bool:
         actual = f"{type(error).__name__}: {error.message('en')}"
@@ -352,7 +421,7 @@ class _Play:
             return True
         if self.reference is None:
             return self.fail(step, "nothing to check: no case was started")
-        case = self.engine.case(self.reference)
+        case = self.session.case()
         problems = [p for p in (self._compare(key, value, case) for key, value in expect.items())
                     if p]
         for problem in problems:

@@ -241,10 +241,10 @@ class Workflow:
         if form_part:
             merged.update(self.clean(form_part, today, language))
         if input_part:
-            merged.update(self.clean(input_part, today, language, self._input_form(allowed)))
+            merged.update(self.clean(input_part, today, language, self.input_form(allowed)))
         return merged
 
-    def _input_form(self, allowed: list[Transition]) -> Form:
+    def input_form(self, allowed: list[Transition]) -> Form:
         """The validator of the step input of these transitions (built once, then reused)."""
         key = tuple(id(t) for t in allowed)
         form = self._input_forms.get(key)
