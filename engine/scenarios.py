@@ -534,8 +534,9 @@ class Suite:
 
     @property
     def failed(self) -> int:
-        errors = sum(d.severity == "error" for d in self.diagnostics)
-        return len(self.results) - self.passed + errors
+        """Failed scenarios, plus each file (procedure or scenario) refused with errors."""
+        refused = {d.location.path for d in self.diagnostics if d.severity == "error"}
+        return len(self.results) - self.passed + len(refused)
 
     def summary(self) -> str:
         return f"{self.passed} passed, {self.failed} failed"
@@ -556,13 +557,11 @@ def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path
     scenario_paths: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = list(procedure_files([path]))
-            procedure_paths.extend(found)
+            for found in procedure_files([path]):
+                (scenario_paths if _is_scenario(found) else procedure_paths).append(found)
             tests = path / "tests"
             if tests.is_dir():
                 scenario_paths.extend(scenario_files([tests]))
-            elif not found:  # a folder of scenarios only
-                scenario_paths.extend(scenario_files([path]))
         elif _is_scenario(path):
             scenario_paths.append(path)
         else:
