@@ -1,7 +1,7 @@
 """Exhaustive exploration of a procedure: every reachable (state, relevant data) combination.
 
 `explore(procedure)` generates values for the fields that decide a run (those named in guards,
-in the `when:` of what those fields, documents and fees depend on, and in fee `per`) from their
+in the `when:` those fields, documents and fees depend on, and in fee `per`) from their
 declared domains: options, booleans, and the boundary values of the numeric and date comparisons
 the expressions make. It then runs a breadth-first search over (state, data, documents and fees)
 from the initial state, as every role would (system transitions fire only through a deadline of
@@ -12,12 +12,17 @@ their source state: time passes), and reports:
 - `deadlock`: a reached non-final state from which nothing can fire, for that data;
 - `no-exit-cycle`: states a run can loop through forever, never able to reach a final state.
 
-Each finding but `unreachable-state` carries the shortest counterexample, as scenario steps.
+Each finding but `unreachable-state` carries the shortest counterexample, twice: as the few
+steps that show it (`counterexample`: only the data that decides the run) and as a complete
+scenario `guichet test` can replay (`scenario()`: sample values for the other required fields
+and inputs, documents attached and fees paid before the steps that need them, expectations).
+
 Exploration assumes that actors supply the required fields, documents and fees (missing ones are
 not logic errors), so only guards decide; guards that read `documents`, `fees_paid` or
-`fees_due` are also tried with nothing attached or paid. Dates are those of a fixed day, `TODAY`,
-which waiting for a deadline does not move. The search is bounded (depth, nodes, combinations)
-and `ExploreReport.bounds_hit` says when a bound was reached.
+`fees_due` are also tried with nothing attached or paid. Dates are those of a fixed day,
+`TODAY`, which waiting for a deadline does not move. The applicant may change the form when
+firing from an editable state. The search is bounded (depth, nodes, combinations) and
+`ExploreReport.bounds_hit` says when a bound was reached.
 """
 
 from __future__ import annotations
@@ -27,16 +32,18 @@ import itertools
 import json
 import math
 import random
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
 from jinja2 import nodes
 
 from .expressions import Expression, call_name, constant
 from .forms import Form
-from .model import Field, Procedure, Transition
+from .model import Duration, Field, Procedure, Transition
 from .workflow import APPLICANT, Workflow
 
 #: The fixed date of every exploration (ages and day differences are computed from it).
@@ -44,6 +51,7 @@ TODAY = dt.date(2026, 6, 15)
 SYSTEM = "system"
 KINDS = ("unreachable-state", "dead-guard", "deadlock", "no-exit-cycle")
 APPLICANT_ACTOR = "applicant:citizen-1"
+CLOCK_TIME = dt.time(9, 0)  # scenarios start at 09:00 on the exploration day
 
 Data = dict[str, Any]
 Step = dict[str, Any]
@@ -60,9 +68,11 @@ class Finding:
     state: str | None = None  # the state concerned (the cycle's entry for no-exit-cycle)
     transition: Transition | None = field(default=None, compare=False)
     states: tuple[str, ...] = ()  # the states of a no-exit cycle
-    data: Mapping[str, Any] = field(default_factory=dict)  # relevant data where it happens
-    counterexample: tuple[Step, ...] | None = None  # scenario steps; None for unreachable-state
+    data: Mapping[str, Any] = field(default_factory=dict)  # deciding data where it happens
+    counterexample: tuple[Step, ...] | None = None  # the run, deciding data only
+    replay: tuple[Step, ...] | None = None  # the run as complete scenario steps
     note: str = ""
+    today: dt.date = TODAY
 
     @property
     def trigger(self) -> str | None:
@@ -83,11 +93,41 @@ class Finding:
         return f'{self.kind.replace("-", " ")}: "{self.state}"'
 
     def scenario(self, procedure_id: str) -> dict[str, Any]:
-        """A scenario mapping (procedure, name, note, steps) ready for `yaml.safe_dump`."""
-        if self.counterexample is None:
+        """A scenario (procedure, name, clock, steps) for `guichet test` and `yaml.safe_dump`.
+
+        It replays the counterexample with sample values for the fields and inputs that do not
+        matter, attaches documents and pays fees before the steps that need them, and ends with
+        expectations: the state reached, and (deadlock) that nothing is available or (dead
+        guard) that firing the transition is blocked by its guard.
+        """
+        if self.replay is None:
             raise ValueError(f"a {self.kind} finding has no counterexample")
-        steps: list[Step] = json.loads(json.dumps(list(self.counterexample)))  # no shared nodes
-        return {"procedure": procedure_id, "name": self.name, "note": self.note, "steps": steps}
+        steps: list[Step] = json.loads(json.dumps(list(self.replay)))  # no shared nodes
+        clock = dt.datetime.combine(self.today, CLOCK_TIME).isoformat()
+        return {"procedure": procedure_id, "name": self.name, "clock": clock, "steps": steps}
+
+    def scenario_text(self, procedure_id: str) -> str:
+        """The scenario as a YAML file, the finding and its note as leading comments."""
+        lines = [f"# {self.kind}: {self.message}", f"# {self.note}"]
+        comments = "\n".join(line.replace("\n", " ") for line in lines)
+        body = yaml.dump(self.scenario(procedure_id), Dumper=_Dumper, sort_keys=False,
+                         allow_unicode=True, width=100)
+        return f"{comments}\n{body}"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes every text that YAML 1.1 could read as a number or a boolean."""
+
+
+_AMBIGUOUS = re.compile(r"[-+.]?[0-9]|(?i:y|n|yes|no|on|off|true|false|null|~)$")
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "'" if _AMBIGUOUS.match(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
 
 
 @dataclass
@@ -99,8 +139,8 @@ class ExploreReport:
     states_reached: list[str]
     states: list[str]
     nodes: int
-    combinations: int
-    fields: list[str]
+    combinations: int  # starting data combinations explored
+    fields: list[str]  # the relevant fields (form fields and inputs)
     bounds_hit: list[str]
     today: dt.date = TODAY
     domains: dict[str, list[Any]] = field(default_factory=dict)  # relevant field -> values
@@ -141,7 +181,7 @@ def _values(data: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in data.items()) or "-"
 
 
-# --- which data matters, and its values ---------------------------------------------------------
+# --- which data matters -------------------------------------------------------------------------
 
 def _guards(p: Procedure) -> list[Expression]:
     return [t.when for t in p.transitions if t.when is not None]
@@ -156,14 +196,16 @@ def _all_fields(p: Procedure) -> dict[str, Field]:
 
 
 @dataclass(frozen=True)
-class _Relevance:
-    fields: tuple[str, ...]  # in declaration order
+class Relevance:
+    fields: tuple[str, ...]  # in declaration order: form fields, then inputs
     documents: bool  # some relevant expression reads `documents`
     fees: bool  # ... or `fees_paid` / `fees_due`
 
 
-def relevance(p: Procedure) -> _Relevance:
-    """The data fields that can change which transitions fire (a fixed point over `when:`)."""
+def relevance(p: Procedure) -> Relevance:
+    """The data that can change which transitions fire: the names guards read, then (to a fixed
+    point) those in the `when:` of relevant fields, of documents when guards read `documents`,
+    and of fees (and their `per`) when guards read `fees_paid` or `fees_due`."""
     data_fields = _all_fields(p)
     whens = {i: f.when for i, f in data_fields.items() if f.when is not None}
     document_names = {n for d in p.documents if d.when for n in d.when.names}
@@ -181,9 +223,11 @@ def relevance(p: Procedure) -> _Relevance:
         if wider == names:
             break
         names = wider
-    return _Relevance(tuple(i for i in data_fields if i in names), "documents" in names,
-                      bool(names & {"fees_paid", "fees_due"}))
+    return Relevance(tuple(i for i in data_fields if i in names), "documents" in names,
+                     bool(names & {"fees_paid", "fees_due"}))
 
+
+# --- the values tried ---------------------------------------------------------------------------
 
 @dataclass
 class _Hints:
@@ -214,12 +258,6 @@ def _mentions(node: nodes.Node, name: str) -> bool:
     return any(n.name == name for n in node.find_all(nodes.Name))
 
 
-def _constants(node: nodes.Node) -> list[Any]:
-    value = constant(node)
-    values = value if isinstance(value, list) else [value]
-    return [v for v in values if v is not None]
-
-
 def _hints(p: Procedure, name: str) -> _Hints:
     hints = _Hints()
     for expression in _expressions(p):
@@ -231,7 +269,8 @@ def _hints(p: Procedure, name: str) -> _Hints:
 
 
 def _hint(hints: _Hints, side: nodes.Node, other: nodes.Node) -> None:
-    values = _constants(other)
+    value = constant(other)
+    values = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
     if not values:
         hints.expressions = True
     aged = any(call_name(n) == "age" for n in [side, *side.find_all(nodes.Call)])
@@ -250,28 +289,50 @@ _SAMPLES = {
     "country": ("TG", "FR", "BJ", "GH"),
     "email": ("citizen@example.tg", "other@example.tg"),
     "phone": ("+22890000000", "+22890000001"),
-    "nin": ("0123456789", "9876543210"),
+    "nin": ("1234567890", "9876543210"),
 }
 
 
-class _Domains:
-    """The values tried for each relevant field: valid for the field, boundaries included."""
+class _Values:
+    """Valid values of fields: the domains explored, and samples for the other fields."""
 
     def __init__(self, p: Procedure, today: dt.date) -> None:
         self.procedure = p
         self.today = today
+        self._forms: dict[int, Form] = {}
 
-    def of(self, f: Field) -> list[Any]:
+    def valid(self, f: Field, value: Any, today: dt.date) -> bool:
+        form = self._forms.get(id(f))
+        if form is None:
+            form = self._forms[id(f)] = Form.of([f])
+        return not form.validate({f.id: value}, today)[1]
+
+    def domain(self, f: Field) -> list[Any]:
+        """Boundary values of `f` (plus None when it is optional), valid for the field."""
         hints = _hints(self.procedure, f.id)
         values = self._candidates(f, hints)
         if f.type != "group":
-            form = Form.of([f])
-            valid = [v for v in values if not form.validate({f.id: v}, self.today)[1]]
-            values = valid or values[:1]
+            values = [v for v in values if self.valid(f, v, self.today)] or values[:1]
         unique = list({json.dumps(v, sort_keys=True): v for v in values}.values())
         if not f.required:
             unique.append(None)
         return unique
+
+    def sample(self, f: Field, today: dt.date) -> Any:
+        """One valid value for a field that does not decide anything (used to fill forms)."""
+        if f.type == "group":
+            rows = max(f.min_rows or 1, 1)
+            return [{s.id: self.sample(s, today) for s in f.fields if s.required}
+                    for _ in range(rows)]
+        candidates = self._candidates(f, _Hints())
+        if f.type == "multi_choice":
+            candidates = [[o] for o in f.option_values]
+        elif f.type == "date":
+            adult = _years_before(today, 30).isoformat()
+            later = (today + dt.timedelta(days=30)).isoformat()
+            candidates = [adult, today.isoformat(), later, *candidates]
+        fallback = candidates[0] if candidates else None
+        return next((v for v in candidates if self.valid(f, v, today)), fallback)
 
     def _candidates(self, f: Field, hints: _Hints) -> list[Any]:
         if f.type == "choice":
@@ -287,7 +348,7 @@ class _Domains:
         if f.type == "group":
             lengths = {0, *(max(0, int(n) + k) for n in hints.numbers for k in (-1, 0, 1))}
             return [[{} for _ in range(n)] for n in sorted(lengths)]
-        return _strings(f, hints)
+        return self._strings(f, hints)
 
     def _dates(self, f: Field, hints: _Hints) -> list[dt.date]:
         today = self.today
@@ -302,6 +363,14 @@ class _Domains:
             days |= {today - dt.timedelta(days=1), today + dt.timedelta(days=1)}
         days |= {b for b in (_bound(f.minimum, today), _bound(f.maximum, today)) if b}
         return sorted(days)
+
+    def _strings(self, f: Field, hints: _Hints) -> list[Any]:
+        """The constants compared with `f`, and one other valid value."""
+        length = max(f.min_length or 1, 1)
+        samples = _SAMPLES.get(f.type, ("x" * length, "X" * length, "0" * length, "0123456789"))
+        other = [s for s in samples
+                 if s not in hints.strings and self.valid(f, s, self.today)]
+        return [*sorted(hints.strings), *(other[:1] or samples[:1])]
 
 
 def _subsets(options: Sequence[str]) -> list[Any]:
@@ -324,15 +393,6 @@ def _numbers(f: Field, hints: _Hints) -> list[Any]:
         ordered = sorted(hints.numbers)
         values |= {(a + b) / 2 for a, b in itertools.pairwise(ordered)}
     return [int(v) if f.type == "integer" else v for v in sorted(values)]
-
-
-def _strings(f: Field, hints: _Hints) -> list[Any]:
-    length = max(f.min_length or 1, 1)
-    samples = _SAMPLES.get(f.type, ("x" * length, "X" * length, "0" * length, "0123456789"))
-    form = Form.of([f])
-    other = [s for s in samples if s not in hints.strings
-             and not form.validate({f.id: s}, TODAY)[1]]
-    return [*sorted(hints.strings), *(other[:1] or samples[:1])]
 
 
 def _years_before(day: dt.date, years: int) -> dt.date:
@@ -410,6 +470,9 @@ class _Env:
                     "max": "every document attached, as many files as allowed"}[self.documents]
         return f"{attached}, fees {'paid' if self.paid else 'unpaid'}"
 
+    def files(self, minimum: int, maximum: int) -> int:
+        return max(1, maximum if self.documents == "max" else minimum)
+
 
 @dataclass(frozen=True)
 class _Move:
@@ -430,6 +493,9 @@ class _Node:
     move: _Move | None
 
 
+Exits = list[tuple[str, list[tuple[str, list[int]]]]]  # trigger -> (role, candidates)
+
+
 class _Explorer:
     def __init__(self, procedure: Procedure, max_depth: int, max_nodes: int,
                  max_combinations: int, today: dt.date, edits: bool) -> None:
@@ -439,8 +505,8 @@ class _Explorer:
         self.today, self.edits = today, edits
         self.relevance = relevance(procedure)
         fields = _all_fields(procedure)
-        domains = _Domains(procedure, today)
-        self.domains = {i: domains.of(fields[i]) for i in self.relevance.fields}
+        self.values = _Values(procedure, today)
+        self.domains = {i: self.values.domain(fields[i]) for i in self.relevance.fields}
         self.form_ids = [f.id for f in procedure.fields if f.id in self.domains]
         self.bounds: list[str] = []
         self.combos = self._initial_combinations()
@@ -475,7 +541,7 @@ class _Explorer:
         paid = [True, False] if self.relevance.fees else [True]
         return [_Env(d, p) for d in documents for p in paid]
 
-    def _exits(self, state: str) -> list[tuple[str, list[tuple[str, list[int]]]]]:
+    def _exits(self, state: str) -> Exits:
         """Per trigger leaving `state`: each role that can fire it with its candidates."""
         deadlines = {d.trigger for d in self.p.states[state].deadlines}
         by_trigger: dict[str, dict[str, list[int]]] = {}
@@ -507,12 +573,15 @@ class _Explorer:
             bare = self.workflow.context(data, {}, 0, self.today)
             for d in self.p.documents:
                 if d.when is None or d.when.holds(bare):
-                    count = d.max_files if env.documents == "max" else d.min_files
-                    documents[d.id] = max(1, count)
+                    documents[d.id] = env.files(d.min_files, d.max_files)
         context = self.workflow.context(data, documents, 0, self.today)
         if env.paid:
             context["fees_paid"] = context["fees_due"]
         return context
+
+    def holds(self, index: int, context: Mapping[str, Any]) -> bool:
+        guard = self.p.transitions[index].when
+        return guard is None or guard.holds(context)
 
     # --- the breadth-first search ---------------------------------------------------------------
 
@@ -551,19 +620,26 @@ class _Explorer:
                         "(max_depth)")
             return
         self.expanded.add(node_id)
-        for _trigger, roles in self.exits[node.state]:
-            for role, candidates in roles:
-                self._fire(node_id, node, role, candidates)
+        self._leave(node_id, node, False)
+        if not self.edges[node_id] and node.depth == 0:
+            # every start is tried anyway: editing the draft only matters if it is stuck
+            self._leave(node_id, node, True)
 
-    def _fire(self, node_id: int, node: _Node, role: str, candidates: list[int]) -> None:
-        """Every way `role` can fire one of `candidates` (same trigger) from `node`."""
-        for step_data, merged in self._variants(node, role, candidates):
+    def _leave(self, node_id: int, node: _Node, edit_start: bool) -> None:
+        for trigger, roles in self.exits[node.state]:
+            for role, candidates in roles:
+                self._fire(node_id, node, trigger, role, candidates, edit_start)
+
+    def _fire(self, node_id: int, node: _Node, trigger: str, role: str, candidates: list[int],
+              edit_start: bool) -> None:
+        """Every way `role` can fire `trigger` (one of `candidates`) from `node`."""
+        for step_data, merged in self._variants(node, role, candidates, edit_start):
             context = self.context(merged, node.env)
-            held = [i for i in candidates if self._holds(i, context)]
+            held = [i for i in candidates if self.holds(i, context)]
             for i in candidates:
                 self.tried.setdefault(i, node_id)
             self.held.update(held)
-            if not held:
+            if not held or role == SYSTEM and self._preempted(node.state, trigger, context):
                 continue
             chosen = held[0]  # the machine fires the first ready transition
             kept = self.workflow.drop_hidden(merged, context)
@@ -575,11 +651,18 @@ class _Explorer:
             elif added not in self.edges[node_id]:
                 self.edges[node_id].append(added)
 
-    def _holds(self, index: int, context: Mapping[str, Any]) -> bool:
-        guard = self.p.transitions[index].when
-        return guard is None or guard.holds(context)
+    def _preempted(self, state: str, trigger: str, context: Mapping[str, Any]) -> bool:
+        """Whether an earlier deadline of `state` fires first (its transition's guard holds)."""
+        deadlines = sorted((d.after.approximate(), i, d.trigger)
+                           for i, d in enumerate(self.p.states[state].deadlines))
+        mine = next(d for d in deadlines if d[2] == trigger)
+        system = [i for _, roles in self.exits[state] for role, candidates in roles
+                  if role == SYSTEM for i in candidates]
+        earlier = {d[2] for d in deadlines if d < mine and d[2] != trigger}
+        return any(self.holds(i, context) for i in system
+                   if self.p.transitions[i].trigger in earlier)
 
-    def _variants(self, node: _Node, role: str, candidates: list[int]
+    def _variants(self, node: _Node, role: str, candidates: list[int], edit_start: bool
                   ) -> Iterator[tuple[Data, Data]]:
         """(step data, data the guards see): relevant inputs, and edits where allowed."""
         if role == SYSTEM:
@@ -592,18 +675,16 @@ class _Explorer:
         if total > len(combos):
             self._bound(f"inputs: {total} input combinations, {len(combos)} explored "
                         f"(max_combinations={self.limit})")
-        for edit in self._edits(node, role, candidates):
+        for edit in self._edits(node, role, edit_start):
             for combo in combos:
                 step = {**edit, **combo}
                 yield step, {**node.data, **step}
 
-    def _edits(self, node: _Node, role: str, candidates: list[int]) -> list[Data]:
+    def _edits(self, node: _Node, role: str, edit_start: bool) -> list[Data]:
         """Form changes the applicant can make when firing from an editable state."""
         state = self.p.states[node.state]
-        targets_final = all(self.p.states[self.p.transitions[c].target].final
-                            for c in candidates)
-        first = state.initial and node.depth == 0  # the start already tries every combination
-        if not (self.edits and role == APPLICANT and state.editable) or targets_final or first:
+        first = node.depth == 0 and not edit_start  # the start already tries every combination
+        if not (self.edits and role == APPLICANT and state.editable) or first:
             return [{}]
         edits: dict[str, Data] = {"{}": {}}
         for combo in self.combos:
@@ -623,20 +704,19 @@ class _Explorer:
         for state in self.p.states:
             if state not in reached:
                 yield Finding("unreachable-state", f'state "{state}" is never reached{within}, '
-                                                   "with any data", state=state)
+                                                   "with any data", state=state, today=self.today)
 
     def _dead_guards(self) -> Iterator[Finding]:
         for i, t in enumerate(self.p.transitions):
             if t.when is None or i in self.held or i not in self.tried:
                 continue
-            node_id = self.tried[i]
-            node = self.nodes[node_id]
             sources = ", ".join(f'"{s}"' for s in t.sources)
+            within = " within the bounds" if self.bounds else ""
             yield self._finding(
-                "dead-guard", node_id,
+                "dead-guard", self.tried[i],
                 f'the guard of "{t.trigger}" ({" or ".join(t.sources)} -> {t.target}) never '
-                f"holds: {t.when.source} (tried in {sources} with every data combination)",
-                transition=t, state=node.state)
+                f"holds: {t.when.source} (tried in {sources} with every data "
+                f"combination{within})", transition=t)
 
     def _deadlocks(self) -> Iterator[Finding]:
         seen: set[str] = set()
@@ -649,7 +729,7 @@ class _Explorer:
             yield self._finding(
                 "deadlock", node_id,
                 f'state "{node.state}" is not final, yet nothing can leave it with '
-                f"{_values(node.data)}: {self._why_stuck(node.state)}", state=node.state)
+                f"{_values(node.data)}: {self._why_stuck(node.state)}")
 
     def _why_stuck(self, state: str) -> str:
         deadlines = {d.trigger for d in self.p.states[state].deadlines}
@@ -664,17 +744,12 @@ class _Explorer:
     def _cycles(self) -> Iterator[Finding]:
         seen: set[tuple[str, ...]] = set()
         for component in _components(self.edges, self.expanded):
-            members = set(component)
             entry = min(component)
-            self_loop = entry in self.edges[entry]
-            if len(component) == 1 and not self_loop:
+            if not self._closed(component) or (len(component) == 1
+                                               and entry not in self.edges[entry]):
                 continue
-            if any(self.nodes[n].env != 0 or n in self.truncated for n in component):
-                continue
-            if any(m not in members for n in component for m in self.edges[n]):
-                continue  # it has a way out
-            states = tuple(s for s in self.p.states if s in {self.nodes[n].state
-                                                               for n in component})
+            inside = {self.nodes[n].state for n in component}
+            states = tuple(s for s in self.p.states if s in inside)
             if states in seen:
                 continue
             seen.add(states)
@@ -682,53 +757,62 @@ class _Explorer:
             yield self._finding(
                 "no-exit-cycle", entry,
                 f"runs with {_values(self.nodes[entry].data)} loop forever through {names}: "
-                "no final state can be reached from there", state=self.nodes[entry].state,
-                states=states)
+                "no final state can be reached from there", states=states)
 
-    def _finding(self, kind: str, node_id: int, message: str, *, state: str,
+    def _closed(self, component: list[int]) -> bool:
+        """No way out: every edge stays inside, nothing was cut by a bound, all supplied."""
+        members = set(component)
+        return all(self.nodes[n].env == 0 and n not in self.truncated
+                   and all(m in members for m in self.edges[n]) for n in component)
+
+    def _finding(self, kind: str, node_id: int, message: str, *,
                  transition: Transition | None = None, states: tuple[str, ...] = ()
                  ) -> Finding:
         node = self.nodes[node_id]
-        return Finding(kind, message, state=state, transition=transition, states=states,
-                       data=dict(node.data), counterexample=tuple(self.steps(node_id)),
-                       note=self._note(node))
+        chain = self._chain(node_id)
+        return Finding(kind, message, state=node.state, transition=transition, states=states,
+                       data=dict(node.data), counterexample=tuple(self._steps(chain)),
+                       replay=tuple(_Replay(self, chain).finish(kind, transition)),
+                       note=self._note(node), today=self.today)
 
     def _note(self, node: _Node) -> str:
-        env = self.envs[node.env]
-        supplied = "required fields, documents and fees are assumed supplied (add them before " \
-                   "replaying); only the data that decides the run is given"
+        supplied = ("exploration assumes the required fields, documents and fees are supplied; "
+                    "the counterexample gives only the data that decides the run")
         if self.relevance.documents or self.relevance.fees:
-            supplied += f"; {env.describe()}"
-        return f"found by exploration on {self.today.isoformat()}: {supplied}"
+            supplied += f" ({self.envs[node.env].describe()})"
+        return (f"found by exploration on {self.today.isoformat()}: {supplied}; "
+                "the scenario fills in the rest with sample values")
 
     # --- counterexamples ------------------------------------------------------------------------
 
-    def steps(self, node_id: int) -> list[Step]:
+    def _chain(self, node_id: int) -> list[_Node]:
         chain: list[_Node] = []
         current: int | None = node_id
         while current is not None:
             chain.append(self.nodes[current])
             current = self.nodes[current].parent
-        chain.reverse()
+        return chain[::-1]
+
+    def _steps(self, chain: list[_Node]) -> list[Step]:
+        """The run with the deciding data only."""
         steps: list[Step] = [{"start": dict(chain[0].data), "as": APPLICANT_ACTOR}]
         actors: dict[str, list[str]] = {}
         for before, node in itertools.pairwise(chain):
             assert node.move is not None
-            steps.append(self._step(before.state, node.move, actors))
+            t = self.p.transitions[node.move.transition]
+            if node.move.role == SYSTEM:
+                steps.append({"wait": str(self.deadline(before.state, t.trigger))})
+                continue
+            actor = _actor(node.move.role, t, actors)
+            actors.setdefault(t.trigger, []).append(actor)
+            step: Step = {"fire": t.trigger, "as": f"{node.move.role}:{actor}"}
+            if node.move.data:
+                step["data"] = dict(node.move.data)
+            steps.append(step)
         return steps
 
-    def _step(self, state: str, move: _Move, actors: dict[str, list[str]]) -> Step:
-        t = self.p.transitions[move.transition]
-        if move.role == SYSTEM:
-            after = next(d.after for d in self.p.states[state].deadlines
-                         if d.trigger == t.trigger)
-            return {"wait": str(after)}
-        actor = _actor(move.role, t, actors)
-        actors.setdefault(t.trigger, []).append(actor)
-        step: Step = {"fire": t.trigger, "as": f"{move.role}:{actor}"}
-        if move.data:
-            step["data"] = dict(move.data)
-        return step
+    def deadline(self, state: str, trigger: str) -> Duration:
+        return next(d.after for d in self.p.states[state].deadlines if d.trigger == trigger)
 
 
 def _actor(role: str, t: Transition, actors: Mapping[str, list[str]]) -> str:
@@ -740,6 +824,147 @@ def _actor(role: str, t: Transition, actors: Mapping[str, list[str]]) -> str:
     while f"{role}-{number}" in earlier:
         number += 1
     return f"{role}-{number}"
+
+
+class _Replay:
+    """A run as complete scenario steps: what `guichet test` needs to play it for real."""
+
+    def __init__(self, explorer: _Explorer, chain: list[_Node]) -> None:
+        self.x = explorer
+        self.p = explorer.p
+        self.workflow = explorer.workflow
+        self.chain = chain
+        self.env = explorer.envs[chain[0].env]
+        self.steps: list[Step] = []
+        self.data: Data = {}
+        self.attached: dict[str, int] = {}
+        self.paid = 0
+        self.actors: dict[str, list[str]] = {}
+        self.clock = dt.datetime.combine(explorer.today, CLOCK_TIME)
+        self.state = self.p.initial_state.id
+
+    @property
+    def today(self) -> dt.date:
+        return self.clock.date()
+
+    def context(self, data: Data) -> dict[str, Any]:
+        return self.workflow.context(data, self.attached, self.paid, self.today)
+
+    def finish(self, kind: str, transition: Transition | None) -> list[Step]:
+        self._start(self.chain[0].data)
+        for node in self.chain[1:]:
+            assert node.move is not None
+            self._move(node.move)
+        self.steps[-1]["expect"] = {"state": self.state}
+        if kind == "deadlock":
+            self._nothing_available()
+        elif kind == "dead-guard" and transition is not None:
+            self._refused(transition)
+        return self.steps
+
+    def _start(self, deciding: Data) -> None:
+        data: Data = {}
+        for f in self.p.fields:  # in the order of the form
+            if f.id in deciding:
+                data[f.id] = deciding[f.id]
+            elif f.required and f.id not in self.x.domains:
+                data[f.id] = self.x.values.sample(f, self.today)
+        self.data = self.workflow.drop_hidden(data, self.context(data))
+        self.steps.append({"start": dict(self.data), "as": APPLICANT_ACTOR})
+
+    def _move(self, move: _Move) -> None:
+        t = self.p.transitions[move.transition]
+        data = self._complete(t, move.role, move.data)
+        self._supply(t, data)
+        if move.role == SYSTEM:
+            self._wait(t)
+            self.actors.setdefault(t.trigger, []).append(SYSTEM)
+        else:
+            actor = _actor(move.role, t, self.actors)
+            step: Step = {"fire": t.trigger, "as": f"{move.role}:{actor}"}
+            if data:
+                step["data"] = data
+            self.steps.append(step)
+            self.actors.setdefault(t.trigger, []).append(actor)
+        merged = {**self.data, **data}
+        self.data = self.workflow.drop_hidden(merged, self.context(merged))
+        self.state = t.target
+
+    def _complete(self, t: Transition, role: str, deciding: Data) -> Data:
+        """Step data: the deciding values, samples for required inputs and missing fields."""
+        data = dict(deciding)
+        if role == SYSTEM:
+            return data
+        for f in t.input:
+            if f.required and f.id not in data:
+                data[f.id] = self.x.values.sample(f, self.today)
+        if role == APPLICANT and self.p.states[self.state].editable:
+            context = self.context({**self.data, **data})
+            for f in self.workflow.form.missing(context, self.workflow.visible(context)):
+                data[f.id] = self.x.values.sample(f, self.today)
+        return data
+
+    def _supply(self, t: Transition, data: Data) -> None:
+        """Attach the documents that apply and pay what is due, as exploration assumed."""
+        context = self.context({**self.data, **data})
+        if self.env.documents != "none":
+            for d in self.p.documents:
+                wanted = self.env.files(d.min_files, d.max_files)
+                have = self.attached.get(d.id, 0)
+                if have < wanted and (d.when is None or d.when.holds(context)):
+                    step: Step = {"attach": d.id, "as": self._attacher()}
+                    if wanted - have > 1:
+                        step["file"] = {"count": wanted - have}
+                    self.steps.append(step)
+                    self.attached[d.id] = wanted
+            context = self.context({**self.data, **data})
+        owed = int(context["fees_due"]) - self.paid
+        if self.env.paid and owed > 0:
+            self.steps.append({"pay": owed, "as": APPLICANT_ACTOR})
+            self.paid += owed
+
+    def _attacher(self) -> str:
+        if self.p.states[self.state].editable:
+            return APPLICANT_ACTOR
+        staff = [r for r in self.p.roles if r not in (APPLICANT, SYSTEM)]
+        return f"{staff[0]}:{staff[0]}-1" if staff else APPLICANT_ACTOR
+
+    def _wait(self, t: Transition) -> None:
+        after = self.x.deadline(self.state, t.trigger)
+        wait = str(after)
+        if after.unit == "business_days":  # scenarios wait calendar time
+            delta = after.add_to(self.clock) - self.clock
+            wait = str(Duration(math.ceil(delta / dt.timedelta(days=1)), "days"))
+        self.steps.append({"wait": wait})
+        self.clock += Duration.parse(wait).approximate()
+
+    def _nothing_available(self) -> None:
+        roles = dict.fromkeys(r for t in self.p.transitions_from(self.state) for r in t.roles
+                              if r != SYSTEM)
+        for role in roles:
+            actor = "citizen-1" if role == APPLICANT else f"{role}-1"
+            self.steps.append({"expect": {"available": []}, "as": f"{role}:{actor}"})
+
+    def _refused(self, t: Transition) -> None:
+        """Fire the dead transition: blocked by its guard (unless the trigger goes elsewhere)."""
+        role = next((r for r in t.roles if r != SYSTEM), None)
+        if role is None:
+            return
+        deciding = {i.id: self.x.domains[i.id][0] for i in t.input if i.id in self.x.domains}
+        data = self._complete(t, role, {k: v for k, v in deciding.items() if v is not None})
+        self._supply(t, data)
+        context = self.context({**self.data, **data})
+        others = [c for c in self.p.transitions_from(self.state, t.trigger)
+                  if c is not t and role in c.roles]
+        if any(c.when is None or c.when.holds(context) for c in others):
+            return
+        actor = _actor(role, t, self.actors)
+        step: Step = {"fire": t.trigger, "as": f"{role}:{actor}"}
+        if data:
+            step["data"] = data
+        step["expect"] = {"refused": {"error": "blocked", "reasons": ["guard"]},
+                          "state": self.state}
+        self.steps.append(step)
 
 
 def _components(edges: Sequence[Sequence[int]], within: set[int]) -> Iterator[list[int]]:
@@ -768,17 +993,20 @@ def _components(edges: Sequence[Sequence[int]], within: set[int]) -> Iterator[li
                     low[node] = min(low[node], index[nxt])
                 continue
             if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                yield component
+                yield _pop_component(stack, on_stack, node)
             if work:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[node])
+
+
+def _pop_component(stack: list[int], on_stack: set[int], root: int) -> list[int]:
+    component = []
+    while True:
+        member = stack.pop()
+        on_stack.discard(member)
+        component.append(member)
+        if member == root:
+            return component
 
 
 def explore(procedure: Procedure, max_depth: int = 50, max_nodes: int = 100_000, *,

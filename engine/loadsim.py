@@ -18,17 +18,18 @@ The model (state-level flow; guards, requirements, fields, fees and documents ar
   - applicant: the transition happens after an exponential delay of mean `delays[state]`
     (default 1 day);
   - staff role: in a state the applicant has no transition out of, the case first waits
-    `delays[state]` if declared (the applicant coming to collect, for instance); then it
-    joins the role's FIFO queue; one of
-    `staff[role]` people takes it during working hours (08:00-16:00, Monday-Friday by
-    default) and spends an exponential working time of mean `handling[trigger]` (default
-    15 minutes) on it, carried over to the next working day if the office closes;
+    `delays[state]` if declared (the applicant coming to collect, for instance, which counts
+    as waiting for the applicant until the office opens); then it joins the role's FIFO
+    queue; one of `staff[role]` people takes it during working hours (08:00-16:00,
+    Monday-Friday by default) and spends an exponential working time of mean
+    `handling[trigger]` (default 15 minutes) on it, carried over to the next working day if
+    the office closes;
   - system (not a deadline): likewise after `delays[state]` if declared, else at once.
 * Processing time runs from arrival to the final state; its statistics cover the cases
   decided during the run (final outcome `accepted` or `rejected`: withdrawn, expired and
   cancelled cases end because of the applicant or a deadline). The "administration time" is
   the processing time minus the time spent waiting for the applicant (applicant delays and
-  the declared waits before staff transitions); the share past `procedure.processing_time` is
+  the waits before staff transitions above); the share past `procedure.processing_time` is
   given for both. Cases still open at the end are not in these statistics.
 * Same procedure, same parameters (seed included): same report.
 
@@ -51,6 +52,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from heapq import heappush
 from xml.sax.saxutils import escape, quoteattr
 
 from .model import Duration, Procedure, State, Transition
@@ -82,12 +84,13 @@ _MONDAY = dt.datetime(2024, 1, 1)  # day 0 of a simulation is a Monday
 def seconds(value: DurationLike) -> float:
     """Seconds in a Duration, a timedelta, a number of seconds or a text like "20 minutes"."""
     if isinstance(value, str):
+        text = value
         try:
-            value = Duration.parse(value.strip())
+            value = Duration.parse(text.strip())
         except ValueError:
-            raise ValueError(f'invalid duration "{value}" (e.g. "20 minutes")') from None
-        if value.unit not in _UNITS:
-            raise ValueError(f'invalid duration unit in "{value}" (e.g. "20 minutes")')
+            value = Duration(0, "")
+        if value.unit not in _UNITS or value.amount < 0:
+            raise ValueError(f'invalid duration "{text}" (e.g. "20 minutes")')
     if isinstance(value, Duration):
         return value.approximate().total_seconds()
     if isinstance(value, dt.timedelta):
@@ -101,7 +104,9 @@ class LoadParameters:
 
     `staff`: people per role (a role missing here has nobody: its queue only grows).
     `handling`: mean working time per staff trigger. `delays`: mean time before the
-    applicant acts, per state. `weights`: declared weights per trigger (others: `routes`).
+    applicant acts, per state (in a state the applicant cannot leave, the wait before the
+    staff's transition, e.g. until the applicant comes to collect). `weights`: declared
+    weights per trigger (the others follow the rule of `routes`).
     Working time: `workdays` days a week from Monday, `workday_hours` hours from
     `workday_start` (an hour of the day). `defaults` names the figures `from_procedure`
     filled in by default, e.g. ("arrivals_per_day", "staff.clerk").
@@ -124,7 +129,7 @@ class LoadParameters:
         if self.days < 1:
             problems.append("days must be at least 1")
         if not self.arrivals_per_day >= 0:
-            problems.append("arrivals_per_day must be positive")
+            problems.append("arrivals_per_day must not be negative")
         if not (0 <= self.workday_start and 0 < self.workday_hours
                 and self.workday_start + self.workday_hours <= 24):
             problems.append("working hours must lie within a day")
@@ -341,9 +346,17 @@ def sufficient_staff(procedure: Procedure, params: LoadParameters) -> dict[str, 
 class LoadReport:
     """What a load simulation measured. Times in seconds; days numbered from 1.
 
-    `backlog[i]` is (day, {state: cases}) at the end of that day, for every non-final state
-    (`states`, in declaration order). `forced` counts, per outcome, the cases a deadline
-    sent to a final state; `deadlines_fired` counts deadline transitions per trigger.
+    `arrived`, `finished`: cases created, cases in a final state at the end (`in_progress`:
+    the others). `outcomes`, `final_states`: finished cases per outcome and per final state.
+    `forced`: per outcome, the cases a deadline sent to a final state; `deadlines_fired`:
+    deadline transitions per trigger. `backlog[i]`: (day, {state: cases}) at the end of that
+    day for every non-final state (`states`, in declaration order); `arrivals_daily`,
+    `finished_daily`: cases per day. `decided`: cases finished `accepted` or `rejected`, which
+    `p50`/`p90` (arrival to final state) and `admin_p50`/`admin_p90` (the same minus waits
+    for the applicant) describe. `target`: the procedure's processing time as text;
+    `past_target_share`, `admin_past_target_share`: the share of decided cases beyond it
+    (None without target or decided case). `utilisation`: per staff role, working time spent
+    on cases over working time available. `events`: events processed.
     """
 
     procedure_id: str
@@ -553,11 +566,11 @@ class _Simulator:
             self.pending[case] = wait
         if kind != _STAFF:
             self.arm(case, state, token, t, t + wait)
-            self.push(t + wait, _FIRE, case, token, step)
+            heappush(self.heap, (t + wait, next(self.seq), _FIRE, case, token, step))
             return
         self.arm(case, state, token, t, math.inf)
         if wait:
-            self.push(t + wait, _JOIN, case, token, step)
+            heappush(self.heap, (t + wait, next(self.seq), _JOIN, case, token, step))
         else:
             self.join(t, case, token, step)
 
@@ -567,8 +580,9 @@ class _Simulator:
         if deadlines:
             weekday = int(t // DAY) % 7
             for offsets, number in deadlines:
-                if t + offsets[weekday] <= leaves:  # a deadline wins a tie
-                    self.push(t + offsets[weekday], _DEADLINE, case, token, number)
+                due = t + offsets[weekday]
+                if due <= leaves:  # a deadline wins a tie
+                    heappush(self.heap, (due, next(self.seq), _DEADLINE, case, token, number))
 
     def finish(self, case: int, outcome: str, t: float) -> None:
         day = min(int(t // DAY), self.params.days - 1)
@@ -598,7 +612,8 @@ class _Simulator:
             rate = self.step_rate[step]
             work = rng.expovariate(rate) if rate else 0.0
             self.work[role] += work
-            self.push(self.add_work(t, work), _DONE, case, ticket, step)
+            ends = self.add_work(t, work)
+            heappush(self.heap, (ends, next(self.seq), _DONE, case, ticket, step))
 
     # --- events: handler(t, case, token, arg)
 
@@ -629,7 +644,8 @@ class _Simulator:
 
     def join(self, t: float, case: int, token: int, step: int) -> None:
         if self.token[case] == token:
-            self.waited[case] += self.pending[case]
+            if self.pending[case]:  # the applicant came: the counter opens later if closed
+                self.waited[case] += self.pending[case] + self.add_work(t, 0.0) - t
             role = self.step_role[step]
             self.queues[role].append((case, token, step))
             self.dispatch(role, t)
@@ -759,6 +775,10 @@ def human_duration(value: float) -> str:
     return f"{value / DAY:.1f} days"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "-"
 
@@ -775,7 +795,7 @@ def _summary(r: LoadReport) -> list[str]:
     p = r.parameters
     staff = ", ".join(f"{role} {n}" for role, n in sorted(p.staff.items())) or "none"
     lines = [
-        f"Load simulation of {r.procedure_id} over {p.days} days (seed {p.seed})",
+        f"Load simulation of {r.procedure_id} over {_count(p.days, 'day')} (seed {p.seed})",
         f"Arrivals: {p.arrivals_per_day:g} a day; staff: {staff}; "
         f"working hours {_hours(p)}",
         f"Cases: {r.arrived:,} arrived, {r.finished:,} finished "
@@ -788,8 +808,9 @@ def _summary(r: LoadReport) -> list[str]:
         forced = ", ".join(f"{o} {n:,}" for o, n in r.forced.items())
         lines.append(f"Forced by a deadline: {forced}")
     if r.p50 is not None and r.p90 is not None:
-        lines.append(f"Processing time, arrival to decision ({r.decided:,} cases accepted or "
-                     f"rejected): p50 {human_duration(r.p50)}, p90 {human_duration(r.p90)}")
+        decided = _count(r.decided, "case")
+        lines.append(f"Processing time, arrival to decision ({decided} accepted or rejected): "
+                     f"p50 {human_duration(r.p50)}, p90 {human_duration(r.p90)}")
     if r.admin_p50 is not None and r.admin_p90 is not None:
         lines.append(f"  without waiting for the applicant: p50 {human_duration(r.admin_p50)}, "
                      f"p90 {human_duration(r.admin_p90)}")
@@ -836,9 +857,9 @@ def _svg(r: LoadReport, width: int, height: int) -> str:
     plot_w, plot_h = width - left - right, height - top - bottom
     days = r.parameters.days
     peak = max((n for _, counts in r.backlog for n in counts.values()), default=0)
-    y_step = _nice_step(peak)
+    y_step = max(1.0, _nice_step(peak))  # whole cases and days on the axes
     y_max = max(y_step, math.ceil(peak / y_step) * y_step)
-    x_step = _nice_step(days, 8)
+    x_step = max(1.0, _nice_step(days, 8))
 
     def x(day: float) -> float:
         return left + plot_w * day / days
@@ -846,7 +867,7 @@ def _svg(r: LoadReport, width: int, height: int) -> str:
     def y(value: float) -> float:
         return top + plot_h * (1 - value / y_max)
 
-    title = escape(f"Backlog per state - {r.procedure_id} ({days} days, "
+    title = escape(f"Backlog per state - {r.procedure_id} ({_count(days, 'day')}, "
                    f"{r.parameters.arrivals_per_day:g} arrivals a day)")
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

@@ -2,8 +2,8 @@
 
 A scenario file (e.g. procedures/tests/passport/issued.yaml) names a procedure and lists
 steps: `start`, `fire`, `attach`, `pay`, `wait` (advance the fake clock, then run due
-deadlines) and `expect` (state, fees, documents still missing, a refusal and its reasons,
-notifications, history length, data, available triggers). Files are read with the strict
+deadlines) and `expect` (state, outcome, fees, documents still missing, a refusal and its
+reasons, notifications sent, documents issued, history length, data, available triggers). Files are read with the strict
 loader, so a scenario that names an unknown trigger, field, document or state is reported
 with its file:line like a procedure error.
 """
@@ -26,7 +26,7 @@ from .values import Actor, Case, Event
 ACTIONS = ("start", "fire", "attach", "pay", "wait")
 STEP_KEYS = {*ACTIONS, "expect", "as", "data", "file", "provider", "provider_reference"}
 EXPECT_KEYS = {"state", "outcome", "fees_due", "fees_paid", "documents_missing",
-               "history_length", "data", "refused", "notifications", "available"}
+               "history_length", "data", "refused", "notifications", "issued", "available"}
 ERROR_KINDS = {"not_allowed": "NotAllowed", "blocked": "Blocked", "invalid_data": "InvalidData",
                "concurrent_update": "ConcurrentUpdate", "unknown_case": "UnknownCase",
                "unknown_trigger": "UnknownTrigger"}
@@ -317,7 +317,11 @@ class Runner:
         play = _Play(session, result, trace)
         try:
             for step in scenario.steps:
-                if not play.step(step):
+                try:
+                    if not play.step(step):
+                        break
+                except Exception as exc:  # noqa: BLE001 - an engine fault fails the scenario
+                    play.fail(step, f"the engine failed: {type(exc).__name__}: {exc}")
                     break
         finally:
             if session.reference:
@@ -436,8 +440,9 @@ class _Play:
                 return "\n".join(f"data.{k}: expected {v!r}, actual {case.data.get(k)!r}"
                                  for k, v in differ.items())
             return None
-        if key == "notifications":
-            return _missing_notifications(wanted, self.events)
+        if key in ("notifications", "issued"):
+            kind = "notification" if key == "notifications" else "document_issued"
+            return _missing_events(key, wanted, [e for e in self.events if e.name == kind])
         if key in ("documents_missing", "available"):
             actual, wanted = sorted(actual), sorted(wanted)
         if actual != wanted:
@@ -460,22 +465,23 @@ def _describe_refusal(wanted: Any) -> str:
     return str(wanted.get("error", wanted)) if isinstance(wanted, dict) else str(wanted)
 
 
-def _missing_notifications(wanted: list[Mapping[str, Any]], events: list[Event]) -> str | None:
+def _missing_events(key: str, wanted: list[Mapping[str, Any]], events: list[Event]
+                    ) -> str | None:
     problems = []
     for expected in wanted:
         if not any(_matches(expected, e) for e in events):
-            sent = [f"{e.payload.get('channel')}→{e.payload.get('to')}: "
-                    f"{e.payload.get('text', {}).get('fr', '')!r}" for e in events] or ["none"]
-            problems.append(f"notifications: expected {dict(expected)!r}, sent {sent}")
+            sent = [f"{e.payload.get('id') or e.payload.get('channel')}→"
+                    f"{e.payload.get('to', '')}: {e.payload.get('text', {}).get('fr', '')!r}"
+                    for e in events] or ["none"]
+            problems.append(f"{key}: expected {dict(expected)!r}, sent {sent}")
     return "\n".join(problems) or None
 
 
 def _matches(expected: Mapping[str, Any], event: Event) -> bool:
     payload = event.payload
     texts = " ".join(payload.get("text", {}).values())
-    return (expected.get("channel", payload.get("channel")) == payload.get("channel")
-            and expected.get("to", payload.get("to")) == payload.get("to")
-            and str(expected.get("contains", "")) in texts)
+    return all(expected.get(key, payload.get(key)) == payload.get(key)
+               for key in ("channel", "to", "id")) and str(expected.get("contains", "")) in texts
 
 
 def _size(value: Any) -> int:

@@ -195,8 +195,12 @@ class Workflow:
         return missing
 
     def decide(self, case: CaseView, trigger: str, actor: Actor, data: Mapping[str, Any],
-               today: dt.date) -> Decision | tuple[str, list[Reason]]:
-        """The transition `trigger` takes for this actor, or ("blocked"|"refused", reasons)."""
+               today: dt.date, check_input: bool = True) -> Decision | tuple[str, list[Reason]]:
+        """The transition `trigger` takes for this actor, or ("blocked"|"refused", reasons).
+
+        Without `check_input`, the step data the actor must still supply is not required
+        (to list what may be fired before asking for it).
+        """
         candidates = self.candidates(case.state, trigger)
         if not candidates:
             return "blocked", [_reason("state", trigger,
@@ -204,7 +208,7 @@ class Workflow:
                                        f'not possible from state "{case.state}"')]
         allowed, role, refusals = self.authorize(candidates, case, actor)
         if not allowed:
-            return "refused", refusals
+            return "refused", _unique(refusals)
         merged = self._merge(case, allowed, role, data, today, actor.language)
         context = self.context(merged, case.documents, case.fees_paid, today)
         merged = self.drop_hidden(merged, context)
@@ -219,7 +223,8 @@ class Workflow:
         chosen = self.machine.fire(case.state, trigger, {"ready": ready})
         if chosen is None:
             return "blocked", _unique(blocked)
-        self._require_input(chosen, data, actor.language)
+        if check_input:
+            self._require_input(chosen, data, actor.language)
         return Decision(chosen, role, merged, context)
 
     def _merge(self, case: CaseView, allowed: list[Transition], role: str,
