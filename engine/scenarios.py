@@ -3,9 +3,9 @@
 A scenario file (e.g. procedures/tests/passport/issued.yaml) names a procedure and lists
 steps: `start`, `fire`, `attach`, `pay`, `wait` (advance the fake clock, then run due
 deadlines) and `expect` (state, outcome, fees, documents still missing, a refusal and its
-reasons, notifications sent, documents issued, history length, data, available triggers). Files are read with the strict
-loader, so a scenario that names an unknown trigger, field, document or state is reported
-with its file:line like a procedure error.
+reasons, notifications sent, documents issued, history length, data, available triggers).
+Files are read with the strict loader, so a scenario that names an unknown trigger, field,
+document or state is reported with its file:line like a procedure error.
 """
 
 from __future__ import annotations
