@@ -34,6 +34,8 @@ from engine import (
     compiler,
     source,
 )
+from engine.explore import explore
+from engine.loadsim import LoadParameters, simulate_load
 from engine.model import Procedure
 from engine.runtime import utc_now
 from engine.scenarios import Runner, Session, Suite, load_scenario, run_suite
@@ -642,8 +644,28 @@ def _procedure(name: str, directory: str) -> Procedure:
               help="Save the interactive session as a scenario file.")
 @click.option("--lang", "language", type=click.Choice(LANGUAGES), default="fr",
               show_default=True, help="Language of labels and messages.")
+@click.option("--load", is_flag=True,
+              help="Simulate many cases over days (a seeded discrete-event simulation).")
+@click.option("--days", type=click.IntRange(1), help="--load: days simulated [default: 365].")
+@click.option("--arrivals", type=click.FloatRange(0, min_open=True),
+              help="--load: mean new cases a day [default: the procedure's figure].")
+@click.option("--staff", multiple=True, metavar="ROLE=N", help="--load: people per role.")
+@click.option("--handling", multiple=True, metavar="TRIGGER=DURATION",
+              help='--load: mean working time of a step, e.g. verify="10 minutes".')
+@click.option("--delay", multiple=True, metavar="STATE=DURATION",
+              help="--load: mean time before the applicant acts in a state.")
+@click.option("--weight", multiple=True, metavar="TRIGGER=W",
+              help="--load: relative likelihood of a trigger.")
+@click.option("--seed", type=int, default=0, show_default=True, help="--load: random seed.")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, writable=True),
+              help="--load: write the daily backlog per state as CSV.")
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False, writable=True),
+              help="--load: write a chart of the backlog over time as SVG.")
 def simulate(procedure_name: str, directory: str, scenario: str | None, save: str | None,
-             language: str) -> None:
+             language: str, load: bool, days: int | None, arrivals: float | None,
+             staff: tuple[str, ...], handling: tuple[str, ...], delay: tuple[str, ...],
+             weight: tuple[str, ...], seed: int, csv_file: str | None,
+             svg_file: str | None) -> None:
     """Run one case of PROCEDURE (an id or a file) on an in-memory database, step by step.
 
     Interactively, it lists the triggers with their blocking reasons and asks for the data
@@ -651,6 +673,10 @@ def simulate(procedure_name: str, directory: str, scenario: str | None, save: st
     trigger), attach DOCUMENT [COUNT], pay [AMOUNT], wait DURATION, history, save FILE, quit.
     """
     procedure = _procedure(procedure_name, directory)
+    if load:
+        overrides = LoadOverrides(days, arrivals, staff, handling, delay, weight, seed)
+        _simulate_load(procedure, overrides, csv_file, svg_file)
+        return
     if scenario is not None:
         _trace(procedure, scenario)
         return
@@ -664,6 +690,58 @@ def simulate(procedure_name: str, directory: str, scenario: str | None, save: st
             _save_scenario(session, save)
             click.echo(f"saved {len(session.steps)} step(s) to {save}", err=True)
         session.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOverrides:
+    """Load-simulation figures given on the command line (they win over the procedure's)."""
+
+    days: int | None
+    arrivals: float | None
+    staff: tuple[str, ...]
+    handling: tuple[str, ...]
+    delays: tuple[str, ...]
+    weights: tuple[str, ...]
+    seed: int
+
+    def parameters(self, procedure: Procedure) -> LoadParameters:
+        try:
+            return LoadParameters.from_procedure(
+                procedure, days=self.days or 365, arrivals_per_day=self.arrivals,
+                staff={k: int(v) for k, v in _pairs(self.staff, "--staff").items()} or None,
+                handling=_pairs(self.handling, "--handling") or None,
+                delays=_pairs(self.delays, "--delay") or None,
+                weights={k: float(v) for k, v in _pairs(self.weights, "--weight").items()}
+                or None,
+                seed=self.seed,
+            )
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=f"'{option}'")
+        pairs[name.strip()] = value.strip().strip('"')
+    return pairs
+
+
+def _simulate_load(procedure: Procedure, overrides: LoadOverrides, csv_file: str | None,
+                   svg_file: str | None) -> None:
+    params = overrides.parameters(procedure)
+    with click.progressbar(length=100, label="simulating", file=sys.stderr) as bar:
+        report = simulate_load(procedure, params,
+                               progress=lambda done: bar.update(int(done * 100) - bar.pos))
+    click.echo("\n".join(report.summary_lines()))
+    if csv_file:
+        Path(csv_file).write_text(report.to_csv(), encoding="utf-8")
+        click.echo(f"daily backlog written to {csv_file}", err=True)
+    if svg_file:
+        Path(svg_file).write_text(report.to_svg(), encoding="utf-8")
+        click.echo(f"backlog chart written to {svg_file}", err=True)
 
 
 def _save_scenario(session: Session, path: str) -> None:
@@ -858,6 +936,34 @@ def _typed(kind: str, answer: str) -> Any:
             return answer
     return answer
 
+
+
+@main.command(name="explore")
+@click.argument("procedure_name", metavar="PROCEDURE")
+@click.option("--procedures", "directory", metavar="DIR", default=DEFAULT_PROCEDURES,
+              show_default=True, help="Where to find PROCEDURE by id.")
+@click.option("--max-depth", type=click.IntRange(1), default=50, show_default=True,
+              help="Longest run explored (transitions).")
+@click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True,
+              help="Most (state, data) combinations explored.")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False),
+              help="Write each finding's counterexample as a scenario file in this directory.")
+def explore_command(procedure_name: str, directory: str, max_depth: int, max_nodes: int,
+                    save_dir: str | None) -> None:
+    """Explore every reachable (state, data) of PROCEDURE: unreachable states, guards that
+    never hold, deadlocks and cycles without exit, each with a shortest counterexample."""
+    procedure = _procedure(procedure_name, directory)
+    report = explore(procedure, max_depth=max_depth, max_nodes=max_nodes)
+    click.echo("\n".join(report.lines()))
+    if save_dir:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        for finding in report.findings:
+            if finding.counterexample is None:
+                continue
+            target = Path(save_dir) / f"{finding.slug}.yaml"
+            target.write_text(finding.scenario_text(procedure.id), encoding="utf-8")
+            click.echo(f"counterexample saved: {target}", err=True)
+    sys.exit(1 if report.findings else 0)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

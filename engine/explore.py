@@ -497,6 +497,8 @@ Exits = list[tuple[str, list[tuple[str, list[int]]]]]  # trigger -> (role, candi
 
 
 class _Explorer:
+    """The breadth-first search over (state, deciding data, documents and fees) and its graph."""
+
     def __init__(self, procedure: Procedure, max_depth: int, max_nodes: int,
                  max_combinations: int, today: dt.date, edits: bool) -> None:
         self.p = procedure
@@ -519,6 +521,8 @@ class _Explorer:
         self.held: set[int] = set()
         self.tried: dict[int, int] = {}  # transition -> first node where its guard was tried
         self.contexts: dict[tuple[str, int], dict[str, Any]] = {}
+        self.kept: dict[tuple[str, int], Data] = {}
+        self.escapes: dict[tuple[str, int], Data] = {}  # (state, env) -> form that left it
         self.exits = {s: self._exits(s) for s in procedure.states}
 
     # --- setting up -----------------------------------------------------------------------------
@@ -569,7 +573,7 @@ class _Explorer:
 
     def _context(self, data: Data, env: _Env) -> dict[str, Any]:
         documents: dict[str, int] = {}
-        if env.documents != "none":
+        if self.relevance.documents and env.documents != "none":
             bare = self.workflow.context(data, {}, 0, self.today)
             for d in self.p.documents:
                 if d.when is None or d.when.holds(bare):
@@ -578,6 +582,14 @@ class _Explorer:
         if env.paid:
             context["fees_paid"] = context["fees_due"]
         return context
+
+    def _kept(self, data: Data, env: int, context: Mapping[str, Any]) -> Data:
+        """`data` without its hidden fields (as stored after a transition), cached."""
+        key = (_key(data), env)
+        found = self.kept.get(key)
+        if found is None:
+            found = self.kept[key] = self.workflow.drop_hidden(data, context)
+        return found
 
     def holds(self, index: int, context: Mapping[str, Any]) -> bool:
         guard = self.p.transitions[index].when
@@ -629,6 +641,8 @@ class _Explorer:
         for trigger, roles in self.exits[node.state]:
             for role, candidates in roles:
                 self._fire(node_id, node, trigger, role, candidates, edit_start)
+                if edit_start and self.edges[node_id]:
+                    return  # one way out is enough: every start is explored anyway
 
     def _fire(self, node_id: int, node: _Node, trigger: str, role: str, candidates: list[int],
               edit_start: bool) -> None:
@@ -642,7 +656,7 @@ class _Explorer:
             if not held or role == SYSTEM and self._preempted(node.state, trigger, context):
                 continue
             chosen = held[0]  # the machine fires the first ready transition
-            kept = self.workflow.drop_hidden(merged, context)
+            kept = self._kept(merged, node.env, context)
             target = self.p.transitions[chosen].target
             added = self._add(target, kept, node.env, node.depth + 1, node_id,
                               _Move(chosen, role, step_data))
@@ -650,6 +664,10 @@ class _Explorer:
                 self.truncated.add(node_id)
             elif added not in self.edges[node_id]:
                 self.edges[node_id].append(added)
+            if edit_start and self.edges[node_id]:  # remember the form that left the start
+                escape = {k: merged[k] for k in self.form_ids if k in merged}
+                self.escapes[(node.state, node.env)] = escape
+                return
 
     def _preempted(self, state: str, trigger: str, context: Mapping[str, Any]) -> bool:
         """Whether an earlier deadline of `state` fires first (its transition's guard holds)."""
@@ -687,7 +705,8 @@ class _Explorer:
         if not (self.edits and role == APPLICANT and state.editable) or first:
             return [{}]
         edits: dict[str, Data] = {"{}": {}}
-        for combo in self.combos:
+        remembered = self.escapes.get((node.state, node.env)) if edit_start else None
+        for combo in [remembered, *self.combos] if remembered else self.combos:
             change = {k: v for k, v in combo.items() if node.data.get(k) != v}
             edits.setdefault(_key(change), change)
         return list(edits.values())
