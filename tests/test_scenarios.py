@@ -135,3 +135,52 @@ def test_simulate_names_unknown_procedures() -> None:
     code, output = guichet("simulate", "no_such_procedure")
     assert code == 2
     assert "unknown procedure 'no_such_procedure'" in output
+
+
+def test_explore_finds_the_planted_deadlock_and_saves_a_replayable_counterexample(
+        tmp_path: Path) -> None:
+    code, output = guichet("explore", "tests/fixtures/explore/deadlock.yaml",
+                           "--save", str(tmp_path))
+    assert code == 1
+    assert 'deadlock: state "review"' in output
+    assert "counterexample:" in output and "amount=500" in output
+    saved = sorted(tmp_path.glob("*.yaml"))
+    assert [p.name for p in saved] == ["deadlock-review.yaml"]
+    replay = run_suite(saved, ["tests/fixtures/explore/"])
+    assert replay.summary() == "1 passed, 0 failed"
+
+
+def test_explore_finds_a_guard_that_can_never_hold() -> None:
+    code, output = guichet("explore", "tests/fixtures/explore/dead_guard.yaml")
+    assert code == 1
+    assert "dead-guard" in output or "never hold" in output
+    assert "age(birth_date) > 200" in output
+
+
+def test_explore_reports_nothing_on_the_shipped_procedures() -> None:
+    for procedure in ("passport", "association", "criminal_record"):
+        code, output = guichet("explore", procedure)
+        assert code == 0, output
+        assert output.strip().endswith("no findings")
+
+
+def test_load_simulation_reports_and_writes_csv_and_svg(tmp_path: Path) -> None:
+    csv_file, svg_file = tmp_path / "backlog.csv", tmp_path / "backlog.svg"
+    args = ["simulate", "criminal_record", "--load", "--days", "20", "--arrivals", "50",
+            "--seed", "3", "--csv", str(csv_file), "--svg", str(svg_file)]
+    code, output = guichet(*args)
+    assert code == 0, output
+    assert "Load simulation of criminal_record over 20 days (seed 3)" in output
+    assert "p50" in output and "p90" in output and "Past the target" in output
+    rows = csv_file.read_text(encoding="utf-8").splitlines()
+    assert rows[0].startswith("day,") and len(rows) == 21
+    assert svg_file.read_text(encoding="utf-8").lstrip().startswith(("<svg", "<?xml"))
+    again_code, again = guichet(*args)
+    assert again_code == 0 and again == output  # seeded: the same run twice
+
+
+def test_load_simulation_refuses_unknown_names() -> None:
+    code, output = guichet("simulate", "criminal_record", "--load", "--handling",
+                           "verfy=5 minutes")
+    assert code == 2
+    assert 'unknown trigger "verfy"' in output
