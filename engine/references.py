@@ -1,7 +1,11 @@
-"""Case reference numbers: `PAS-2026-000123-K`, with an ISO 7064 MOD 37,36 check character.
+"""Case reference numbers: `PAS-2026-000123-K`, with one check character.
 
-The check character catches every single mistyped character and every swap of two adjacent
-ones, so a mistyped tracking number is refused instead of matching somebody else's case.
+The check is a pure weighted sum modulo the prime 37 (the ISO 7064 MOD 37-2 construction):
+each character's value (0-9, A-Z = 0..35) is weighted by a power of 2, and the check value
+makes the total 1 modulo 37. Because 37 is prime and neighbouring weights differ, it catches
+every single mistyped character and every swap of two adjacent ones, so a mistyped tracking
+number is refused instead of matching somebody else's case. The one check value (36) that
+has no letter or digit is never issued: such sequence numbers are skipped (1 in 37).
 """
 
 from __future__ import annotations
@@ -9,22 +13,29 @@ from __future__ import annotations
 import re
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_MODULUS = 37
 _SHAPE = re.compile(r"([A-Z]{2,5})-([0-9]{4})-([0-9]{6,})-([0-9A-Z])")
 
 
-def check_character(body: str) -> str:
-    """ISO 7064 MOD 37,36 (hybrid) check character of an alphanumeric string."""
-    modulus, product = 36, 36
+def check_value(body: str) -> int:
+    """The check value (0..36) of an alphanumeric string."""
+    total = 0
     for char in body:
-        total = (product + ALPHABET.index(char)) % modulus or modulus
-        product = (total * 2) % (modulus + 1)
-    return ALPHABET[(1 - product) % modulus]
+        total = (total + ALPHABET.index(char)) * 2 % _MODULUS
+    return (1 - total) % _MODULUS
 
 
-def make(prefix: str, year: int, sequence: int) -> str:
-    """The reference of case number `sequence` of `prefix` in `year`."""
+def check_character(body: str) -> str | None:
+    """The check character of `body`, or None when its value (36) has no character."""
+    value = check_value(body)
+    return ALPHABET[value] if value < len(ALPHABET) else None
+
+
+def make(prefix: str, year: int, sequence: int) -> str | None:
+    """The reference of case number `sequence` of `prefix` in `year` (None: skip it)."""
     body = f"{prefix}-{year:04d}-{sequence:06d}"
-    return f"{body}-{check_character(body.replace('-', ''))}"
+    check = check_character(body.replace("-", ""))
+    return None if check is None else f"{body}-{check}"
 
 
 def normalise(reference: str) -> str | None:

@@ -85,14 +85,19 @@ class Engine:
         synchronous: str = "FULL",
     ) -> None:
         self.clock = clock
+        loaded = _load(procedures)  # refuse bad files before touching the database
         self._store = store.Store(store.connect(database_url, synchronous=synchronous))
-        store.create_schema(self._store.engine)
         self.blobs = blobs or _default_blobs(database_url)
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
         self._workflows: dict[str, Workflow] = {}  # hash -> workflow
         self._current: dict[str, Workflow] = {}  # procedure id -> newest loaded version
-        for procedure in _load(procedures):
-            self._register(procedure)
+        try:
+            store.create_schema(self._store.engine)
+            for procedure in loaded:
+                self._register(procedure)
+        except BaseException:
+            self.close()
+            raise
 
     def _register(self, procedure: Procedure) -> Workflow:
         workflow = self._workflows.get(procedure.hash)
@@ -121,25 +126,31 @@ class Engine:
         self._hooks[event].append(callback)
 
     def deliver_pending(self) -> int:
-        """Hand undelivered outbox rows (e.g. after a crash) to the hooks; returns how many."""
-        rows = self._store.pending_outbox()
-        for row in rows:
-            self._deliver(row["id"], row["reference"], row["event"], row["payload"])
-        return len(rows)
+        """Hand every undelivered outbox row (e.g. left by a crash or a failing hook) to the
+        hooks, oldest first; returns how many were delivered by this call."""
+        delivered, after = 0, 0
+        while rows := self._store.pending_outbox(after_id=after):
+            for row in rows:
+                delivered += self._deliver(row["id"], row["reference"], row["event"],
+                                           row["payload"])
+            after = rows[-1]["id"]
+        return delivered
 
     def _deliver(self, outbox_id: int, reference: str, kind: str,
-                 payload: Mapping[str, Any]) -> None:
+                 payload: Mapping[str, Any]) -> bool:
+        """Call the hooks of one outbox row; mark it delivered when they all succeed."""
         events = list(_expand(kind, reference, payload))
         if not any(self._hooks.get(e.name) for e in events):
-            return  # nobody listens: the row stays pending for deliver_pending()
+            return False  # nobody listens yet: the row stays pending for deliver_pending()
         try:
             for e in events:
                 for hook in self._hooks.get(e.name, ()):
                     hook(e)
         except Exception:  # a failing host hook must not undo a committed transition
             log.exception("hook failed for %s (%s); it stays in the outbox", reference, kind)
-            return
+            return False
         self._store.mark_delivered([outbox_id], self.clock())
+        return True
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -242,8 +253,10 @@ class Engine:
         initial = procedure.initial_state
         with self._store.transaction() as c:
             key = f"{procedure.reference_prefix}-{now.year}"
-            reference = references.make(procedure.reference_prefix, now.year,
-                                        self._store.next_sequence(c, key))
+            reference = None
+            while reference is None:  # 1 number in 37 has no check character: skipped
+                reference = references.make(procedure.reference_prefix, now.year,
+                                            self._store.next_sequence(c, key))
             case_id = self._store.insert_case(c, {
                 "reference": reference, "procedure_id": procedure.id,
                 "procedure_hash": procedure.hash, "state": initial.id, "outcome": None,
@@ -343,7 +356,8 @@ class Engine:
             raise _bad(document_id, "pièce inconnue pour cette procédure",
                        "unknown document for this procedure")
         self._check_actor_on_case(row, actor, editing=True)
-        data = content if isinstance(content, bytes) else content.read(spec.max_size + 1)
+        data = content if isinstance(content, bytes) else _read_at_most(content,
+                                                                       spec.max_size + 1)
         media_type = sniff(data)
         if len(data) > spec.max_size:
             raise _bad(document_id, f"fichier trop volumineux (max {spec.max_size} octets)",
@@ -491,6 +505,19 @@ def _default_blobs(url: str) -> BlobStore:
             return MemoryBlobStore()
         return DirectoryBlobStore(path.split("?", 1)[0] + ".blobs")
     return DirectoryBlobStore("guichet-blobs")
+
+
+def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
+    """Read a stream whole, stopping past `limit` bytes (raw streams return short reads)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = stream.read(min(1 << 20, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _canonical(reference: str) -> str:

@@ -30,6 +30,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, SQLModel
@@ -175,10 +177,15 @@ _SQLITE_HISTORY_GUARDS = [
 _POSTGRESQL_HISTORY_GUARDS = [
     "CREATE OR REPLACE FUNCTION guichet_history_append_only() RETURNS trigger AS $$ "
     "BEGIN RAISE EXCEPTION 'history is append-only'; END; $$ LANGUAGE plpgsql",
-    "DROP TRIGGER IF EXISTS history_append_only ON history",
     "CREATE TRIGGER history_append_only BEFORE UPDATE OR DELETE ON history "
     "FOR EACH ROW EXECUTE FUNCTION guichet_history_append_only()",
 ]
+_POSTGRESQL_GUARD_EXISTS = (
+    "SELECT 1 FROM pg_trigger WHERE tgname = 'history_append_only' "
+    "AND tgrelid = to_regclass('history')"
+)
+#: Serialises schema creation between hosts starting at once (pg_advisory_xact_lock key).
+_SCHEMA_LOCK = 0x6775696368  # "guich"
 
 
 class Conflict(Exception):
@@ -220,22 +227,33 @@ def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def begin_immediate(connection: Connection) -> None:
+    def begin(connection: Connection) -> None:
         # a deferred transaction that later writes fails at once with "database is locked";
-        # an immediate one waits for the write lock (busy timeout) instead
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # an immediate one waits for the write lock (busy timeout) instead. Reads stay
+        # deferred so that, in WAL mode, they never wait for a writer.
+        reading = connection.get_execution_options().get("guichet_read", False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables (if missing) and the append-only guards on history."""
-    SQLModel.metadata.create_all(engine, tables=[t for t in _tables()])
-    guards = (_SQLITE_HISTORY_GUARDS if engine.dialect.name == "sqlite"
-              else _POSTGRESQL_HISTORY_GUARDS if engine.dialect.name == "postgresql" else [])
+    """Create the tables and the append-only guards on history, where missing.
+
+    One transaction; on PostgreSQL under an advisory lock, so that hosts starting together
+    do not race, and an existing guard is left alone (no lock taken on history).
+    """
     with engine.begin() as connection:
-        for statement in guards:
-            connection.exec_driver_sql(statement)
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+        SQLModel.metadata.create_all(connection, tables=list(_tables()))
+        if engine.dialect.name == "sqlite":
+            for statement in _SQLITE_HISTORY_GUARDS:
+                connection.exec_driver_sql(statement)
+        elif engine.dialect.name == "postgresql":
+            if connection.exec_driver_sql(_POSTGRESQL_GUARD_EXISTS).first() is None:
+                for statement in _POSTGRESQL_HISTORY_GUARDS:
+                    connection.exec_driver_sql(statement)
 
 
 def drop_schema(engine: Engine) -> None:
@@ -263,19 +281,24 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
+        """A connection for reads only (a deferred transaction on SQLite)."""
         with self.engine.connect() as connection:
-            yield connection
+            yield connection.execution_options(guichet_read=True)
 
     # --- procedure versions ---------------------------------------------------------------------
 
+    def _upsert(self) -> Any:
+        """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL)."""
+        return postgresql_insert if self.dialect == "postgresql" else sqlite_insert
+
     def save_procedure(self, hash_: str, procedure_id: str, version: str, definition: str,
                        now: dt.datetime) -> None:
+        """Store a procedure version once (hosts saving the same one at once do not clash)."""
+        statement = self._upsert()(procedures_t).values(
+            hash=hash_, procedure_id=procedure_id, version=version, definition=definition,
+            created_at=now).on_conflict_do_nothing(index_elements=["hash"])
         with self.transaction() as c:
-            found = c.execute(select(procedures_t.c.hash).where(procedures_t.c.hash == hash_))
-            if found.first() is None:
-                c.execute(insert(procedures_t).values(
-                    hash=hash_, procedure_id=procedure_id, version=version,
-                    definition=definition, created_at=now))
+            c.execute(statement)
 
     def procedure_definition(self, hash_: str) -> str | None:
         with self.reading() as c:
@@ -286,15 +309,15 @@ class Store:
     # --- cases ----------------------------------------------------------------------------------
 
     def next_sequence(self, c: Connection, key: str) -> int:
-        """Allocate the next number of counter `key` inside the caller's transaction."""
-        bumped = c.execute(
-            update(counters_t).where(counters_t.c.key == key)
-            .values(value=counters_t.c.value + 1).returning(counters_t.c.value)
-        ).first()
-        if bumped is not None:
-            return int(bumped[0])
-        c.execute(insert(counters_t).values(key=key, value=1))
-        return 1
+        """Allocate the next number of counter `key` inside the caller's transaction.
+
+        One atomic upsert: two hosts opening the first case of a year at once both succeed.
+        """
+        statement = self._upsert()(counters_t).values(key=key, value=1)
+        statement = statement.on_conflict_do_update(
+            index_elements=["key"], set_={"value": counters_t.c.value + 1}
+        ).returning(counters_t.c.value)
+        return int(c.execute(statement).scalar_one())
 
     def insert_case(self, c: Connection, values: Mapping[str, Any]) -> int:
         result = c.execute(insert(cases_t).values(**values).returning(cases_t.c.id))
@@ -335,11 +358,13 @@ class Store:
                 c.execute(update(outbox_t).where(outbox_t.c.id.in_(list(ids)))
                           .values(delivered_at=now))
 
-    def pending_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
+    def pending_outbox(self, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Undelivered outbox rows after `after_id`, oldest first."""
         with self.reading() as c:
             rows = c.execute(
                 select(outbox_t, cases_t.c.reference).join(cases_t)
-                .where(outbox_t.c.delivered_at.is_(None)).order_by(outbox_t.c.id).limit(limit)
+                .where(and_(outbox_t.c.delivered_at.is_(None), outbox_t.c.id > after_id))
+                .order_by(outbox_t.c.id).limit(limit)
             ).mappings().all()
         return [dict(r) for r in rows]
 

@@ -11,36 +11,20 @@ dropped when the session ends.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
-from helpers import PROCEDURES
+from helpers import PROCEDURES, FakeClock, MakeEngine
 from sqlalchemy.engine import make_url
 
 from engine import Engine, Procedure, load_procedure, procedure_files, store
 from engine.blobs import BlobStore, DirectoryBlobStore
 
 POSTGRESQL_ENV = "GUICHET_TEST_DATABASE_URL"
-START = dt.datetime(2026, 3, 2, 9, 0)  # a Monday, naive UTC like the engine's clock
-
-
-class FakeClock:
-    """A clock for the engine: returns `now` (naive UTC) until told to `advance`."""
-
-    def __init__(self, now: dt.datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, delta: dt.timedelta) -> dt.datetime:
-        self.now += delta
-        return self.now
 
 
 @pytest.fixture
@@ -57,11 +41,11 @@ def with_search_path(url: str, schema: str) -> str:
 
 
 def drop_guichet_tables(url: str) -> None:
-    connection = store.connect(url)
+    database = store.connect(url)
     try:
-        store.drop_schema(connection)
+        store.drop_schema(database)
     finally:
-        connection.dispose()
+        database.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -103,8 +87,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 # --- engines ------------------------------------------------------------------------------------
 
 DEFAULT_BLOBS: Any = object()  # sentinel: a DirectoryBlobStore in tmp_path/blobs
-
-MakeEngine = Callable[..., Engine]
 
 
 @pytest.fixture(scope="session")

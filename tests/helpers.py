@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,29 @@ from engine import Actor, Blocked, Case, ConcurrentUpdate, Engine, HistoryEntry
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCEDURES = ROOT / "procedures"
+
+# --- time ---------------------------------------------------------------------------------------
+
+START = dt.datetime(2026, 3, 2, 9, 0)  # a Monday, naive UTC like the engine's clock
+
+
+class FakeClock:
+    """A clock for the engine: returns `now` (naive UTC) until told to `advance`."""
+
+    def __init__(self, now: dt.datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, delta: dt.timedelta) -> dt.datetime:
+        self.now += delta
+        return self.now
+
+
+#: The `make_engine` fixture: make_engine(url, procedures=None, blobs=..., **options).
+MakeEngine = Callable[..., Engine]
+
 
 # --- actors -------------------------------------------------------------------------------------
 
@@ -247,9 +271,11 @@ def toggle_worker(url: str, reference: str, fires: int, expected_version: bool, 
         with startup:  # engines start one at a time (see test_engines_start_concurrently)
             engine = Engine(PASSPORT, url)
         go.wait()
+        pause = random.Random(os.getpid())
         while done < fires:
             case = engine.case(reference)
             trigger, actor, data = LOOP[case.state]
+            time.sleep(pause.uniform(0, 0.003))  # think a little: others may act meanwhile
             try:
                 engine.fire(reference, trigger, actor, data,
                             expected_version=case.version if expected_version else None)

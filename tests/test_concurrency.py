@@ -10,9 +10,7 @@ the suite fast.
 
 from __future__ import annotations
 
-import datetime as dt
 import multiprocessing as mp
-import os
 import random
 import shutil
 import signal
@@ -29,6 +27,8 @@ from helpers import (
     APPLICANT,
     PATIENCE,
     PROCEDURES,
+    START,
+    MakeEngine,
     assert_consistent,
     build_engine,
     fire_until_killed,
@@ -40,7 +40,6 @@ from engine import Engine, load_procedure, references
 from engine.blobs import MemoryBlobStore
 from engine.compiler import canonical_json
 
-START = dt.datetime(2026, 3, 2, 9, 0)
 SPAWN = mp.get_context("spawn")
 FORKSERVER = mp.get_context("forkserver")
 FORKSERVER.set_forkserver_preload(["helpers"])
@@ -151,7 +150,7 @@ def start_engine(url: str, source: Path) -> Engine:
 
 # --- tests --------------------------------------------------------------------------------------
 
-def test_four_processes_on_one_case_lose_and_duplicate_nothing(make_engine,
+def test_four_processes_on_one_case_lose_and_duplicate_nothing(make_engine: MakeEngine,
                                                                database_url: str) -> None:
     setup = make_engine(database_url)  # creates the schema before the children arrive
     ref = passport_under_review(setup).reference
@@ -183,7 +182,7 @@ def test_four_processes_on_one_case_lose_and_duplicate_nothing(make_engine,
 
 
 def test_a_process_killed_while_firing_leaves_no_half_written_transition(
-        make_engine, database_url: str) -> None:
+        make_engine: MakeEngine, database_url: str) -> None:
     setup = make_engine(database_url)
     ref = passport_under_review(setup).reference
     rng = random.Random()
@@ -197,7 +196,7 @@ def test_a_process_killed_while_firing_leaves_no_half_written_transition(
         started = running.wait(PATIENCE)
         if started:
             time.sleep(rng.uniform(0, 0.15))  # a random moment of its loop
-        os.kill(child.pid, signal.SIGKILL)
+        child.kill()  # SIGKILL: no cleanup, no rollback by the client
         child.join()
         assert started, "the child never fired"
         assert child.exitcode == -signal.SIGKILL
@@ -213,12 +212,9 @@ def test_a_process_killed_while_firing_leaves_no_half_written_transition(
 
 @pytest.mark.parametrize("database_url", [
     "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.xfail(strict=True, reason=(
-        "engine bug: every Engine() re-runs CREATE OR REPLACE FUNCTION / DROP TRIGGER / "
-        "CREATE TRIGGER on PostgreSQL; workers starting together fail with 'tuple "
-        "concurrently updated'"))),
+    "postgresql",
 ], indirect=True)
-def test_engines_start_concurrently(database_url: str, make_engine) -> None:
+def test_engines_start_concurrently(database_url: str, make_engine: MakeEngine) -> None:
     """Several workers starting at once on one database must all come up.
 
     On PostgreSQL the tables already exist (a restart), and the parent holds a lock on
@@ -254,13 +250,10 @@ def test_engines_start_concurrently(database_url: str, make_engine) -> None:
 
 @pytest.mark.parametrize("database_url", [
     "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.xfail(strict=True, reason=(
-        "engine bug: Store.next_sequence does UPDATE-then-INSERT on counters; two first "
-        "cases of a prefix and year started together: one start() raises IntegrityError "
-        "(counters_pkey)"))),
+    "postgresql",
 ], indirect=True)
 def test_the_first_cases_of_a_year_started_together_get_distinct_numbers(
-        make_engine, database_url: str) -> None:
+        make_engine: MakeEngine, database_url: str) -> None:
     url, name = named(database_url)
     engine = make_engine(url)
     # another worker is opening the first passport case of 2026: its counter row is written
@@ -275,18 +268,16 @@ def test_the_first_cases_of_a_year_started_together_get_distinct_numbers(
         other.close()
         other.engine.dispose()
     thread.join(PATIENCE)
-    assert outcome == [references.make("PAS", 2026, 2)]
+    # number 2 has no check character (skipped): the next case is number 3
+    assert outcome == [references.make("PAS", 2026, 3)]
 
 
 @pytest.mark.parametrize("database_url", [
     "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.xfail(strict=True, reason=(
-        "engine bug: Store.save_procedure does SELECT-then-INSERT; workers starting together "
-        "with a new procedure version: one Engine() raises IntegrityError "
-        "(procedure_versions_pkey)"))),
+    "postgresql",
 ], indirect=True)
 def test_workers_registering_a_new_procedure_version_together_all_start(
-        make_engine, database_url: str, tmp_path: Path) -> None:
+        make_engine: MakeEngine, database_url: str, tmp_path: Path) -> None:
     make_engine(database_url)  # the database exists, with the shipped versions
     source = tmp_path / "criminal_record.yaml"
     shutil.copy(PROCEDURES / "criminal_record.yaml", source)
