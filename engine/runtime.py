@@ -303,7 +303,7 @@ class Engine:
                     error = NotAllowed if kind == "refused" else Blocked
                     raise error({"fr": f"« {trigger} » est impossible :",
                                  "en": f'"{trigger}" is not possible:'}, reasons)
-                payload = self._apply(c, workflow, row, outcome, actor, now)
+                payload, written = self._apply(c, workflow, row, outcome, actor, now)
                 if timer_id is not None:
                     self._store.settle_timer(c, timer_id, "fired", now)
                 outbox_id = self._store.add_outbox(c, [_outbox(row["id"], "transition", payload,
@@ -311,11 +311,14 @@ class Engine:
         except store.Conflict:
             raise _concurrent() from None
         self._deliver(outbox_id, canonical, "transition", payload)
-        return self.case(canonical)
+        return self._case_value(written)
 
     def _apply(self, c: Any, workflow: Workflow, row: Mapping[str, Any], decision: Decision,
-               actor: Actor, now: dt.datetime) -> dict[str, Any]:
-        """Write the case, history row and timers of a decided transition; return its effects."""
+               actor: Actor, now: dt.datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Write the case, history row and timers of a decided transition.
+
+        Returns the effects (the outbox payload) and the case row as written.
+        """
         t: Transition = decision.transition
         procedure = workflow.procedure
         target = procedure.states[t.target]
@@ -338,13 +341,14 @@ class Engine:
             self._store.cancel_timers(c, row["id"], now)
         self._store.add_timers(c, _timers(workflow, row["id"], target.id, now))
         context = decision.context
-        return {
+        effects = {
             "trigger": t.trigger, "from": source, "to": target.id, "actor": actor.id,
             "role": decision.role, "outcome": target.outcome, "input": step_input,
             "notifications": _render(workflow, (*t.notify, *target.notify), context,
                                      row["reference"], target.id),
             "issued": _issue(workflow, t, context, row["reference"], target.id),
         }
+        return effects, {**row, **values}
 
     def attach(self, reference: str, document_id: str, filename: str,
                content: bytes | IO[bytes], actor: Actor) -> Case:
@@ -423,8 +427,8 @@ class Engine:
                 if values is None:
                     return self._case_value(current)
                 version = current["version"] + 1
-                self._store.update_case(c, current["id"], current["version"],
-                                        {**values, "version": version, "updated_at": now})
+                values = {**values, "version": version, "updated_at": now}
+                self._store.update_case(c, current["id"], current["version"], values)
                 role = _role_on(current, actor)
                 self._store.append_history(c, [_history(current["id"], version, step,
                                                         current["state"], current["state"],
@@ -434,7 +438,7 @@ class Engine:
         except store.Conflict:
             raise _concurrent() from None
         self._deliver(outbox_id, canonical, event, payload)
-        return self.case(canonical)
+        return self._case_value({**current, **values})
 
     def _check_actor_on_case(self, row: Mapping[str, Any], actor: Actor, editing: bool) -> None:
         if row["outcome"] is not None:
