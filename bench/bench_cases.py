@@ -278,6 +278,9 @@ def summary(rec: Recorder) -> dict[str, Any]:
         per_step.append({"step": label, "p50_ms": percentile(column, 0.5) * 1e3,
                          "mean_ms": sum(column) / len(column) * 1e3})
     base = dict(rec.rss)["25%"]
+    quarter = len(rec.latencies) // 4
+    by_quarter = [percentile(sorted(rec.latencies[q * quarter:(q + 1) * quarter]), 0.5) * 1e3
+                  for q in range(4)]
     return {
         "cases": rec.cases, "steps": len(lat), "seconds": rec.elapsed, "cpu_seconds": rec.cpu,
         "cpu_ms_per_step": rec.cpu / len(lat) * 1e3,
@@ -286,7 +289,7 @@ def summary(rec: Recorder) -> dict[str, Any]:
         "max_ms": lat[-1] * 1e3, "mean_ms": sum(lat) / len(lat) * 1e3,
         "rss_mib": {label: value / 2**20 for label, value in rec.rss},
         "rss_growth_25_to_100_mib": (dict(rec.rss)["100%"] - base) / 2**20,
-        "per_step": per_step,
+        "p50_by_quarter_ms": by_quarter, "per_step": per_step,
     }
 
 
@@ -299,8 +302,9 @@ def show(name: str, s: dict[str, Any]) -> None:
 
 def show_memory(name: str, s: dict[str, Any]) -> None:
     samples = "  ".join(f"{label} {mib:6.1f}" for label, mib in s["rss_mib"].items())
+    quarters = " ".join(f"{ms:.3f}" for ms in s["p50_by_quarter_ms"])
     print(f"{name:7} RSS MiB: {samples}   growth 25%->100%: "
-          f"{s['rss_growth_25_to_100_mib']:+.1f} MiB")
+          f"{s['rss_growth_25_to_100_mib']:+.1f} MiB;   p50 ms by quarter of cases: {quarters}")
 
 
 def report(result: dict[str, Any]) -> None:
@@ -323,6 +327,9 @@ def report(result: dict[str, Any]) -> None:
           f"{engine['p99_ms'] / floor['p99_ms']:.2f}x, CPU time {result['cpu_ratio']:.2f}x; "
           "target <= 3x)")
     print()
+    if block < cases:
+        print("(one process runs both, alternately: each line samples the process's RSS after "
+              "that system's share of the cases)")
     show_memory("floor", floor)
     show_memory("engine", engine)
     print(f"peak RSS of the process (VmHWM): {result['peak_rss_mib']:.1f} MiB")
