@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,6 +91,8 @@ class Engine:
         self._store = store.Store(store.connect(database_url, synchronous=synchronous))
         self.blobs = blobs or _default_blobs(database_url)
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
+        self._delivered: list[int] = []  # outbox rows handed to hooks, not yet marked
+        self._delivered_lock = threading.Lock()
         self._workflows: dict[str, Workflow] = {}  # hash -> workflow
         self._current: dict[str, Workflow] = {}  # procedure id -> newest loaded version
         try:
@@ -114,8 +118,14 @@ class Engine:
         return {pid: w.procedure for pid, w in self._current.items()}
 
     def close(self) -> None:
-        """Release the database connections."""
-        self._store.engine.dispose()
+        """Write what is pending and release the database connections."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - closing must release the pool whatever happens
+            log.warning("could not mark %d delivered outbox row(s); they will be delivered "
+                        "again", len(self._delivered), exc_info=True)
+        finally:
+            self._store.engine.dispose()
 
     # --- hooks ----------------------------------------------------------------------------------
 
@@ -134,11 +144,14 @@ class Engine:
                 delivered += self._deliver(row["id"], row["reference"], row["event"],
                                            row["payload"])
             after = rows[-1]["id"]
+        self.flush()
         return delivered
 
     def _deliver(self, outbox_id: int, reference: str, kind: str,
                  payload: Mapping[str, Any]) -> bool:
         """Call the hooks of one outbox row; mark it delivered when they all succeed."""
+        if not self._hooks:
+            return False  # nobody listens yet: the row stays pending for deliver_pending()
         events = list(_expand(kind, reference, payload))
         if not any(self._hooks.get(e.name) for e in events):
             return False  # nobody listens yet: the row stays pending for deliver_pending()
@@ -149,8 +162,30 @@ class Engine:
         except Exception:  # a failing host hook must not undo a committed transition
             log.exception("hook failed for %s (%s); it stays in the outbox", reference, kind)
             return False
-        self._store.mark_delivered([outbox_id], self.clock())
+        with self._delivered_lock:
+            self._delivered.append(outbox_id)  # marked in the next write transaction
         return True
+
+    @contextmanager
+    def _write(self) -> Iterator[Any]:
+        """A write transaction that also marks the outbox rows delivered since the last one.
+
+        Marking rides on the next transaction instead of costing one (and an fsync) per
+        delivery; a crash before it only means those rows are delivered again (at least once).
+        """
+        with self._delivered_lock:
+            delivered = list(self._delivered)
+        with self._store.transaction() as c:
+            self._store.mark_delivered(c, delivered, self.clock())
+            yield c
+        with self._delivered_lock:
+            self._delivered = [i for i in self._delivered if i not in set(delivered)]
+
+    def flush(self) -> None:
+        """Write what is pending (outbox rows delivered since the last transaction)."""
+        if self._delivered:
+            with self._write():
+                pass
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -251,7 +286,7 @@ class Engine:
         context = workflow.context(cleaned, {}, 0, now.date())
         cleaned = workflow.drop_hidden(cleaned, context)
         initial = procedure.initial_state
-        with self._store.transaction() as c:
+        with self._write() as c:
             key = f"{procedure.reference_prefix}-{now.year}"
             reference = None
             while reference is None:  # 1 number in 37 has no check character: skipped
@@ -265,13 +300,13 @@ class Engine:
                 "state_entered_at": now,
             })
             role = APPLICANT if APPLICANT in actor.roles else sorted(actor.roles)[0]
-            self._store.append_history(c, [_history(case_id, 1, "@start", None, initial.id,
-                                                    actor.id, role, {"data": cleaned}, now)])
+            self._store.append_history(c, _history(case_id, 1, "@start", None, initial.id,
+                                                    actor.id, role, {"data": cleaned}, now))
             payload = {"trigger": "@start", "from": None, "to": initial.id, "actor": actor.id,
                        "notifications": _render(workflow, initial.notify, context, reference,
                                                 initial.id), "issued": []}
-            outbox_id = self._store.add_outbox(c, [_outbox(case_id, "case_started", payload,
-                                                           now)])[0]
+            outbox_id = self._store.add_outbox(c, _outbox(case_id, "case_started", payload,
+                                                           now))
             self._store.add_timers(c, _timers(workflow, case_id, initial.id, now))
         self._deliver(outbox_id, reference, "case_started", payload)
         return self.case(reference)
@@ -287,7 +322,7 @@ class Engine:
         canonical = _canonical(reference)
         now = now or self.clock()
         try:
-            with self._store.transaction() as c:
+            with self._write() as c:
                 row = self._store.case_by_reference(c, canonical)
                 if row is None:
                     raise _unknown_case(reference)
@@ -306,8 +341,8 @@ class Engine:
                 payload, written = self._apply(c, workflow, row, outcome, actor, now)
                 if timer_id is not None:
                     self._store.settle_timer(c, timer_id, "fired", now)
-                outbox_id = self._store.add_outbox(c, [_outbox(row["id"], "transition", payload,
-                                                               now)])[0]
+                outbox_id = self._store.add_outbox(c, _outbox(row["id"], "transition", payload,
+                                                              now))
         except store.Conflict:
             raise _concurrent() from None
         self._deliver(outbox_id, canonical, "transition", payload)
@@ -335,8 +370,8 @@ class Engine:
             values["state_entered_at"] = now
         self._store.update_case(c, row["id"], row["version"], values)
         step_input = {f.id: decision.data.get(f.id) for f in t.input}
-        self._store.append_history(c, [_history(row["id"], version, t.trigger, source, target.id,
-                                                actor.id, decision.role, step_input, now)])
+        self._store.append_history(c, _history(row["id"], version, t.trigger, source, target.id,
+                                               actor.id, decision.role, step_input, now))
         if procedure.states[source].deadlines:
             self._store.cancel_timers(c, row["id"], now)
         self._store.add_timers(c, _timers(workflow, row["id"], target.id, now))
@@ -419,7 +454,7 @@ class Engine:
         canonical = _canonical(reference)
         now = self.clock()
         try:
-            with self._store.transaction() as c:
+            with self._write() as c:
                 current = self._store.case_by_reference(c, canonical)
                 if current is None:
                     raise _unknown_case(reference)
@@ -430,11 +465,11 @@ class Engine:
                 values = {**values, "version": version, "updated_at": now}
                 self._store.update_case(c, current["id"], current["version"], values)
                 role = _role_on(current, actor)
-                self._store.append_history(c, [_history(current["id"], version, step,
-                                                        current["state"], current["state"],
-                                                        actor.id, role, payload, now)])
-                outbox_id = self._store.add_outbox(c, [_outbox(current["id"], event, payload,
-                                                               now)])[0]
+                self._store.append_history(c, _history(current["id"], version, step,
+                                                       current["state"], current["state"],
+                                                       actor.id, role, payload, now))
+                outbox_id = self._store.add_outbox(c, _outbox(current["id"], event, payload,
+                                                              now))
         except store.Conflict:
             raise _concurrent() from None
         self._deliver(outbox_id, canonical, event, payload)
@@ -471,7 +506,7 @@ class Engine:
             except ConcurrentUpdate:
                 done.append((reference, trigger, "retry"))
             except GuichetError as exc:
-                with self._store.transaction() as c:
+                with self._write() as c:
                     self._store.settle_timer(c, timer["id"], "refused", now)
                 done.append((reference, trigger, "refused: " + exc.message("en")))
         return done
@@ -487,11 +522,10 @@ class Engine:
         payload = {"trigger": deadline.trigger, "due_at": _due(deadline, row, now),
                    "notifications": _render(workflow, notes, context, row["reference"],
                                             row["state"])}
-        with self._store.transaction() as c:
+        with self._write() as c:
             if not self._store.settle_timer(c, timer["id"], "fired", now):
                 return "already done"
-            outbox_id = self._store.add_outbox(c, [_outbox(row["id"], "reminder", payload,
-                                                           now)])[0]
+            outbox_id = self._store.add_outbox(c, _outbox(row["id"], "reminder", payload, now))
         self._deliver(outbox_id, row["reference"], "reminder", payload)
         return "reminded"
 

@@ -23,9 +23,9 @@ from sqlalchemy import (
     Index,
     UniqueConstraint,
     and_,
+    bindparam,
     create_engine,
     event,
-    func,
     insert,
     select,
     update,
@@ -266,12 +266,62 @@ def _tables() -> Iterator[Any]:
                 counters_t)
 
 
+def _p(name: str, column: Any = None) -> Any:
+    """A bind parameter (typed like `column`, so JSON and timestamps are converted)."""
+    return bindparam(name, type_=column.type if column is not None else None)
+
+
+class _Statements:
+    """The statements of the hot path, built once on the SQLModel tables."""
+
+    def __init__(self, upsert: Any) -> None:
+        c, o, t = cases_t.c, outbox_t.c, timers_t.c
+        self.case_by_reference = select(cases_t).where(c.reference == _p("b_reference"))
+        self.insert_case = insert(cases_t).returning(c.id)
+        self.insert_history = insert(history_t)
+        self.insert_outbox = insert(outbox_t).returning(o.id)
+        self.insert_timers = insert(timers_t)
+        self.insert_document = insert(documents_t)
+        self.insert_payment = insert(payments_t)
+        self.find_payment = select(payments_t).where(and_(
+            payments_t.c.provider == _p("b_provider"),
+            payments_t.c.provider_reference == _p("b_provider_reference")))
+        self.cancel_timers = update(timers_t).where(and_(
+            t.case_id == _p("b_case_id"), t.status == "pending")).values(
+            status="cancelled", updated_at=_p("b_now", t.updated_at))
+        self.settle_timer = update(timers_t).where(and_(
+            t.id == _p("b_id"), t.status == "pending")).values(
+            status=_p("b_status"), updated_at=_p("b_now", t.updated_at))
+        self.next_sequence = upsert(counters_t).values(
+            key=_p("b_key"), value=1).on_conflict_do_update(
+            index_elements=["key"], set_={"value": counters_t.c.value + 1},
+        ).returning(counters_t.c.value)
+        self.mark_delivered = update(outbox_t).where(o.id.in_(bindparam("b_ids", expanding=True))
+                                                     ).values(delivered_at=_p("b_now",
+                                                                              o.delivered_at))
+        self._update_case: dict[tuple[str, ...], Any] = {}
+
+    def update_case(self, columns: tuple[str, ...]) -> Any:
+        """UPDATE of these columns where id and version match (one statement per column set)."""
+        statement = self._update_case.get(columns)
+        if statement is None:
+            c = cases_t.c
+            statement = update(cases_t).where(and_(
+                c.id == _p("b_id"), c.version == _p("b_expected"))).values(
+                {name: _p(name, c[name]) for name in columns})
+            self._update_case[columns] = statement
+        return statement
+
+
 class Store:
     """Reads and one-transaction writes on the Guichet tables."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        upsert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
+        self._upsert = upsert
+        self.sql = _Statements(upsert)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -287,14 +337,10 @@ class Store:
 
     # --- procedure versions ---------------------------------------------------------------------
 
-    def _upsert(self) -> Any:
-        """The dialect's INSERT with ON CONFLICT support (SQLite and PostgreSQL)."""
-        return postgresql_insert if self.dialect == "postgresql" else sqlite_insert
-
     def save_procedure(self, hash_: str, procedure_id: str, version: str, definition: str,
                        now: dt.datetime) -> None:
         """Store a procedure version once (hosts saving the same one at once do not clash)."""
-        statement = self._upsert()(procedures_t).values(
+        statement = self._upsert(procedures_t).values(
             hash=hash_, procedure_id=procedure_id, version=version, definition=definition,
             created_at=now).on_conflict_do_nothing(index_elements=["hash"])
         with self.transaction() as c:
@@ -313,50 +359,37 @@ class Store:
 
         One atomic upsert: two hosts opening the first case of a year at once both succeed.
         """
-        statement = self._upsert()(counters_t).values(key=key, value=1)
-        statement = statement.on_conflict_do_update(
-            index_elements=["key"], set_={"value": counters_t.c.value + 1}
-        ).returning(counters_t.c.value)
-        return int(c.execute(statement).scalar_one())
+        return int(c.execute(self.sql.next_sequence, {"b_key": key}).scalar_one())
 
     def insert_case(self, c: Connection, values: Mapping[str, Any]) -> int:
-        result = c.execute(insert(cases_t).values(**values).returning(cases_t.c.id))
-        return int(result.scalar_one())
+        return int(c.execute(self.sql.insert_case, dict(values)).scalar_one())
 
-    def case_by_reference(self, c: Connection, reference: str) -> Mapping[str, Any] | None:
-        row = c.execute(select(cases_t).where(cases_t.c.reference == reference)).mappings().first()
+    def case_by_reference(self, c: Connection, reference: str) -> dict[str, Any] | None:
+        row = c.execute(self.sql.case_by_reference, {"b_reference": reference}).mappings().first()
         return None if row is None else dict(row)
 
     def update_case(self, c: Connection, case_id: int, expected: int,
                     values: Mapping[str, Any]) -> None:
         """Write a case if its version is still `expected`; raises Conflict otherwise."""
-        result = c.execute(
-            update(cases_t).where(and_(cases_t.c.id == case_id, cases_t.c.version == expected))
-            .values(**values)
-        )
+        statement = self.sql.update_case(tuple(sorted(values)))
+        result = c.execute(statement, {"b_id": case_id, "b_expected": expected, **values})
         if result.rowcount != 1:
             raise Conflict()
 
-    def append_history(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    def append_history(self, c: Connection, row: Mapping[str, Any]) -> None:
         try:
-            c.execute(insert(history_t), list(rows))
+            c.execute(self.sql.insert_history, dict(row))
         except IntegrityError:
             raise Conflict() from None
 
-    def add_outbox(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-        if not rows:
-            return []
-        if len(rows) == 1:
-            return [int(c.execute(insert(outbox_t).values(**rows[0])
-                                  .returning(outbox_t.c.id)).scalar_one())]
-        return [int(c.execute(insert(outbox_t).values(**row).returning(outbox_t.c.id))
-                    .scalar_one()) for row in rows]
+    def add_outbox(self, c: Connection, row: Mapping[str, Any]) -> int:
+        """Write one outbox row; returns its id."""
+        return int(c.execute(self.sql.insert_outbox, dict(row)).scalar_one())
 
-    def mark_delivered(self, ids: Sequence[int], now: dt.datetime) -> None:
+    def mark_delivered(self, c: Connection, ids: Sequence[int], now: dt.datetime) -> None:
+        """Mark outbox rows delivered, inside the caller's transaction."""
         if ids:
-            with self.transaction() as c:
-                c.execute(update(outbox_t).where(outbox_t.c.id.in_(list(ids)))
-                          .values(delivered_at=now))
+            c.execute(self.sql.mark_delivered, {"b_ids": list(ids), "b_now": now})
 
     def pending_outbox(self, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Undelivered outbox rows after `after_id`, oldest first."""
@@ -378,8 +411,7 @@ class Store:
 
     def read_case(self, reference: str) -> dict[str, Any] | None:
         with self.reading() as c:
-            row = self.case_by_reference(c, reference)
-        return None if row is None else dict(row)
+            return self.case_by_reference(c, reference)
 
     def list_cases(self, procedure: str | None, state: str | None, applicant: str | None,
                    limit: int, after_id: int) -> list[dict[str, Any]]:
@@ -394,29 +426,22 @@ class Store:
             rows = c.execute(query.order_by(cases_t.c.id).limit(limit)).mappings().all()
         return [dict(r) for r in rows]
 
-    def count_cases(self, procedure: str | None = None) -> int:
-        query = select(func.count()).select_from(cases_t)
-        if procedure:
-            query = query.where(cases_t.c.procedure_id == procedure)
-        with self.reading() as c:
-            return int(c.execute(query).scalar_one())
-
     # --- documents and payments -----------------------------------------------------------------
 
     def insert_document(self, c: Connection, values: Mapping[str, Any]) -> None:
-        c.execute(insert(documents_t).values(**values))
+        c.execute(self.sql.insert_document, dict(values))
 
     def find_payment(self, c: Connection, provider: str, provider_reference: str
-                     ) -> Mapping[str, Any] | None:
-        row = c.execute(select(payments_t).where(and_(
-            payments_t.c.provider == provider,
-            payments_t.c.provider_reference == provider_reference))).mappings().first()
+                     ) -> dict[str, Any] | None:
+        row = c.execute(self.sql.find_payment, {
+            "b_provider": provider, "b_provider_reference": provider_reference,
+        }).mappings().first()
         return None if row is None else dict(row)
 
     def insert_payment(self, c: Connection, values: Mapping[str, Any]) -> None:
         try:
             with c.begin_nested():
-                c.execute(insert(payments_t).values(**values))
+                c.execute(self.sql.insert_payment, dict(values))
         except IntegrityError:
             raise DuplicatePayment() from None
 
@@ -424,12 +449,10 @@ class Store:
 
     def add_timers(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            c.execute(insert(timers_t), list(rows))
+            c.execute(self.sql.insert_timers, [dict(r) for r in rows])
 
     def cancel_timers(self, c: Connection, case_id: int, now: dt.datetime) -> None:
-        c.execute(update(timers_t).where(and_(timers_t.c.case_id == case_id,
-                                              timers_t.c.status == "pending"))
-                  .values(status="cancelled", updated_at=now))
+        c.execute(self.sql.cancel_timers, {"b_case_id": case_id, "b_now": now})
 
     def due_timers(self, now: dt.datetime, limit: int = 500) -> list[dict[str, Any]]:
         with self.reading() as c:
@@ -442,9 +465,8 @@ class Store:
 
     def settle_timer(self, c: Connection, timer_id: int, status: str, now: dt.datetime) -> bool:
         """Mark a pending timer fired or cancelled; False if somebody settled it first."""
-        result = c.execute(update(timers_t).where(and_(timers_t.c.id == timer_id,
-                                                       timers_t.c.status == "pending"))
-                           .values(status=status, updated_at=now))
+        result = c.execute(self.sql.settle_timer,
+                           {"b_id": timer_id, "b_status": status, "b_now": now})
         return bool(result.rowcount == 1)
 
     def pending_timers(self, case_id: int) -> list[dict[str, Any]]:
@@ -453,4 +475,3 @@ class Store:
                                                          timers_t.c.status == "pending"))
                              .order_by(timers_t.c.due_at)).mappings().all()
         return [dict(r) for r in rows]
-
