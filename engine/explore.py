@@ -44,7 +44,7 @@ from jinja2 import nodes
 from .expressions import Expression, call_name, constant
 from .forms import Form
 from .model import Duration, Field, Procedure, Transition
-from .workflow import APPLICANT, Workflow
+from .workflow import APPLICANT, Context, Workflow
 
 #: The fixed date of every exploration (ages and day differences are computed from it).
 TODAY = dt.date(2026, 6, 15)
@@ -520,7 +520,7 @@ class _Explorer:
         self.truncated: set[int] = set()
         self.held: set[int] = set()
         self.tried: dict[int, int] = {}  # transition -> first node where its guard was tried
-        self.contexts: dict[tuple[str, int], dict[str, Any]] = {}
+        self.contexts: dict[tuple[str, int], Context] = {}
         self.kept: dict[tuple[str, int], Data] = {}
         self.escapes: dict[tuple[str, int], Data] = {}  # (state, env) -> form that left it
         self.exits = {s: self._exits(s) for s in procedure.states}
@@ -564,14 +564,14 @@ class _Explorer:
 
     # --- contexts -------------------------------------------------------------------------------
 
-    def context(self, data: Data, env: int) -> dict[str, Any]:
+    def context(self, data: Data, env: int) -> Context:
         key = (_key(data), env)
         found = self.contexts.get(key)
         if found is None:
             found = self.contexts[key] = self._context(data, self.envs[env])
         return found
 
-    def _context(self, data: Data, env: _Env) -> dict[str, Any]:
+    def _context(self, data: Data, env: _Env) -> Context:
         documents: dict[str, int] = {}
         if self.relevance.documents and env.documents != "none":
             bare = self.workflow.context(data, {}, 0, self.today)
@@ -583,7 +583,7 @@ class _Explorer:
             context["fees_paid"] = context["fees_due"]
         return context
 
-    def _kept(self, data: Data, env: int, context: Mapping[str, Any]) -> Data:
+    def _kept(self, data: Data, env: int, context: Context) -> Data:
         """`data` without its hidden fields (as stored after a transition), cached."""
         key = (_key(data), env)
         found = self.kept.get(key)
@@ -866,7 +866,7 @@ class _Replay:
     def today(self) -> dt.date:
         return self.clock.date()
 
-    def context(self, data: Data) -> dict[str, Any]:
+    def context(self, data: Data) -> Context:
         return self.workflow.context(data, self.attached, self.paid, self.today)
 
     def finish(self, kind: str, transition: Transition | None) -> list[Step]:

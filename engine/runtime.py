@@ -31,7 +31,7 @@ from .errors import (
     UnknownProcedure,
     UnknownTrigger,
 )
-from .model import Procedure, Transition
+from .model import Document, Procedure, Transition
 from .values import (
     SYSTEM,
     Actor,
@@ -388,32 +388,25 @@ class Engine:
     def attach(self, reference: str, document_id: str, filename: str,
                content: bytes | IO[bytes], actor: Actor) -> Case:
         """Attach a file to a case; its type is sniffed from its bytes, never from `filename`."""
-        row = self._row(reference)
-        workflow = self.workflow(row["procedure_hash"])
-        spec = workflow.procedure.document(document_id)
-        if spec is None:
-            raise _bad(document_id, "pièce inconnue pour cette procédure",
-                       "unknown document for this procedure")
-        self._check_actor_on_case(row, actor, editing=True)
-        data = content if isinstance(content, bytes) else _read_at_most(content,
-                                                                       spec.max_size + 1)
+        data = content if isinstance(content, bytes) else _read_at_most(
+            content, max((d.max_size for w in self._workflows.values()
+                          for d in w.procedure.documents), default=0) + 1)
         media_type = sniff(data)
-        if len(data) > spec.max_size:
-            raise _bad(document_id, f"fichier trop volumineux (max {spec.max_size} octets)",
-                       f"file too large (max {spec.max_size} bytes)")
-        if media_type is None or media_type not in spec.media_types:
-            accepted = ", ".join(spec.media_types)
-            raise _bad(document_id, f"type de fichier refusé (acceptés : {accepted})",
-                       f"file type refused (accepted: {accepted})")
-        sha256 = self.blobs.put(data)
-        attached = {"document_id": document_id, "filename": filename[:255],
-                    "media_type": media_type, "size": len(data), "sha256": sha256}
         now = self.clock()
+        attached: dict[str, Any] = {"document_id": document_id, "filename": filename[:255],
+                                    "media_type": media_type, "size": len(data)}
 
         def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any]:
+            spec = self.workflow(current["procedure_hash"]).procedure.document(document_id)
+            if spec is None:
+                raise _bad(document_id, "pièce inconnue pour cette procédure",
+                           "unknown document for this procedure")
+            self._check_actor_on_case(current, actor, editing=True)
+            _check_file(spec, data, media_type)
             if _counts(current["documents"]).get(document_id, 0) >= spec.max_files:
                 raise _bad(document_id, f"au plus {spec.max_files} fichier(s)",
                            f"at most {spec.max_files} file(s)")
+            attached["sha256"] = self.blobs.put(data)  # before the row that points to it
             self._store.insert_document(c, {"case_id": current["id"], **attached,
                                             "actor_id": actor.id, "at": now})
             return {"documents": [*current["documents"], attached]}
@@ -426,8 +419,6 @@ class Engine:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise _bad("amount", "le montant doit être un entier positif (FCFA)",
                        "amount must be a positive whole number (XOF)")
-        row = self._row(reference)
-        self._check_actor_on_case(row, actor, editing=False)
         now = self.clock()
         paid = {"amount": amount, "provider": provider, "provider_reference": provider_reference}
 
@@ -438,6 +429,7 @@ class Engine:
                     return None  # the same payment again: nothing to do
                 raise _bad("provider_reference", "cette référence de paiement est déjà utilisée",
                            "this payment reference is already used")
+            self._check_actor_on_case(current, actor, editing=False)
             self._store.insert_payment(c, {"case_id": current["id"], **paid,
                                            "actor_id": actor.id, "at": now})
             return {"fees_paid": current["fees_paid"] + amount}
@@ -543,6 +535,17 @@ def _default_blobs(url: str) -> BlobStore:
             return MemoryBlobStore()
         return DirectoryBlobStore(path.split("?", 1)[0] + ".blobs")
     return DirectoryBlobStore("guichet-blobs")
+
+
+def _check_file(spec: Document, data: bytes, media_type: str | None) -> None:
+    """Refuse a file over the document's size or of a type it does not accept."""
+    if len(data) > spec.max_size:
+        raise _bad(spec.id, f"fichier trop volumineux (max {spec.max_size} octets)",
+                   f"file too large (max {spec.max_size} bytes)")
+    if media_type is None or media_type not in spec.media_types:
+        accepted = ", ".join(spec.media_types)
+        raise _bad(spec.id, f"type de fichier refusé (acceptés : {accepted})",
+                   f"file type refused (accepted: {accepted})")
 
 
 def _read_at_most(stream: IO[bytes], limit: int) -> bytes:

@@ -8,13 +8,13 @@ to a case (or every reason it cannot); the Engine persists the outcome.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from .errors import InvalidData, NotAllowed, Reason
-from .expressions import age
+from .expressions import Expression, age
 from .forms import Errors, Form
 from .machine import StateMachine
 from .model import Document, Field, Procedure, Requirement, Transition
@@ -25,6 +25,24 @@ APPLICANT = "applicant"
 
 def _reason(code: str, subject: str, fr: str, en: str) -> Reason:
     return Reason(code, subject, {"fr": fr, "en": en})
+
+
+class Context(dict[str, Any]):
+    """What expressions see (field values and built-ins), remembering what was evaluated on it:
+    one decision evaluates each `when:` once, however many checks ask for it."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.results: dict[int, bool] = {}
+        self.fees: list[tuple[str, int]] | None = None
+
+    def holds(self, expression: Expression) -> bool:
+        """`expression.holds(self)`, evaluated once per context (values must not change)."""
+        key = id(expression)
+        found = self.results.get(key)
+        if found is None:
+            found = self.results[key] = expression.holds(self)
+        return found
 
 
 @dataclass(frozen=True)
@@ -46,7 +64,7 @@ class Decision:
     transition: Transition
     role: str
     data: dict[str, Any]
-    context: dict[str, Any]
+    context: Context
 
 
 class Workflow:
@@ -64,9 +82,9 @@ class Workflow:
     # --- context and fees -----------------------------------------------------------------------
 
     def context(self, data: Mapping[str, Any], documents: Mapping[str, int], fees_paid: int,
-                today: dt.date) -> dict[str, Any]:
+                today: dt.date) -> Context:
         """The names an expression sees: every data field (None when unset) and the built-ins."""
-        context: dict[str, Any] = dict(self._blank)
+        context = Context(self._blank)
         for key, value in data.items():
             if key in self._dates and isinstance(value, str):
                 try:
@@ -76,11 +94,14 @@ class Workflow:
             context[key] = value
         context.update(today=today, age=partial(age, today=today), fees_paid=fees_paid,
                        documents=dict(documents), fees_due=0)
-        context["fees_due"] = sum(amount for _, amount in self.fee_items(context))
+        context.fees = self.fee_items(context)
+        context["fees_due"] = sum(amount for _, amount in context.fees)
         return context
 
     def fee_items(self, context: Mapping[str, Any]) -> list[tuple[str, int]]:
         """(fee id, amount) of every fee that applies; a `when` that fails counts as applying."""
+        if isinstance(context, Context) and context.fees is not None:
+            return context.fees
         items = []
         for fee in self.procedure.fees:
             if fee.when is not None and not _holds_or_charges(fee.when, context):
@@ -99,9 +120,9 @@ class Workflow:
         due = {fee.id: fee.due for fee in self.procedure.fees}
         return sum(amount for fee_id, amount in self.fee_items(context) if due[fee_id] in steps)
 
-    def visible(self, context: Mapping[str, Any]) -> Any:
+    def visible(self, context: Context) -> Callable[[Field], bool]:
         def is_visible(f: Field) -> bool:
-            return f.when is None or f.when.holds(context)
+            return f.when is None or context.holds(f.when)
         return is_visible
 
     # --- data -----------------------------------------------------------------------------------
@@ -115,7 +136,7 @@ class Workflow:
             raise _invalid(errors)
         return cleaned
 
-    def drop_hidden(self, data: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    def drop_hidden(self, data: dict[str, Any], context: Context) -> dict[str, Any]:
         """Data without the fields whose `when:` does not hold."""
         visible = self.visible(context)
         hidden = {f.id for f in self.procedure.fields if f.id in data and not visible(f)}
@@ -159,7 +180,7 @@ class Workflow:
             role = role or acting
         return allowed, role, reasons
 
-    def requirements(self, t: Transition, case: CaseView, context: Mapping[str, Any]
+    def requirements(self, t: Transition, case: CaseView, context: Context
                      ) -> list[Reason]:
         """Every unmet requirement of `t`: fields, documents, payment, guard."""
         reasons: list[Reason] = []
@@ -177,18 +198,18 @@ class Workflow:
         if owed > 0:
             reasons.append(_reason("payment", t.trigger, f"reste à payer : {owed} FCFA",
                                    f"still to pay: {owed} XOF"))
-        if t.when is not None and not t.when.holds(context):
+        if t.when is not None and not context.holds(t.when):
             reasons.append(_reason("guard", t.trigger, f"condition non remplie : {t.when.source}",
                                    f"condition not met: {t.when.source}"))
         return reasons
 
-    def documents_missing(self, attached: Mapping[str, int], context: Mapping[str, Any],
+    def documents_missing(self, attached: Mapping[str, int], context: Context,
                           wanted: Requirement = "all") -> list[Document]:
         """Documents wanted (all required ones, or those listed) that apply and lack files."""
         missing = []
         for d in self.procedure.documents:
             needed = d.required if wanted == "all" else d.id in wanted
-            if not needed or (d.when is not None and not d.when.holds(context)):
+            if not needed or (d.when is not None and not context.holds(d.when)):
                 continue
             if attached.get(d.id, 0) < max(1, d.min_files):
                 missing.append(d)
