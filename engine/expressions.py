@@ -87,6 +87,7 @@ class Expression:
     names: frozenset[str]
     tree: nodes.Expr = field(repr=False, compare=False)
     _run: Callable[..., Any] = field(repr=False, compare=False)
+    ordered_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """Evaluate with `context` (field values and built-ins); raises on any error."""
@@ -115,7 +116,8 @@ def compile_expression(source: str) -> Expression:
         run = _env.compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:  # pragma: no cover - _parse catches these first
         raise ExpressionError(_lower(exc.message or "invalid expression")) from None
-    return Expression(source, _names(tree), tree, run)
+    names = _names(tree)
+    return Expression(source, names, tree, run, tuple(sorted(names)))
 
 
 @dataclass(frozen=True)

@@ -27,22 +27,70 @@ def _reason(code: str, subject: str, fr: str, en: str) -> Reason:
     return Reason(code, subject, {"fr": fr, "en": en})
 
 
-class Context(dict[str, Any]):
-    """What expressions see (field values and built-ins), remembering what was evaluated on it:
-    one decision evaluates each `when:` once, however many checks ask for it."""
+_FAILED = object()  # an evaluation that raised
+_MEMO_LIMIT = 50_000
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+
+class Results:
+    """Results of a procedure version's expressions, by the values of the names they read.
+
+    Expressions are pure (sandboxed, no side effects), so the same values give the same
+    result: most cases share a few combinations (passport type, adult or minor...), and an
+    evaluation costs far more than a look-up. Bounded; values that cannot be keys are not
+    cached.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def evaluate(self, expression: Expression, context: Mapping[str, Any]) -> Any:
+        """The expression's value, or _FAILED when it raised."""
+        try:
+            key = (id(expression), *(_key(name, context) for name in expression.ordered_names))
+            hash(key)
+        except TypeError:
+            return _run(expression, context)
+        found = self._memo.get(key, _MISSING)
+        if found is _MISSING:
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            found = self._memo[key] = _run(expression, context)
+        return found
+
+
+_MISSING = object()
+
+
+def _key(name: str, context: Mapping[str, Any]) -> Any:
+    if name == "age":
+        return context.get("today")  # age(...) depends on the day only
+    value = context.get(name)
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _run(expression: Expression, context: Mapping[str, Any]) -> Any:
+    try:
+        return expression.evaluate(context)
+    except Exception:  # noqa: BLE001 - reported as _FAILED: a guard refuses, a fee charges
+        return _FAILED
+
+
+class Context(dict[str, Any]):
+    """What expressions see: field values (None when unset) and the built-ins."""
+
+    def __init__(self, values: Mapping[str, Any], results: Results) -> None:
         super().__init__(values)
-        self.results: dict[int, bool] = {}
+        self.results = results
         self.fees: list[tuple[str, int]] | None = None
 
     def holds(self, expression: Expression) -> bool:
-        """`expression.holds(self)`, evaluated once per context (values must not change)."""
-        key = id(expression)
-        found = self.results.get(key)
-        if found is None:
-            found = self.results[key] = expression.holds(self)
-        return found
+        """True only when the expression evaluates without error to a true value."""
+        value = self.results.evaluate(expression, self)
+        return value is not _FAILED and bool(value)
 
 
 @dataclass(frozen=True)
@@ -74,6 +122,7 @@ class Workflow:
         self.procedure = procedure
         self.form = Form.of(procedure.fields)
         self._input_forms: dict[tuple[int, ...], Form] = {}
+        self.results = Results()
         self.machine = StateMachine(procedure, self._ready)
         data_fields = [*procedure.fields, *(i for t in procedure.transitions for i in t.input)]
         self._blank = {f.id: None for f in data_fields}
@@ -84,7 +133,7 @@ class Workflow:
     def context(self, data: Mapping[str, Any], documents: Mapping[str, int], fees_paid: int,
                 today: dt.date) -> Context:
         """The names an expression sees: every data field (None when unset) and the built-ins."""
-        context = Context(self._blank)
+        context = Context(self._blank, self.results)
         for key, value in data.items():
             if key in self._dates and isinstance(value, str):
                 try:
@@ -104,7 +153,7 @@ class Workflow:
             return context.fees
         items = []
         for fee in self.procedure.fees:
-            if fee.when is not None and not _holds_or_charges(fee.when, context):
+            if fee.when is not None and not _charges(fee.when, context, self.results):
                 continue
             amount: float = fee.amount
             if fee.per is not None:
@@ -232,7 +281,10 @@ class Workflow:
             return "refused", _unique(refusals)
         merged = self._merge(case, allowed, role, data, today, actor.language)
         context = self.context(merged, case.documents, case.fees_paid, today)
-        merged = self.drop_hidden(merged, context)
+        if any(f.id in data for f in self.procedure.fields):
+            # the applicant changed the form: fields it now hides are not kept. Otherwise
+            # stored data stays as it was (passing time never erases part of a record).
+            merged = self.drop_hidden(merged, context)
         blocked: list[Reason] = []
         ready: set[int] = set()
         for t in allowed:
@@ -299,11 +351,10 @@ def _blank(value: Any) -> bool:
     return value is None or value == "" or value == []
 
 
-def _holds_or_charges(expression: Any, context: Mapping[str, Any]) -> bool:
-    try:
-        return bool(expression.evaluate(context))
-    except Exception:  # noqa: BLE001 - a fee whose condition cannot be evaluated is charged
-        return True
+def _charges(expression: Expression, context: Mapping[str, Any], results: Results) -> bool:
+    """A fee's `when`: true, or failing to evaluate (a fee in doubt is charged)."""
+    value = results.evaluate(expression, context)
+    return value is _FAILED or bool(value)
 
 
 def _unique(reasons: list[Reason]) -> list[Reason]:
