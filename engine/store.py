@@ -10,6 +10,7 @@ the engine that imports SQLModel or SQLAlchemy.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -278,10 +279,6 @@ class _Statements:
         c, o, t = cases_t.c, outbox_t.c, timers_t.c
         self.case_by_reference = select(cases_t).where(c.reference == _p("b_reference"))
         self.insert_case = insert(cases_t).returning(c.id)
-        self.insert_history = insert(history_t)
-        self.insert_outbox = insert(outbox_t).returning(o.id)
-        self.insert_timers = insert(timers_t)
-        self.insert_document = insert(documents_t)
         self.insert_payment = insert(payments_t)
         self.find_payment = select(payments_t).where(and_(
             payments_t.c.provider == _p("b_provider"),
@@ -313,8 +310,92 @@ class _Statements:
         return statement
 
 
+def _columns(table: Any) -> dict[str, Any]:
+    """Every column but the generated id, each as a typed bind parameter of its own name."""
+    return {c.name: _p(c.name, c) for c in table.c if c.name != "id"}
+
+
+_SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
+
+
+class _Prepared:
+    """A Core statement compiled once for one database; executed straight on the driver.
+
+    Values are converted as SQLAlchemy would store them (JSON as text; timestamps as
+    SQLAlchemy's SQLite text format), so Core reads them back unchanged.
+    """
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.names = tuple(compiled.binds)
+        self.order: tuple[str, ...] | None = (tuple(compiled.positiontup)
+                                              if compiled.positiontup else None)
+        sqlite = dialect.name == "sqlite"
+        self.converters: dict[str, Any] = {}
+        for name, bind in compiled.binds.items():
+            if isinstance(bind.type, SA_JSON):
+                self.converters[name] = _json_text
+            elif isinstance(bind.type, DateTime) and sqlite:
+                self.converters[name] = _sqlite_timestamp
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        converted = dict(values)
+        for name, convert in self.converters.items():
+            if name in converted and converted[name] is not None:
+                converted[name] = convert(converted[name])
+        if self.order is None:
+            return {name: converted.get(name) for name in self.names}
+        return tuple(converted.get(name) for name in self.order)  # absent: NULL
+
+    def run(self, c: Connection, values: Mapping[str, Any]) -> Any:
+        cursor = c.connection.cursor()
+        cursor.execute(self.sql, self.parameters(values))
+        return cursor
+
+    def run_many(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        cursor = c.connection.cursor()
+        cursor.executemany(self.sql, [self.parameters(row) for row in rows])
+        cursor.close()
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _sqlite_timestamp(value: dt.datetime) -> str:
+    return value.strftime(_SQLITE_TIMESTAMP)
+
+
+class _Hot:
+    """The writes every step makes, prepared for the driver (SQLite and PostgreSQL)."""
+
+    def __init__(self, dialect: Any) -> None:
+        self.dialect = dialect
+        self.integrity_error: type[Exception] = dialect.loaded_dbapi.IntegrityError
+        self.insert_history = _Prepared(insert(history_t).values(_columns(history_t)), dialect)
+        self.insert_outbox = _Prepared(insert(outbox_t).values(_columns(outbox_t))
+                                       .returning(outbox_t.c.id), dialect)
+        self.insert_document = _Prepared(insert(documents_t).values(_columns(documents_t)),
+                                         dialect)
+        self.insert_timers = _Prepared(insert(timers_t).values(_columns(timers_t)), dialect)
+        self._updates: dict[tuple[str, ...], _Prepared] = {}
+
+    def update_case(self, columns: tuple[str, ...], statements: _Statements) -> _Prepared:
+        prepared = self._updates.get(columns)
+        if prepared is None:
+            prepared = self._updates[columns] = _Prepared(statements.update_case(columns),
+                                                          self.dialect)
+        return prepared
+
+
 class Store:
-    """Reads and one-transaction writes on the Guichet tables."""
+    """Reads and one-transaction writes on the Guichet tables.
+
+    The writes of every step go straight to the driver with SQL compiled once from Core
+    statements (SQLAlchemy's per-call work was most of a step's cost); everything else,
+    and every read, uses Core.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -322,6 +403,7 @@ class Store:
         upsert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
         self._upsert = upsert
         self.sql = _Statements(upsert)
+        self.hot = _Hot(engine.dialect)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -371,20 +453,20 @@ class Store:
     def update_case(self, c: Connection, case_id: int, expected: int,
                     values: Mapping[str, Any]) -> None:
         """Write a case if its version is still `expected`; raises Conflict otherwise."""
-        statement = self.sql.update_case(tuple(sorted(values)))
-        result = c.execute(statement, {"b_id": case_id, "b_expected": expected, **values})
-        if result.rowcount != 1:
+        prepared = self.hot.update_case(tuple(sorted(values)), self.sql)
+        cursor = prepared.run(c, {"b_id": case_id, "b_expected": expected, **values})
+        if cursor.rowcount != 1:
             raise Conflict()
 
     def append_history(self, c: Connection, row: Mapping[str, Any]) -> None:
         try:
-            c.execute(self.sql.insert_history, dict(row))
-        except IntegrityError:
+            self.hot.insert_history.run(c, row)
+        except self.hot.integrity_error:
             raise Conflict() from None
 
     def add_outbox(self, c: Connection, row: Mapping[str, Any]) -> int:
         """Write one outbox row; returns its id."""
-        return int(c.execute(self.sql.insert_outbox, dict(row)).scalar_one())
+        return int(self.hot.insert_outbox.run(c, row).fetchone()[0])
 
     def mark_delivered(self, c: Connection, ids: Sequence[int], now: dt.datetime) -> None:
         """Mark outbox rows delivered, inside the caller's transaction."""
@@ -429,7 +511,7 @@ class Store:
     # --- documents and payments -----------------------------------------------------------------
 
     def insert_document(self, c: Connection, values: Mapping[str, Any]) -> None:
-        c.execute(self.sql.insert_document, dict(values))
+        self.hot.insert_document.run(c, values)
 
     def find_payment(self, c: Connection, provider: str, provider_reference: str
                      ) -> dict[str, Any] | None:
@@ -449,7 +531,7 @@ class Store:
 
     def add_timers(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            c.execute(self.sql.insert_timers, [dict(r) for r in rows])
+            self.hot.insert_timers.run_many(c, rows)
 
     def cancel_timers(self, c: Connection, case_id: int, now: dt.datetime) -> None:
         c.execute(self.sql.cancel_timers, {"b_case_id": case_id, "b_now": now})
