@@ -233,7 +233,8 @@ def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         # an immediate one waits for the write lock (busy timeout) instead. Reads stay
         # deferred so that, in WAL mode, they never wait for a writer.
         reading = connection.get_execution_options().get("guichet_read", False)
-        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+        driver: Any = connection.connection.driver_connection
+        driver.execute("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -277,7 +278,6 @@ class _Statements:
 
     def __init__(self, upsert: Any) -> None:
         c, o, t = cases_t.c, outbox_t.c, timers_t.c
-        self.case_by_reference = select(cases_t).where(c.reference == _p("b_reference"))
         self.insert_case = insert(cases_t).returning(c.id)
         self.insert_payment = insert(payments_t)
         self.find_payment = select(payments_t).where(and_(
@@ -363,6 +363,10 @@ def _json_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def _json_value(text: str | bytes) -> Any:
+    return json.loads(text)
+
+
 def _sqlite_timestamp(value: dt.datetime) -> str:
     return value.strftime(_SQLITE_TIMESTAMP)
 
@@ -379,7 +383,25 @@ class _Hot:
         self.insert_document = _Prepared(insert(documents_t).values(_columns(documents_t)),
                                          dialect)
         self.insert_timers = _Prepared(insert(timers_t).values(_columns(timers_t)), dialect)
+        self.case_by_reference = _Prepared(
+            select(cases_t).where(cases_t.c.reference == _p("b_reference")), dialect)
+        self.case_columns = tuple(c.name for c in cases_t.c)
+        sqlite = dialect.name == "sqlite"
+        self.case_readers = {  # what the driver returns -> what Core would
+            c.name: (_json_value if isinstance(c.type, SA_JSON) else
+                     dt.datetime.fromisoformat if isinstance(c.type, DateTime) else None)
+            for c in cases_t.c if sqlite and isinstance(c.type, SA_JSON | DateTime)}
         self._updates: dict[tuple[str, ...], _Prepared] = {}
+
+    def case_row(self, c: Connection, reference: str) -> dict[str, Any] | None:
+        found = self.case_by_reference.run(c, {"b_reference": reference}).fetchone()
+        if found is None:
+            return None
+        row = dict(zip(self.case_columns, found, strict=True))
+        for name, read in self.case_readers.items():
+            if row[name] is not None:
+                row[name] = read(row[name])
+        return row
 
     def update_case(self, columns: tuple[str, ...], statements: _Statements) -> _Prepared:
         prepared = self._updates.get(columns)
@@ -447,8 +469,7 @@ class Store:
         return int(c.execute(self.sql.insert_case, dict(values)).scalar_one())
 
     def case_by_reference(self, c: Connection, reference: str) -> dict[str, Any] | None:
-        row = c.execute(self.sql.case_by_reference, {"b_reference": reference}).mappings().first()
-        return None if row is None else dict(row)
+        return self.hot.case_row(c, reference)
 
     def update_case(self, c: Connection, case_id: int, expected: int,
                     values: Mapping[str, Any]) -> None:
