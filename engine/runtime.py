@@ -125,7 +125,7 @@ class Engine:
             log.warning("could not mark %d delivered outbox row(s); they will be delivered "
                         "again", len(self._delivered), exc_info=True)
         finally:
-            self._store.engine.dispose()
+            self._store.close()
 
     # --- hooks ----------------------------------------------------------------------------------
 

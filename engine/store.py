@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -329,6 +330,7 @@ class _Prepared:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
         self.names = tuple(compiled.binds)
+        self.literals = {k: v for k, v in compiled.params.items() if v is not None}
         self.order: tuple[str, ...] | None = (tuple(compiled.positiontup)
                                               if compiled.positiontup else None)
         sqlite = dialect.name == "sqlite"
@@ -340,7 +342,7 @@ class _Prepared:
                 self.converters[name] = _sqlite_timestamp
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
-        converted = dict(values)
+        converted = {**self.literals, **values}
         for name, convert in self.converters.items():
             if name in converted and converted[name] is not None:
                 converted[name] = convert(converted[name])
@@ -374,7 +376,7 @@ def _sqlite_timestamp(value: dt.datetime) -> str:
 class _Hot:
     """The writes every step makes, prepared for the driver (SQLite and PostgreSQL)."""
 
-    def __init__(self, dialect: Any) -> None:
+    def __init__(self, dialect: Any, statements: _Statements) -> None:
         self.dialect = dialect
         self.integrity_error: type[Exception] = dialect.loaded_dbapi.IntegrityError
         self.insert_history = _Prepared(insert(history_t).values(_columns(history_t)), dialect)
@@ -383,6 +385,7 @@ class _Hot:
         self.insert_document = _Prepared(insert(documents_t).values(_columns(documents_t)),
                                          dialect)
         self.insert_timers = _Prepared(insert(timers_t).values(_columns(timers_t)), dialect)
+        self.cancel_timers = _Prepared(statements.cancel_timers, dialect)
         self.case_by_reference = _Prepared(
             select(cases_t).where(cases_t.c.reference == _p("b_reference")), dialect)
         self.case_columns = tuple(c.name for c in cases_t.c)
@@ -425,13 +428,38 @@ class Store:
         upsert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
         self._upsert = upsert
         self.sql = _Statements(upsert)
-        self.hot = _Hot(engine.dialect)
+        self.hot = _Hot(engine.dialect, self.sql)
+        self._local = threading.local()
+        self._held: list[Connection] = []
+        self._held_lock = threading.Lock()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One write transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back whole."""
-        with self.engine.begin() as connection:
-            yield connection
+        """One write transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back whole.
+
+        Each thread keeps its connection between transactions (a pool checkout per step
+        cost more than the step's SQL); after a failure it is dropped for a fresh one.
+        """
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self._local.connection = self.engine.connect()
+            with self._held_lock:
+                self._held.append(connection)
+        try:
+            with connection.begin():
+                yield connection
+        except BaseException:
+            self._local.connection = None
+            connection.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connections threads kept, then the pool."""
+        with self._held_lock:
+            held, self._held = self._held, []
+        for connection in held:
+            connection.close()
+        self.engine.dispose()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -555,7 +583,7 @@ class Store:
             self.hot.insert_timers.run_many(c, rows)
 
     def cancel_timers(self, c: Connection, case_id: int, now: dt.datetime) -> None:
-        c.execute(self.sql.cancel_timers, {"b_case_id": case_id, "b_now": now})
+        self.hot.cancel_timers.run(c, {"b_case_id": case_id, "b_now": now})
 
     def due_timers(self, now: dt.datetime, limit: int = 500) -> list[dict[str, Any]]:
         with self.reading() as c:
