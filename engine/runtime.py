@@ -258,14 +258,16 @@ class Engine:
         return row
 
     def _case_value(self, row: Mapping[str, Any]) -> Case:
-        workflow = self.workflow(row["procedure_hash"])
-        context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"],
-                                   self.clock().date())
+        fees_due = row.get("fees_due")  # known when the row was just decided on
+        if fees_due is None:
+            workflow = self.workflow(row["procedure_hash"])
+            fees_due = workflow.context(row["data"], _counts(row["documents"]),
+                                        row["fees_paid"], self.clock().date())["fees_due"]
         return Case(
             reference=row["reference"], procedure_id=row["procedure_id"],
             procedure_hash=row["procedure_hash"], state=row["state"], outcome=row["outcome"],
             applicant_id=row["applicant_id"], data=frozen_mapping(row["data"]),
-            fees_due=context["fees_due"], fees_paid=row["fees_paid"],
+            fees_due=fees_due, fees_paid=row["fees_paid"],
             documents=tuple(AttachedDocument(**d) for d in row["documents"]),
             version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"],
         )
@@ -363,9 +365,11 @@ class Engine:
         if actor.id not in actors.setdefault(t.trigger, []):
             actors[t.trigger].append(actor.id)
         values: dict[str, Any] = {
-            "state": target.id, "data": decision.data, "actors": actors, "version": version,
-            "updated_at": now, "outcome": target.outcome,
+            "state": target.id, "actors": actors, "version": version, "updated_at": now,
+            "outcome": target.outcome,
         }
+        if decision.data != row["data"]:
+            values["data"] = decision.data  # most steps leave the form as it was
         if target.id != source or target.deadlines:
             values["state_entered_at"] = now
         self._store.update_case(c, row["id"], row["version"], values)
@@ -383,7 +387,7 @@ class Engine:
                                      row["reference"], target.id),
             "issued": _issue(workflow, t, context, row["reference"], target.id),
         }
-        return effects, {**row, **values}
+        return effects, {**row, **values, "fees_due": context["fees_due"]}
 
     def attach(self, reference: str, document_id: str, filename: str,
                content: bytes | IO[bytes], actor: Actor) -> Case:
