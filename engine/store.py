@@ -34,7 +34,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, SQLModel
 
@@ -278,9 +277,7 @@ class _Statements:
     """The statements of the hot path, built once on the SQLModel tables."""
 
     def __init__(self, upsert: Any) -> None:
-        c, o, t = cases_t.c, outbox_t.c, timers_t.c
-        self.insert_case = insert(cases_t).returning(c.id)
-        self.insert_payment = insert(payments_t)
+        o, t = outbox_t.c, timers_t.c
         self.find_payment = select(payments_t).where(and_(
             payments_t.c.provider == _p("b_provider"),
             payments_t.c.provider_reference == _p("b_provider_reference")))
@@ -386,6 +383,12 @@ class _Hot:
                                          dialect)
         self.insert_timers = _Prepared(insert(timers_t).values(_columns(timers_t)), dialect)
         self.cancel_timers = _Prepared(statements.cancel_timers, dialect)
+        self.insert_payment = _Prepared(insert(payments_t).values(_columns(payments_t)), dialect)
+        self.find_payment = _Prepared(statements.find_payment, dialect)
+        self.payment_columns = tuple(c.name for c in payments_t.c)
+        self.next_sequence = _Prepared(statements.next_sequence, dialect)
+        self.insert_case = _Prepared(insert(cases_t).values(_columns(cases_t))
+                                     .returning(cases_t.c.id), dialect)
         self.case_by_reference = _Prepared(
             select(cases_t).where(cases_t.c.reference == _p("b_reference")), dialect)
         self.case_columns = tuple(c.name for c in cases_t.c)
@@ -491,10 +494,10 @@ class Store:
 
         One atomic upsert: two hosts opening the first case of a year at once both succeed.
         """
-        return int(c.execute(self.sql.next_sequence, {"b_key": key}).scalar_one())
+        return int(self.hot.next_sequence.run(c, {"b_key": key}).fetchone()[0])
 
     def insert_case(self, c: Connection, values: Mapping[str, Any]) -> int:
-        return int(c.execute(self.sql.insert_case, dict(values)).scalar_one())
+        return int(self.hot.insert_case.run(c, values).fetchone()[0])
 
     def case_by_reference(self, c: Connection, reference: str) -> dict[str, Any] | None:
         return self.hot.case_row(c, reference)
@@ -564,16 +567,18 @@ class Store:
 
     def find_payment(self, c: Connection, provider: str, provider_reference: str
                      ) -> dict[str, Any] | None:
-        row = c.execute(self.sql.find_payment, {
+        """The payment with this provider reference (only its ids and amount are read)."""
+        row = self.hot.find_payment.run(c, {
             "b_provider": provider, "b_provider_reference": provider_reference,
-        }).mappings().first()
-        return None if row is None else dict(row)
+        }).fetchone()
+        return None if row is None else dict(zip(self.hot.payment_columns, row, strict=True))
 
     def insert_payment(self, c: Connection, values: Mapping[str, Any]) -> None:
+        """Record a payment; a concurrent twin (same provider reference) raises
+        DuplicatePayment, and the caller's transaction is then rolled back whole."""
         try:
-            with c.begin_nested():
-                c.execute(self.sql.insert_payment, dict(values))
-        except IntegrityError:
+            self.hot.insert_payment.run(c, values)
+        except self.hot.integrity_error:
             raise DuplicatePayment() from None
 
     # --- timers ---------------------------------------------------------------------------------
