@@ -367,7 +367,7 @@ def _json_value(text: str | bytes) -> Any:
 
 
 def _sqlite_timestamp(value: dt.datetime) -> str:
-    return value.strftime(_SQLITE_TIMESTAMP)
+    return value.isoformat(sep=" ", timespec="microseconds")  # == strftime(_SQLITE_TIMESTAMP)
 
 
 class _Hot:
