@@ -313,9 +313,6 @@ def _columns(table: Any) -> dict[str, Any]:
     return {c.name: _p(c.name, c) for c in table.c if c.name != "id"}
 
 
-_SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
-
-
 class _Prepared:
     """A Core statement compiled once for one database; executed straight on the driver.
 
@@ -367,7 +364,8 @@ def _json_value(text: str | bytes) -> Any:
 
 
 def _sqlite_timestamp(value: dt.datetime) -> str:
-    return value.isoformat(sep=" ", timespec="microseconds")  # == strftime(_SQLITE_TIMESTAMP)
+    # how SQLAlchemy stores DateTime in SQLite: "%Y-%m-%d %H:%M:%S.%f"
+    return value.isoformat(sep=" ", timespec="microseconds")
 
 
 class _Hot:
