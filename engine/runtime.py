@@ -138,13 +138,14 @@ class Engine:
     def deliver_pending(self) -> int:
         """Hand every undelivered outbox row (e.g. left by a crash or a failing hook) to the
         hooks, oldest first; returns how many were delivered by this call."""
+        self.flush()  # rows already handed to hooks are not handed again
         delivered, after = 0, 0
         while rows := self._store.pending_outbox(after_id=after):
             for row in rows:
                 delivered += self._deliver(row["id"], row["reference"], row["event"],
                                            row["payload"])
             after = rows[-1]["id"]
-        self.flush()
+            self.flush()  # page by page: a large backlog never piles up in memory
         return delivered
 
     def _deliver(self, outbox_id: int, reference: str, kind: str,
@@ -178,8 +179,9 @@ class Engine:
         with self._store.transaction() as c:
             self._store.mark_delivered(c, delivered, self.clock())
             yield c
+        marked = set(delivered)
         with self._delivered_lock:
-            self._delivered = [i for i in self._delivered if i not in set(delivered)]
+            self._delivered = [i for i in self._delivered if i not in marked]
 
     def flush(self) -> None:
         """Write what is pending (outbox rows delivered since the last transaction)."""
@@ -392,9 +394,12 @@ class Engine:
     def attach(self, reference: str, document_id: str, filename: str,
                content: bytes | IO[bytes], actor: Actor) -> Case:
         """Attach a file to a case; its type is sniffed from its bytes, never from `filename`."""
-        data = content if isinstance(content, bytes) else _read_at_most(
-            content, max((d.max_size for w in self._workflows.values()
-                          for d in w.procedure.documents), default=0) + 1)
+        if isinstance(content, bytes):
+            data = content
+        else:  # read at most one byte past the limit of the version the case is pinned to
+            row = self._row(reference)
+            spec = self.workflow(row["procedure_hash"]).procedure.document(document_id)
+            data = _read_at_most(content, (spec.max_size if spec else 0) + 1)
         media_type = sniff(data)
         now = self.clock()
         attached: dict[str, Any] = {"document_id": document_id, "filename": filename[:255],
@@ -427,6 +432,7 @@ class Engine:
         paid = {"amount": amount, "provider": provider, "provider_reference": provider_reference}
 
         def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any] | None:
+            self._check_owner(current, actor)  # before anything about the case is answered
             earlier = self._store.find_payment(c, provider, provider_reference)
             if earlier is not None:
                 if earlier["case_id"] == current["id"] and earlier["amount"] == amount:
@@ -472,18 +478,24 @@ class Engine:
         return self._case_value({**current, **values})
 
     def _check_actor_on_case(self, row: Mapping[str, Any], actor: Actor, editing: bool) -> None:
+        self._check_owner(row, actor)
         if row["outcome"] is not None:
             raise NotAllowed({"fr": "ce dossier est clos", "en": "this case is closed"})
-        staff = actor.roles - {APPLICANT}
-        if staff:
-            return
-        if APPLICANT not in actor.roles or actor.id != row["applicant_id"]:
-            raise NotAllowed({"fr": "ce dossier n'est pas le vôtre",
-                              "en": "this case is not yours"})
+        if actor.roles - {APPLICANT}:
+            return  # staff may act on any open case
         state = self.workflow(row["procedure_hash"]).procedure.states[row["state"]]
         if editing and not state.editable:
             raise NotAllowed({"fr": "le dossier ne peut pas être modifié à cette étape",
                               "en": "the case cannot be changed at this step"})
+
+    @staticmethod
+    def _check_owner(row: Mapping[str, Any], actor: Actor) -> None:
+        """Staff may act on any case; an applicant only on their own."""
+        if actor.roles - {APPLICANT}:
+            return
+        if APPLICANT not in actor.roles or actor.id != row["applicant_id"]:
+            raise NotAllowed({"fr": "ce dossier n'est pas le vôtre",
+                              "en": "this case is not yours"})
 
     # --- deadlines ------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, SQLModel
 
@@ -189,6 +189,9 @@ _POSTGRESQL_GUARD_EXISTS = (
 _SCHEMA_LOCK = 0x6775696368  # "guich"
 
 
+_MARK_CHUNK = 1000  # ids per UPDATE: far below every driver's limit on parameters
+
+
 class Conflict(Exception):
     """The case changed since it was read (optimistic concurrency)."""
 
@@ -234,7 +237,9 @@ def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
         # deferred so that, in WAL mode, they never wait for a writer.
         reading = connection.get_execution_options().get("guichet_read", False)
         driver: Any = connection.connection.driver_connection
-        driver.execute("BEGIN" if reading else "BEGIN IMMEDIATE")
+        statement = "BEGIN" if reading else "BEGIN IMMEDIATE"
+        with _as_sqlalchemy_errors(connection, statement, ()):
+            driver.execute(statement)
 
     return engine
 
@@ -346,13 +351,28 @@ class _Prepared:
 
     def run(self, c: Connection, values: Mapping[str, Any]) -> Any:
         cursor = c.connection.cursor()
-        cursor.execute(self.sql, self.parameters(values))
+        parameters = self.parameters(values)
+        with _as_sqlalchemy_errors(c, self.sql, parameters):
+            cursor.execute(self.sql, parameters)
         return cursor
 
     def run_many(self, c: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         cursor = c.connection.cursor()
-        cursor.executemany(self.sql, [self.parameters(row) for row in rows])
+        parameters = [self.parameters(row) for row in rows]
+        with _as_sqlalchemy_errors(c, self.sql, parameters):
+            cursor.executemany(self.sql, parameters)
         cursor.close()
+
+
+@contextmanager
+def _as_sqlalchemy_errors(c: Connection, sql: str, parameters: Any) -> Iterator[None]:
+    """Driver errors raised as SQLAlchemy's (IntegrityError, OperationalError...), as Core
+    would raise them, so callers handle one family whatever path ran the statement."""
+    error = c.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, error, dialect=c.dialect) from exc
 
 
 def _json_text(value: Any) -> str:
@@ -373,7 +393,6 @@ class _Hot:
 
     def __init__(self, dialect: Any, statements: _Statements) -> None:
         self.dialect = dialect
-        self.integrity_error: type[Exception] = dialect.loaded_dbapi.IntegrityError
         self.insert_history = _Prepared(insert(history_t).values(_columns(history_t)), dialect)
         self.insert_outbox = _Prepared(insert(outbox_t).values(_columns(outbox_t))
                                        .returning(outbox_t.c.id), dialect)
@@ -430,36 +449,15 @@ class Store:
         self._upsert = upsert
         self.sql = _Statements(upsert)
         self.hot = _Hot(engine.dialect, self.sql)
-        self._local = threading.local()
-        self._held: list[Connection] = []
-        self._held_lock = threading.Lock()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One write transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back whole.
-
-        Each thread keeps its connection between transactions (a pool checkout per step
-        cost more than the step's SQL); after a failure it is dropped for a fresh one.
-        """
-        connection = getattr(self._local, "connection", None)
-        if connection is None or connection.closed or connection.invalidated:
-            connection = self._local.connection = self.engine.connect()
-            with self._held_lock:
-                self._held.append(connection)
-        try:
-            with connection.begin():
-                yield connection
-        except BaseException:
-            self._local.connection = None
-            connection.close()
-            raise
+        """One write transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back whole."""
+        with self.engine.begin() as connection:
+            yield connection
 
     def close(self) -> None:
-        """Close the connections threads kept, then the pool."""
-        with self._held_lock:
-            held, self._held = self._held, []
-        for connection in held:
-            connection.close()
+        """Release the database connections."""
         self.engine.dispose()
 
     @contextmanager
@@ -511,7 +509,7 @@ class Store:
     def append_history(self, c: Connection, row: Mapping[str, Any]) -> None:
         try:
             self.hot.insert_history.run(c, row)
-        except self.hot.integrity_error:
+        except IntegrityError:
             raise Conflict() from None
 
     def add_outbox(self, c: Connection, row: Mapping[str, Any]) -> int:
@@ -520,8 +518,9 @@ class Store:
 
     def mark_delivered(self, c: Connection, ids: Sequence[int], now: dt.datetime) -> None:
         """Mark outbox rows delivered, inside the caller's transaction."""
-        if ids:
-            c.execute(self.sql.mark_delivered, {"b_ids": list(ids), "b_now": now})
+        for start in range(0, len(ids), _MARK_CHUNK):
+            chunk = list(ids[start:start + _MARK_CHUNK])
+            c.execute(self.sql.mark_delivered, {"b_ids": chunk, "b_now": now})
 
     def pending_outbox(self, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Undelivered outbox rows after `after_id`, oldest first."""
@@ -576,7 +575,7 @@ class Store:
         DuplicatePayment, and the caller's transaction is then rolled back whole."""
         try:
             self.hot.insert_payment.run(c, values)
-        except self.hot.integrity_error:
+        except IntegrityError:
             raise DuplicatePayment() from None
 
     # --- timers ---------------------------------------------------------------------------------
