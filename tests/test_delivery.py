@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers import APPLICANT, OTHER_APPLICANT, passport_data
 
 from engine import Engine, Event, NotAllowed, store
-from helpers import APPLICANT, OTHER_APPLICANT, passport_data
 
 
 def test_deliver_pending_does_not_hand_a_delivered_row_to_hooks_again(
