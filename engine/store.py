@@ -216,6 +216,9 @@ def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        # every transaction ends explicitly (commit, or rollback when a connection closes),
+        # so the pool's extra rollback on each return is not needed
+        pool_reset_on_return=None,
         **({"poolclass": StaticPool} if memory else {}),
     )
 
