@@ -31,7 +31,7 @@ from .errors import (
     UnknownProcedure,
     UnknownTrigger,
 )
-from .model import Document, Procedure, Transition
+from .model import Deadline, Document, Procedure, Transition
 from .values import (
     SYSTEM,
     Actor,
@@ -527,7 +527,7 @@ class Engine:
         context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"],
                                    now.date())
         notes = [deadline.reminder] if deadline.reminder else []
-        payload = {"trigger": deadline.trigger, "due_at": _due(deadline, row, now),
+        payload = {"trigger": deadline.trigger, "due_at": _due(deadline, row),
                    "notifications": _render(workflow, notes, context, row["reference"],
                                             row["state"])}
         with self._write() as c:
@@ -645,9 +645,10 @@ def _timers(workflow: Workflow, case_id: int, state_id: str, now: dt.datetime
     return rows
 
 
-def _due(deadline: Any, row: Mapping[str, Any], now: dt.datetime) -> str:
+def _due(deadline: Deadline, row: Mapping[str, Any]) -> str:
+    """When the deadline falls, for a case that entered its state at `state_entered_at`."""
     entered: dt.datetime = row["state_entered_at"]
-    return str(deadline.after.add_to(entered).isoformat())
+    return deadline.after.add_to(entered).isoformat()
 
 
 def _template_context(workflow: Workflow, context: Mapping[str, Any], reference: str,
