@@ -183,12 +183,18 @@ def passport_under_review(engine: Engine, applicant: Actor = APPLICANT) -> Case:
     return engine.fire(case.reference, "start_review", AGENT)
 
 
-def passport_issued(engine: Engine, applicant: Actor = APPLICANT) -> Case:
+def enrolled_passport(engine: Engine, applicant: Actor = APPLICANT) -> str:
+    """A passport case taken to `enrolled` (biometrics captured); its reference."""
     ref = passport_under_review(engine, applicant).reference
     engine.fire(ref, "schedule_enrolment", AGENT, {"appointment_date": in_future(engine, 7)})
     engine.fire(ref, "record_enrolment", AGENT, {
         "originals_checked": True, "photo_captured": True, "fingerprints_captured": True,
         "signature_captured": True})
+    return ref
+
+
+def passport_issued(engine: Engine, applicant: Actor = APPLICANT) -> Case:
+    ref = enrolled_passport(engine, applicant)
     engine.fire(ref, "approve", SUPERVISOR)
     engine.fire(ref, "mark_ready", AGENT)
     return engine.fire(ref, "hand_over", AGENT, {"passport_number": "TG1234567",

@@ -121,6 +121,20 @@ def until_blocked(url: str, name: str, waiters: int, running: Callable[[], bool]
         time.sleep(0.02)
 
 
+def behind(other: Any, url: str, name: str, work: Callable[[], Any]) -> list[Any]:
+    """Run `work` while `other` holds an uncommitted write, commit it once `work` waits on
+    it, and return what `work` gave (or its error's text)."""
+    thread, outcome = in_thread(work)
+    try:
+        until_blocked(url, name, 1, thread.is_alive)
+    finally:
+        other.commit()
+        other.close()
+        other.engine.dispose()
+    thread.join(PATIENCE)
+    return outcome
+
+
 def in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     """Run `work` in a thread; its result, or the error's text, ends up in the list."""
     outcome: list[Any] = []
@@ -260,14 +274,8 @@ def test_the_first_cases_of_a_year_started_together_get_distinct_numbers(
     # but not committed yet
     other = sqlalchemy.create_engine(database_url).connect()
     other.execute(sqlalchemy.text("INSERT INTO counters (key, value) VALUES ('PAS-2026', 1)"))
-    thread, outcome = in_thread(lambda: engine.start("passport", APPLICANT, {}).reference)
-    try:
-        until_blocked(database_url, name, 1, thread.is_alive)
-    finally:
-        other.commit()
-        other.close()
-        other.engine.dispose()
-    thread.join(PATIENCE)
+    outcome = behind(other, database_url, name,
+                     lambda: engine.start("passport", APPLICANT, {}).reference)
     # number 2 has no check character (skipped): the next case is number 3
     assert outcome == [references.make("PAS", 2026, 3)]
 
@@ -293,14 +301,7 @@ def test_workers_registering_a_new_procedure_version_together_all_start(
         "VALUES (:h, :p, :v, :d, :t)"),
         {"h": new.hash, "p": new.id, "v": new.version, "d": canonical_json(new.definition),
          "t": START})
-    thread, outcome = in_thread(lambda: start_engine(url, source))
-    try:
-        until_blocked(database_url, name, 1, thread.is_alive)
-    finally:
-        other.commit()
-        other.close()
-        other.engine.dispose()
-    thread.join(PATIENCE)
+    outcome = behind(other, database_url, name, lambda: start_engine(url, source))
     assert len(outcome) == 1 and isinstance(outcome[0], Engine), outcome
     started: Engine = outcome[0]
     started.close()

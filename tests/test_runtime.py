@@ -37,6 +37,7 @@ from helpers import (
     association_data,
     attach_required,
     criminal_record_data,
+    enrolled_passport,
     in_future,
     jpeg,
     passport_data,
@@ -76,15 +77,6 @@ def assert_bilingual(error: GuichetError) -> None:
     """A runtime error has a French and an English text, and they differ."""
     fr, en = error.message("fr"), error.message("en")
     assert fr and en and fr != en
-
-
-def enrolled_passport(engine: Engine, applicant: Actor = APPLICANT) -> str:
-    ref = passport_under_review(engine, applicant).reference
-    engine.fire(ref, "schedule_enrolment", AGENT, {"appointment_date": in_future(engine, 7)})
-    engine.fire(ref, "record_enrolment", AGENT, {
-        "originals_checked": True, "photo_captured": True, "fingerprints_captured": True,
-        "signature_captured": True})
-    return ref
 
 
 # --- happy paths --------------------------------------------------------------------------------
