@@ -36,8 +36,10 @@ Run = Callable[..., Result]
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv(cli.DATABASE_ENV, raising=False)
-    with CliRunner().isolated_filesystem(temp_dir=tmp_path) as where:
-        yield Path(where)
+    where = tmp_path / "work"
+    where.mkdir()
+    monkeypatch.chdir(where)
+    yield where
 
 
 @pytest.fixture
