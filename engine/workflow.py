@@ -27,12 +27,16 @@ def _reason(code: str, subject: str, fr: str, en: str) -> Reason:
     return Reason(code, subject, {"fr": fr, "en": en})
 
 
-_FAILED = object()  # an evaluation that raised
 _MEMO_LIMIT = 50_000
+
+#: The truth of a condition: True, False, or None when it could not be evaluated (it raised,
+#: or its value has no truth, such as an undefined name). Callers fail closed on None: a
+#: guard refuses, and a `when:` on a field, document or fee makes it apply.
+Truth = bool | None
 
 
 class Results:
-    """Results of a procedure version's expressions, by the values of the names they read.
+    """Truths of a procedure version's expressions, by the values of the names they read.
 
     Expressions are pure (sandboxed, no side effects), so the same values give the same
     result: most cases share a few combinations (passport type, adult or minor...), and an
@@ -41,21 +45,21 @@ class Results:
     """
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo: dict[tuple[Any, ...], Truth] = {}
 
-    def evaluate(self, expression: Expression, context: Mapping[str, Any]) -> Any:
-        """The expression's value, or _FAILED when it raised."""
+    def truth(self, expression: Expression, context: Mapping[str, Any]) -> Truth:
+        """The expression's truth, or None when it cannot be evaluated."""
         try:
             key = (id(expression), *(_key(name, context) for name in expression.ordered_names))
             hash(key)
         except TypeError:
-            return _run(expression, context)
+            return _truth(expression, context)
         found = self._memo.get(key, _MISSING)
         if found is _MISSING:
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
-            found = self._memo[key] = _run(expression, context)
-        return found
+            found = self._memo[key] = _truth(expression, context)
+        return found  # type: ignore[return-value]
 
 
 _MISSING = object()
@@ -72,11 +76,11 @@ def _key(name: str, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def _run(expression: Expression, context: Mapping[str, Any]) -> Any:
+def _truth(expression: Expression, context: Mapping[str, Any]) -> Truth:
     try:
-        return expression.evaluate(context)
-    except Exception:  # noqa: BLE001 - reported as _FAILED: a guard refuses, a fee charges
-        return _FAILED
+        return bool(expression.evaluate(context))  # bool() inside: Undefined has no truth
+    except Exception:  # noqa: BLE001 - None: the caller fails closed
+        return None
 
 
 class Context(dict[str, Any]):
@@ -87,10 +91,18 @@ class Context(dict[str, Any]):
         self.results = results
         self.fees: list[tuple[str, int]] | None = None
 
+    def truth(self, expression: Expression) -> Truth:
+        """The expression's truth here, None when it cannot be evaluated."""
+        return self.results.truth(expression, self)
+
     def holds(self, expression: Expression) -> bool:
-        """True only when the expression evaluates without error to a true value."""
-        value = self.results.evaluate(expression, self)
-        return value is not _FAILED and bool(value)
+        """True only when the expression evaluates without error to a true value (guards)."""
+        return self.truth(expression) is True
+
+    def applies(self, condition: Expression | None) -> bool:
+        """Whether a `when:` makes its field, document or fee apply: no condition, a true
+        one, or one that cannot be evaluated (a requirement in doubt is never waived)."""
+        return condition is None or self.truth(condition) is not False
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,7 @@ class Workflow:
         data_fields = [*procedure.fields, *(i for t in procedure.transitions for i in t.input)]
         self._blank = {f.id: None for f in data_fields}
         self._dates = frozenset(f.id for f in data_fields if f.type == "date")
+        self._no_documents = {d.id: 0 for d in procedure.documents}  # documents.<id> is 0
 
     # --- context and fees -----------------------------------------------------------------------
 
@@ -142,7 +155,7 @@ class Workflow:
                     pass
             context[key] = value
         context.update(today=today, age=partial(age, today=today), fees_paid=fees_paid,
-                       documents=dict(documents), fees_due=0)
+                       documents={**self._no_documents, **documents}, fees_due=0)
         context.fees = self.fee_items(context)
         context["fees_due"] = sum(amount for _, amount in context.fees)
         return context
@@ -153,7 +166,7 @@ class Workflow:
             return context.fees
         items = []
         for fee in self.procedure.fees:
-            if fee.when is not None and not _charges(fee.when, context, self.results):
+            if fee.when is not None and self.results.truth(fee.when, context) is False:
                 continue
             amount: float = fee.amount
             if fee.per is not None:
@@ -170,8 +183,9 @@ class Workflow:
         return sum(amount for fee_id, amount in self.fee_items(context) if due[fee_id] in steps)
 
     def visible(self, context: Context) -> Callable[[Field], bool]:
+        """Whether a field applies (shown, required if it says so, kept): see Context.applies."""
         def is_visible(f: Field) -> bool:
-            return f.when is None or context.holds(f.when)
+            return context.applies(f.when)
         return is_visible
 
     # --- data -----------------------------------------------------------------------------------
@@ -247,9 +261,8 @@ class Workflow:
         if owed > 0:
             reasons.append(_reason("payment", t.trigger, f"reste à payer : {owed} FCFA",
                                    f"still to pay: {owed} XOF"))
-        if t.when is not None and not context.holds(t.when):
-            reasons.append(_reason("guard", t.trigger, f"condition non remplie : {t.when.source}",
-                                   f"condition not met: {t.when.source}"))
+        if t.when is not None:
+            reasons.extend(_guard_refusal(t, context.truth(t.when)))
         return reasons
 
     def documents_missing(self, attached: Mapping[str, int], context: Context,
@@ -258,7 +271,7 @@ class Workflow:
         missing = []
         for d in self.procedure.documents:
             needed = d.required if wanted == "all" else d.id in wanted
-            if not needed or (d.when is not None and not context.holds(d.when)):
+            if not needed or not context.applies(d.when):
                 continue
             if attached.get(d.id, 0) < max(1, d.min_files):
                 missing.append(d)
@@ -351,10 +364,16 @@ def _blank(value: Any) -> bool:
     return value is None or value == "" or value == []
 
 
-def _charges(expression: Expression, context: Mapping[str, Any], results: Results) -> bool:
-    """A fee's `when`: true, or failing to evaluate (a fee in doubt is charged)."""
-    value = results.evaluate(expression, context)
-    return value is _FAILED or bool(value)
+def _guard_refusal(t: Transition, truth: Truth) -> list[Reason]:
+    """The reason a guard refuses: not met, or not evaluable (which refuses too)."""
+    assert t.when is not None
+    if truth is True:
+        return []
+    if truth is None:
+        return [_reason("guard", t.trigger, f"condition impossible à évaluer : {t.when.source}",
+                        f"condition cannot be evaluated: {t.when.source}")]
+    return [_reason("guard", t.trigger, f"condition non remplie : {t.when.source}",
+                    f"condition not met: {t.when.source}")]
 
 
 def _unique(reasons: list[Reason]) -> list[Reason]:
