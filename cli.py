@@ -6,6 +6,10 @@ Exit status: 0 success, 1 problems found (or a refused operation), 2 bad usage.
 `sqlite:///guichet.db`, or $GUICHET_DATABASE_URL) with the procedures of `--procedures`.
 Every refused operation (a GuichetError) and every procedure that cannot be loaded prints
 one `error: ...` line on stderr (or one JSON object on stdout with `--json`) and exits 1.
+
+Everything is printed through `echo` (text without terminal control characters) or
+`json_text` (JSON with them escaped), so no value stored in a case can drive the terminal.
+`--data` is bounded like any data given to the engine (engine/limits.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import datetime as dt
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,9 +34,11 @@ from engine import (
     Case,
     Engine,
     GuichetError,
+    HistoryEntry,
     InvalidData,
     ProcedureError,
     compiler,
+    limits,
     source,
 )
 from engine.explore import explore
@@ -118,10 +125,13 @@ def session_options(function: F) -> F:
         click.option("--procedures", metavar="PATH", expose_value=False,
                      callback=_remember("procedures"),
                      help=f"Procedure file or directory [default: {DEFAULT_PROCEDURES}]."),
+        # eager: known before --as and --data are checked, whose errors they shape
         click.option("--json", "as_json", is_flag=True, default=False, expose_value=False,
-                     callback=_remember("as_json"), help="Machine-readable JSON output."),
+                     is_eager=True, callback=_remember("as_json"),
+                     help="Machine-readable JSON output."),
         click.option("--lang", "language", type=click.Choice(LANGUAGES), expose_value=False,
-                     callback=_remember("language"), help="Language of messages [default: fr]."),
+                     is_eager=True, callback=_remember("language"),
+                     help="Language of messages [default: fr]."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -150,13 +160,23 @@ class ActorType(click.ParamType):  # type: ignore[type-arg]  # generic in newer 
         if not colon or not roles or not actor_id.strip():
             self.fail(f"{value!r} is not ROLE:ID (e.g. applicant:citizen-1 or "
                       f"agent,supervisor:agent-7)", param, ctx)
+        limits.check_actor(actor_id.strip(), roles)  # InvalidActor: one line, exit 1
         return ActorSpec(roles, actor_id.strip())
 
 
 class DataType(click.ParamType):  # type: ignore[type-arg]  # generic in newer click
-    """Inline JSON, `@file.json`, or `@file.yaml` (read with the engine's strict YAML loader)."""
+    """Inline JSON, `@file.json`, or `@file.yaml` (read with the engine's strict YAML loader).
+
+    Bad syntax is a usage error (exit 2); data beyond the engine's limits (a regular file of
+    at most limits.MAX_DATA_BYTES, nested at most limits.MAX_DEPTH deep, no NUL or lone
+    surrogate: limits.check_data) is refused as InvalidData (one line, exit 1).
+    """
 
     name = "JSON|@FILE"
+
+    def fail(self, message: str, param: click.Parameter | None = None,
+             ctx: click.Context | None = None) -> NoReturn:
+        super().fail(printable(message), param, ctx)  # it may quote a file's name or content
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> dict[str, Any]:
@@ -170,6 +190,7 @@ class DataType(click.ParamType):  # type: ignore[type-arg]  # generic in newer c
         if not isinstance(data, dict):
             self.fail("must be an object mapping field names to values, e.g. "
                       '\'{"surname": "Amegah"}\'', param, ctx)
+        limits.check_data(data)
         return data
 
     def _from_file(self, name: str, param: click.Parameter | None,
@@ -177,9 +198,11 @@ class DataType(click.ParamType):  # type: ignore[type-arg]  # generic in newer c
         if not name:
             self.fail("@ must be followed by a file name, e.g. @data.json", param, ctx)
         try:
-            raw = Path(name).read_bytes()
+            raw = _read_data_file(Path(name))
         except OSError as exc:
             self.fail(f"cannot read {name}: {(exc.strerror or str(exc)).lower()}", param, ctx)
+        if raw is None:
+            self.fail(f"cannot read {name}: not a regular file", param, ctx)
         if Path(name).suffix.lower() in (".yaml", ".yml"):
             return self._yaml(raw, name, param, ctx)
         return self._json(raw, f"{name}: ", param, ctx)
@@ -189,6 +212,8 @@ class DataType(click.ParamType):  # type: ignore[type-arg]  # generic in newer c
         try:
             return json.loads(raw, object_pairs_hook=_no_duplicates,
                               parse_constant=_no_constant)
+        except RecursionError:  # nested too deep for the parser itself
+            raise limits.too_deep("--data") from None
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             self.fail(f"{where}invalid JSON: {_first_line(str(exc))}", param, ctx)
 
@@ -214,6 +239,22 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a number")
+
+
+def _read_data_file(path: Path) -> bytes | None:
+    """The bytes of a data file: None if it is not a regular file (a device, a pipe, a
+    directory: never read); InvalidData past limits.MAX_DATA_BYTES (read no further)."""
+    if not stat.S_ISREG(path.stat().st_mode):  # before opening: a pipe would block open()
+        return None
+    with path.open("rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return None
+        raw = stream.read(limits.MAX_DATA_BYTES + 1)
+    if len(raw) > limits.MAX_DATA_BYTES:
+        raise limits.invalid("--data", {
+            "fr": f"le fichier dépasse {limits.MAX_DATA_BYTES} octets",
+            "en": f"the file exceeds {limits.MAX_DATA_BYTES} bytes"})
+    return raw
 
 
 def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None
@@ -274,7 +315,7 @@ def _report(exc: Exception, settings: Settings) -> None:
         payload["message"] = message
         _print_json(payload)
     else:
-        click.echo(f"error: {message}", err=True)
+        echo(f"error: {message}", err=True)
 
 
 def _safe_url(url: str) -> str:
@@ -303,8 +344,40 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+#: Terminal escape sequences: OSC (to BEL or ST, within the line), DCS/SOS/PM/APC strings,
+#: CSI, then any other ESC sequence.
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b\n]*(?:\x1b\\)?"
+    r"|\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b[ -/]*[0-~]?"
+)
+_TERMINAL_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but \t \n; DEL; C1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff\u2028\u2029]")  # json.dumps leaves these
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: escape sequences and control characters (but tab
+    and newline) removed, lone surrogates (which no terminal encoding can hold) as U+FFFD."""
+    text = _TERMINAL_CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def echo(message: str = "", err: bool = False, nl: bool = True) -> None:
+    """Print a line of text (click.echo), made printable: every text output goes here."""
+    click.echo(printable(message), err=err, nl=nl)
+
+
+def json_text(value: Any) -> str:
+    """`value` as indented JSON, lossless and safe to print: json.dumps escapes C0 control
+    characters; DEL, C1, lone surrogates and line separators are escaped here too."""
+    text = json.dumps(value, default=_encode, indent=2, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, default=_encode, indent=2, ensure_ascii=False))
+    click.echo(json_text(value))
 
 
 def _case_json(case: Case) -> dict[str, Any]:
@@ -341,7 +414,7 @@ def _print_case(case: Case) -> None:
     if settings.as_json:
         _print_json(_case_json(case))
     else:
-        click.echo("\n".join(_case_lines(settings.engine(), case, settings.language)))
+        echo("\n".join(_case_lines(settings.engine(), case, settings.language)))
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -385,19 +458,19 @@ def validate(paths: tuple[str, ...], output_format: str) -> None:
     errors = sum(d.severity == "error" for d in diagnostics)
     warnings = len(diagnostics) - errors
     if output_format == "json":
-        click.echo(json.dumps([d.as_json() for d in diagnostics], indent=2, ensure_ascii=False))
+        click.echo(json_text([d.as_json() for d in diagnostics]))
     else:
         for diagnostic in diagnostics:
-            click.echo(str(diagnostic))
+            echo(str(diagnostic))
         summary = f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
-        click.echo(summary, err=True)
+        echo(summary, err=True)
     sys.exit(1 if errors else 0)
 
 
 @main.command()
 def schema() -> None:
     """Print the JSON Schema (draft 2020-12) of the procedure format."""
-    click.echo(schema_text(), nl=False)
+    echo(schema_text(), nl=False)
 
 
 @main.group()
@@ -434,13 +507,27 @@ def start(procedure: str, actor: ActorSpec, data: dict[str, Any] | None) -> None
 @_data_option
 @click.option("--expected-version", type=int, default=None,
               help="Refuse if the case is no longer at this version.")
+@click.option("--keep-data", is_flag=True,
+              help="If the step is blocked, save the form fields sent with it as a draft.")
 @session_options
 def fire(reference: str, trigger: str, actor: ActorSpec, data: dict[str, Any] | None,
-         expected_version: int | None) -> None:
+         expected_version: int | None, keep_data: bool) -> None:
     """Fire TRIGGER on the case REFERENCE."""
     settings = _settings()
     _print_case(settings.engine().fire(reference, trigger, settings.actor(actor), data,
-                                       expected_version))
+                                       expected_version, keep_data=keep_data))
+
+
+@case.command()
+@click.argument("reference")
+@_as_option()
+@click.option("--data", type=DataType(), required=True,
+              help="The form fields to save: inline JSON, @file.json or @file.yaml.")
+@session_options
+def edit(reference: str, actor: ActorSpec, data: dict[str, Any]) -> None:
+    """Save form fields of the case REFERENCE as a draft, without submitting it."""
+    settings = _settings()
+    _print_case(settings.engine().update(reference, settings.actor(actor), data))
 
 
 @case.command()
@@ -498,6 +585,12 @@ def show(reference: str, actor: ActorSpec | None) -> None:
     lines.append("documents:" if found.documents else "documents: (none)")
     lines += [f"  {d.document_id}: {d.filename} ({d.media_type}, {d.size} bytes, "
               f"sha256 {d.sha256[:12]})" for d in found.documents]
+    sent = [(e, _step_details(dataclasses.replace(e, changes={}), settings.language))
+            for e in engine.history(found.reference)]
+    sent = [(e, details) for e, details in sent if details]
+    lines.append("sent and issued:" if sent else "sent and issued: (none)")
+    lines += [f"  #{e.sequence} {e.trigger}: {detail}" for e, details in sent
+              for detail in details]
     if actor is not None and available is not None:
         lines.append(f"triggers for {actor.id} ({', '.join(sorted(actor.roles))}):"
                      if available else f"triggers for {actor.id}: (none)")
@@ -506,7 +599,7 @@ def show(reference: str, actor: ActorSpec | None) -> None:
                 r.message(settings.language) for r in a.reasons)
             needs = f" [input: {', '.join(a.input)}]" if a.input else ""
             lines.append(f"  {a.trigger} ({a.label}){needs}: {status}")
-    click.echo("\n".join(lines))
+    echo("\n".join(lines))
 
 
 @case.command()
@@ -522,7 +615,29 @@ def history(reference: str) -> None:
     rows = [("#", "time (UTC)", "trigger", "from → to", "actor (role)")]
     rows += [(str(e.sequence), _time(e.at), e.trigger, f"{e.from_state or '-'} → {e.to_state}",
               f"{e.actor_id} ({e.actor_role})") for e in entries]
-    click.echo("\n".join(_table(rows)))
+    header, *lines = _table(rows)
+    shown = [header]
+    for line, entry in zip(lines, entries, strict=True):
+        shown += [line, *(f"    {detail}" for detail in _step_details(entry, settings.language))]
+    echo("\n".join(shown))
+
+
+def _step_details(entry: HistoryEntry, language: str) -> list[str]:
+    """What a step changed in the form, the notifications it sent and what it issued."""
+    details = [f"changed {name}: {_value(change.get('before'))} → {_value(change.get('after'))}"
+               for name, change in entry.changes.items()]
+    details += [f"sent {n.get('channel')} → {n.get('to')}: {_text(n.get('text'), language)}"
+                for n in entry.notifications]
+    details += [f"issued {d.get('id')} ({d.get('channel')}): "
+                f"{_text(d.get('title'), language)}" for d in entry.issued]
+    return details
+
+
+def _text(texts: Any, language: str) -> str:
+    """A rendered text in the reader's language, on one line."""
+    if not isinstance(texts, Mapping):
+        return ""
+    return " ".join(str(texts.get(language) or texts.get("fr") or "").split())
 
 
 @case.command(name="list")
@@ -536,6 +651,10 @@ def history(reference: str) -> None:
 def list_cases(procedure: str | None, state: str | None, limit: int, after: str | None) -> None:
     """List cases, oldest first, a page at a time."""
     settings = _settings()
+    for name, value, longest in (("--procedure", procedure, limits.MAX_PROCEDURE_ID),
+                                 ("--state", state, limits.MAX_STATE)):
+        if value is not None:  # a NUL would reach PostgreSQL as a driver error
+            limits.check_text(name, value, longest)
     found = settings.engine().cases(procedure, state, limit=limit, after=after)
     if settings.as_json:
         _print_json([_case_json(c) for c in found])
@@ -544,9 +663,9 @@ def list_cases(procedure: str | None, state: str | None, limit: int, after: str 
         rows = [("reference", "procedure", "state", "outcome", "version", "updated (UTC)")]
         rows += [(c.reference, c.procedure_id, c.state, c.outcome or "-", str(c.version),
                   _time(c.updated_at)) for c in found]
-        click.echo("\n".join(_table(rows)))
+        echo("\n".join(_table(rows)))
     more = f"; next page: --after {found[-1].reference}" if len(found) == limit else ""
-    click.echo(f"{len(found)} case(s){more}", err=True)
+    echo(f"{len(found)} case(s){more}", err=True)
 
 
 @main.command()
@@ -563,8 +682,8 @@ def tick(now: dt.datetime | None) -> None:
         _print_json([{"reference": r, "trigger": t, "result": result} for r, t, result in done])
         return
     for reference, trigger, result in done:
-        click.echo(f"{reference}  {trigger}  {result}")
-    click.echo(f"{len(done)} timer(s) due", err=True)
+        echo(f"{reference}  {trigger}  {result}")
+    echo(f"{len(done)} timer(s) due", err=True)
 
 
 
@@ -585,34 +704,34 @@ def test_command(paths: tuple[str, ...], coverage: bool, extra: tuple[str, ...])
         extra = (DEFAULT_PROCEDURES,)
     suite = run_suite(paths, extra)
     for diagnostic in suite.diagnostics:
-        click.echo(str(diagnostic))
+        echo(str(diagnostic))
     for result in suite.results:
-        click.echo(f"{result.scenario.id} {'PASSED' if result.passed else 'FAILED'}")
+        echo(f"{result.scenario.id} {'PASSED' if result.passed else 'FAILED'}")
     failed = [r for r in suite.results if not r.passed]
     if failed:
-        click.echo("\n=================== FAILURES ===================")
+        echo("\n=================== FAILURES ===================")
         for result in failed:
-            click.echo(f"___ {result.scenario.id} ___")
+            echo(f"___ {result.scenario.id} ___")
             for failure in result.failures:
-                click.echo(failure)
+                echo(failure)
     if coverage:
         _print_coverage(suite)
-    click.echo(suite.summary())
+    echo(suite.summary())
     sys.exit(1 if suite.failed else 0)
 
 
 def _print_coverage(suite: Suite) -> None:
-    click.echo("\n------------------- coverage -------------------")
+    echo("\n------------------- coverage -------------------")
     for procedure_id, covered in sorted(suite.coverage.items()):
         states, transitions = covered.percent()
-        click.echo(f"{procedure_id}: states {len(covered.states)}/"
-                   f"{len(covered.procedure.states)} ({states:.0f}%), transitions "
-                   f"{len(covered.transitions)}/{len(covered.procedure.transitions)} "
-                   f"({transitions:.0f}%)")
+        echo(f"{procedure_id}: states {len(covered.states)}/"
+             f"{len(covered.procedure.states)} ({states:.0f}%), transitions "
+             f"{len(covered.transitions)}/{len(covered.procedure.transitions)} "
+             f"({transitions:.0f}%)")
         for name in covered.missed_states():
-            click.echo(f"  state never entered: {name}")
+            echo(f"  state never entered: {name}")
         for name in covered.missed_transitions():
-            click.echo(f"  transition never fired: {name}")
+            echo(f"  transition never fired: {name}")
 
 
 def _procedure(name: str, directory: str) -> Procedure:
@@ -684,11 +803,11 @@ def simulate(procedure_name: str, directory: str, scenario: str | None, save: st
     try:
         Interactive(session, language).run()
     except click.Abort:
-        click.echo("\nleft the simulation", err=True)
+        echo("\nleft the simulation", err=True)
     finally:
         if save:
             _save_scenario(session, save)
-            click.echo(f"saved {len(session.steps)} step(s) to {save}", err=True)
+            echo(f"saved {len(session.steps)} step(s) to {save}", err=True)
         session.close()
 
 
@@ -735,13 +854,13 @@ def _simulate_load(procedure: Procedure, overrides: LoadOverrides, csv_file: str
     with click.progressbar(length=100, label="simulating", file=sys.stderr) as bar:
         report = simulate_load(procedure, params,
                                progress=lambda done: bar.update(int(done * 100) - bar.pos))
-    click.echo("\n".join(report.summary_lines()))
+    echo("\n".join(report.summary_lines()))
     if csv_file:
         Path(csv_file).write_text(report.to_csv(), encoding="utf-8")
-        click.echo(f"daily backlog written to {csv_file}", err=True)
+        echo(f"daily backlog written to {csv_file}", err=True)
     if svg_file:
         Path(svg_file).write_text(report.to_svg(), encoding="utf-8")
-        click.echo(f"backlog chart written to {svg_file}", err=True)
+        echo(f"backlog chart written to {svg_file}", err=True)
 
 
 def _save_scenario(session: Session, path: str) -> None:
@@ -754,14 +873,14 @@ def _save_scenario(session: Session, path: str) -> None:
 def _trace(procedure: Procedure, path: str) -> None:
     loaded, diagnostics = load_scenario(path, {procedure.id: procedure})
     for diagnostic in diagnostics:
-        click.echo(str(diagnostic))
+        echo(str(diagnostic))
     if loaded is None:
         sys.exit(1)
     lines: list[str] = []
     result = Runner([procedure]).run(loaded, trace=lines)
-    click.echo("\n".join(lines))
+    echo("\n".join(lines))
     for failure in result.failures:
-        click.echo(f"FAILED {failure}")
+        echo(f"FAILED {failure}")
     sys.exit(0 if result.passed else 1)
 
 
@@ -780,8 +899,8 @@ class Interactive:
 
     def run(self) -> None:
         procedure = self.session.procedure
-        click.echo(f"{self.text(procedure.title)} ({procedure.id} {procedure.version}) — "
-                   "an in-memory case; Ctrl-C leaves.")
+        echo(f"{self.text(procedure.title)} ({procedure.id} {procedure.version}) — "
+             "an in-memory case; Ctrl-C leaves.")
         self.actor = self.ask_actor("Open the case as", "applicant:citizen-1")
         while True:
             data = self.ask_fields(procedure.fields, self.workflow.form)
@@ -789,20 +908,24 @@ class Interactive:
                 self.session.start(self.actor, data)
                 break
             except GuichetError as exc:
-                click.echo(f"refused: {exc.message(self.language)}")
+                echo(f"refused: {exc.message(self.language)}")
         while self.session.case().outcome is None:
             self.show()
             self.command(click.prompt(">", default="", show_default=False).strip())
         case = self.session.case()
-        click.echo(f"case closed: {case.state} ({case.outcome})")
+        echo(f"case closed: {case.state} ({case.outcome})")
 
     def ask_actor(self, question: str, default: str) -> Actor:
         while True:
             answer = click.prompt(f"{question} (ROLE:ID)", default=default)
             roles, _, actor_id = answer.partition(":")
             if roles and actor_id:
-                return Actor(actor_id, roles.split(","), self.language)
-            click.echo("write it as ROLE:ID, e.g. agent:agent-7")
+                try:
+                    return Actor(actor_id, roles.split(","), self.language)
+                except limits.InvalidActor as exc:
+                    echo(f"refused: {exc.message(self.language)}")
+                    continue
+            echo("write it as ROLE:ID, e.g. agent:agent-7")
 
     def ask_fields(self, fields: Sequence[Any], form: Any) -> dict[str, Any]:
         """Ask each field in turn, validated as the engine validates it; blank skips."""
@@ -816,8 +939,8 @@ class Interactive:
                 hint = f" — {self.text(f.hint)}" if f.hint else ""
                 kind = f.type + (f": {', '.join(f.option_values)}" if f.options else "")
                 mark = "*" if f.required else ""
-                answer = click.prompt(f"{self.text(f.label)}{mark} [{kind}]{hint}", default="",
-                                      show_default=False).strip()
+                answer = click.prompt(printable(f"{self.text(f.label)}{mark} [{kind}]{hint}"),
+                                      default="", show_default=False).strip()
                 if not answer:
                     break
                 value = _typed(f.type, answer)
@@ -826,22 +949,22 @@ class Interactive:
                     data[f.id] = value
                     break
                 for name, texts in errors.items():
-                    click.echo(f"  {name}: {texts.get(self.language)}")
+                    echo(f"  {name}: {texts.get(self.language)}")
         return data
 
     def show(self) -> None:
         case = self.session.case()
         state = self.session.procedure.states[case.state]
-        click.echo(f"\n{case.reference}: {self.text(state.label)} [{case.state}]  fees "
-                   f"{case.fees_paid}/{case.fees_due} XOF  — acting as "
-                   f"{','.join(sorted(self.actor.roles))}:{self.actor.id}")
+        echo(f"\n{case.reference}: {self.text(state.label)} [{case.state}]  fees "
+             f"{case.fees_paid}/{case.fees_due} XOF  — acting as "
+             f"{','.join(sorted(self.actor.roles))}:{self.actor.id}")
         missing = self.session.engine.documents_missing(case.reference)
         if missing:
-            click.echo(f"  documents missing: {', '.join(missing)}")
+            echo(f"  documents missing: {', '.join(missing)}")
         for item in self.session.engine.available(case.reference, self.actor):
             status = "ready" if item.allowed else "blocked: " + "; ".join(
                 r.message(self.language) for r in item.reasons)
-            click.echo(f"  {item.trigger:<24} {status}")
+            echo(f"  {item.trigger:<24} {status}")
 
     def command(self, line: str) -> None:
         word, _, rest = line.partition(" ")
@@ -857,18 +980,18 @@ class Interactive:
             else:
                 handler(rest.strip())
         except GuichetError as exc:
-            click.echo(f"  refused: {exc.message(self.language)}")
+            echo(f"  refused: {exc.message(self.language)}")
         except (KeyError, ValueError) as exc:
-            click.echo(f"  not understood: {exc}; type help")
+            echo(f"  not understood: {exc}; type help")
 
     def help(self, _: str) -> None:
-        click.echo("TRIGGER | as ROLE:ID | edit | attach DOCUMENT [COUNT] | pay [AMOUNT] | "
-                   "wait DURATION | history | save FILE | quit")
+        echo("TRIGGER | as ROLE:ID | edit | attach DOCUMENT [COUNT] | pay [AMOUNT] | "
+             "wait DURATION | history | save FILE | quit")
 
     def edit(self, _: str) -> None:
         """Collect form changes; they go with the next trigger (in an editable state)."""
         self.pending = self.ask_fields(self.session.procedure.fields, self.workflow.form)
-        click.echo(f"  {len(self.pending)} change(s) will be sent with the next trigger")
+        echo(f"  {len(self.pending)} change(s) will be sent with the next trigger")
 
     def quit(self, _: str) -> None:
         raise click.Abort()
@@ -885,21 +1008,21 @@ class Interactive:
 
     def wait(self, rest: str) -> None:
         for reference, trigger, result in self.session.wait(rest):
-            click.echo(f"  deadline {trigger} on {reference}: {result}")
+            echo(f"  deadline {trigger} on {reference}: {result}")
 
     def history(self, _: str) -> None:
         for h in self.session.engine.history(self.session.case().reference):
-            click.echo(f"  {h.sequence:>3} {h.trigger:<22} {h.from_state or '-'} -> "
-                       f"{h.to_state}  {h.actor_id} ({h.actor_role})")
+            echo(f"  {h.sequence:>3} {h.trigger:<22} {h.from_state or '-'} -> "
+                 f"{h.to_state}  {h.actor_id} ({h.actor_role})")
 
     def save(self, rest: str) -> None:
         _save_scenario(self.session, rest)
-        click.echo(f"  saved to {rest}")
+        echo(f"  saved to {rest}")
 
     def fire(self, trigger: str) -> None:
         procedure = self.session.procedure
         if trigger not in procedure.triggers:
-            click.echo(f"  unknown command or trigger {trigger!r}; type help")
+            echo(f"  unknown command or trigger {trigger!r}; type help")
             return
         case = self.session.case()
         inputs = [f for t in procedure.transitions_from(case.state, trigger) for f in t.input]
@@ -909,11 +1032,11 @@ class Interactive:
         self.session.events.clear()
         after = self.session.fire(trigger, self.actor, data)
         self.pending = {}
-        click.echo(f"  -> {after.state}")
+        echo(f"  -> {after.state}")
         for event in self.session.events:
             text = event.payload.get("text", {})
-            click.echo(f"  {event.name} ({event.payload.get('channel', '')}): "
-                       f"{text.get(self.language) if isinstance(text, dict) else text}")
+            echo(f"  {event.name} ({event.payload.get('channel', '')}): "
+                 f"{text.get(self.language) if isinstance(text, dict) else text}")
 
 
 def _typed(kind: str, answer: str) -> Any:
@@ -932,7 +1055,7 @@ def _typed(kind: str, answer: str) -> Any:
     if kind == "group":
         try:
             return json.loads(answer)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # too deep: refused by validation
             return answer
     return answer
 
@@ -954,7 +1077,7 @@ def explore_command(procedure_name: str, directory: str, max_depth: int, max_nod
     never hold, deadlocks and cycles without exit, each with a shortest counterexample."""
     procedure = _procedure(procedure_name, directory)
     report = explore(procedure, max_depth=max_depth, max_nodes=max_nodes)
-    click.echo("\n".join(report.lines()))
+    echo("\n".join(report.lines()))
     if save_dir:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         for finding in report.findings:
@@ -962,7 +1085,7 @@ def explore_command(procedure_name: str, directory: str, max_depth: int, max_nod
                 continue
             target = Path(save_dir) / f"{finding.slug}.yaml"
             target.write_text(finding.scenario_text(procedure.id), encoding="utf-8")
-            click.echo(f"counterexample saved: {target}", err=True)
+            echo(f"counterexample saved: {target}", err=True)
     sys.exit(1 if report.findings else 0)
 
 if __name__ == "__main__":  # pragma: no cover

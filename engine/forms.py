@@ -2,7 +2,9 @@
 
 `Form` is compiled once per procedure version (and once per transition input). It validates a
 citizen's data, honours `when:` (hidden fields are dropped and never required), normalises
-phone numbers to E.164, and phrases every error per field in French and English.
+phone numbers to E.164, and phrases every error per field in French and English. Every value
+is bounded (engine/limits.py): text fields without a declared `max_length` get a default one,
+numbers stay within +-(2^53-1), and no text holds NUL or a lone surrogate.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from . import limits
 from .countries import COUNTRY_CODES
 from .model import Field
 
@@ -31,12 +34,7 @@ Errors = dict[str, dict[str, str]]  # field path -> language -> message
 def _schema_of(f: Field) -> dict[str, Any]:
     t = f.type
     if t in ("integer", "number"):
-        s: dict[str, Any] = {"type": t}
-        if isinstance(f.minimum, int | float):
-            s["minimum"] = f.minimum
-        if isinstance(f.maximum, int | float):
-            s["maximum"] = f.maximum
-        return s
+        return _number_schema(f)
     if t == "boolean":
         return {"type": "boolean"}
     if t == "multi_choice":
@@ -59,14 +57,27 @@ _STRING_FORMATS: dict[str, dict[str, Any]] = {
 }
 
 
+def _number_schema(f: Field) -> dict[str, Any]:
+    """An integer or number field: its declared bounds, within +-SAFE_INTEGER whatever they
+    say (exact in a double, so every JSON reader of the record gets the same value)."""
+    low: float = -limits.SAFE_INTEGER
+    high: float = limits.SAFE_INTEGER
+    if isinstance(f.minimum, int | float) and not isinstance(f.minimum, bool):
+        low = max(low, f.minimum)
+    if isinstance(f.maximum, int | float) and not isinstance(f.maximum, bool):
+        high = min(high, f.maximum)
+    return {"type": f.type, "minimum": low, "maximum": high}
+
+
 def _string_schema(f: Field) -> dict[str, Any]:
     s: dict[str, Any] = {"type": "string", **_STRING_FORMATS.get(f.type, {})}
     if f.type == "choice":
         s["enum"] = list(f.option_values)
     if f.min_length is not None:
         s["minLength"] = f.min_length
-    if f.max_length is not None:
-        s["maxLength"] = f.max_length
+    # a field that declares no maximum still has one (a 50 MB message is never stored)
+    s["maxLength"] = (f.max_length if f.max_length is not None
+                      else max(limits.default_max_length(f.type), f.min_length or 0))
     if f.pattern:
         s["pattern"] = f.pattern
     return s
@@ -133,8 +144,14 @@ class Form:
         return next((f for f in self.fields if f.id == name), None)
 
     def validate(self, data: Mapping[str, Any], today: dt.date) -> tuple[dict[str, Any], Errors]:
-        """Check `data` (types and constraints of the values given); return it normalised."""
-        errors: Errors = {}
+        """Check `data` (types and constraints of the values given); return it normalised.
+
+        Values too deep, too large, or holding NUL or lone surrogates are refused first
+        (see engine/limits.py) and not validated further.
+        """
+        faults = limits.data_problems(data)
+        errors = _limit_errors(faults)
+        data = {k: v for k, v in data.items() if k not in faults}
         for error in self.validator.iter_errors(dict(data)):
             path = list(error.absolute_path)
             if error.validator == "additionalProperties":
@@ -171,6 +188,16 @@ class Form:
             if (wanted is None and f.required or wanted is not None and f.id in wanted)
             and visible(f) and _empty(data.get(f.id))
         ]
+
+
+def _limit_errors(faults: Mapping[Any, tuple[str, dict[str, str]]]) -> Errors:
+    """limits.data_problems as validation errors: by the path of each fault (e.g.
+    founding_members.0.surname), as validation errors name fields."""
+    errors: Errors = {}
+    for key, (inside, messages) in faults.items():
+        name = limits.field_name(key)
+        errors[f"{name}.{inside}" if inside else name] = messages
+    return errors
 
 
 def _empty(value: Any) -> bool:

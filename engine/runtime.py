@@ -14,10 +14,11 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import references, store
+from . import effects, limits, references, store
 from .blobs import BlobStore, DirectoryBlobStore, MemoryBlobStore, sniff
 from .compiler import canonical_json, compile_definition, load_procedure, procedure_files
 from .errors import (
@@ -48,7 +49,12 @@ log = logging.getLogger("guichet")
 
 #: The events hooks can subscribe to with `Engine.on`.
 EVENTS = ("case_started", "transition", "state_entered", "notification", "document_issued",
-          "payment_recorded", "document_attached", "reminder")
+          "payment_recorded", "document_attached", "case_edited", "reminder")
+
+#: The key of a history payload that holds the form fields a step changed:
+#: {field: {"before": value, "after": value}} (field ids never start with "@").
+CHANGES = "@changes"
+_ATTEMPTS = 5  # decisions of one fire when the case keeps changing under it
 
 Clock = Callable[[], dt.datetime]
 Hook = Callable[[Event], None]
@@ -93,6 +99,7 @@ class Engine:
         self._hooks: dict[str, list[Hook]] = defaultdict(list)
         self._delivered: list[int] = []  # outbox rows handed to hooks, not yet marked
         self._delivered_lock = threading.Lock()
+        self._local = threading.local()  # .writing: this thread holds a write transaction
         self._workflows: dict[str, Workflow] = {}  # hash -> workflow
         self._current: dict[str, Workflow] = {}  # procedure id -> newest loaded version
         try:
@@ -176,9 +183,13 @@ class Engine:
         """
         with self._delivered_lock:
             delivered = list(self._delivered)
-        with self._store.transaction() as c:
-            self._store.mark_delivered(c, delivered, self.clock())
-            yield c
+        self._local.writing = True
+        try:
+            with self._store.transaction() as c:
+                self._store.mark_delivered(c, delivered, self.clock())
+                yield c
+        finally:
+            self._local.writing = False
         marked = set(delivered)
         with self._delivered_lock:
             self._delivered = [i for i in self._delivered if i not in marked]
@@ -207,18 +218,22 @@ class Engine:
         return self._case_value(self._row(reference))
 
     def history(self, reference: str) -> list[HistoryEntry]:
-        """Every recorded step of a case, oldest first."""
+        """Every recorded step of a case, oldest first, with the form fields it changed and
+        the notifications and documents it sent and issued."""
+        canonical = _canonical(reference)
         self._row(reference)
-        return [
-            HistoryEntry(r["sequence"], r["trigger"], r["from_state"], r["to_state"],
-                         r["actor_id"], r["actor_role"], frozen_mapping(r["payload"]), r["at"])
-            for r in self._store.history(_canonical(reference))
-        ]
+        sent = self._store.step_effects(canonical)
+        return [_entry(r, sent.get(r["sequence"], {})) for r in self._store.history(canonical)]
 
     def cases(self, procedure: str | None = None, state: str | None = None, *,
               applicant: str | None = None, limit: int = 50, after: str | None = None
               ) -> list[Case]:
         """A page of cases (oldest first); pass the last reference as `after` for the next page."""
+        for name, value, longest in (("procedure", procedure, limits.MAX_PROCEDURE_ID),
+                                     ("state", state, limits.MAX_STATE),
+                                     ("applicant", applicant, limits.MAX_ACTOR_ID)):
+            if value is not None:
+                limits.check_text(name, value, longest)
         after_id = 0
         if after is not None:
             after_id = int(self._row(after)["id"])
@@ -279,6 +294,8 @@ class Engine:
     def start(self, procedure_id: str, actor: Actor, data: Mapping[str, Any] | None = None
               ) -> Case:
         """Open a case of the current version of `procedure_id`, owned by `actor`."""
+        limits.check_text("procedure_id", procedure_id, limits.MAX_PROCEDURE_ID)
+        limits.check_payload(data or {})
         workflow = self._current.get(procedure_id)
         if workflow is None:
             raise UnknownProcedure({"fr": f"procédure inconnue : {procedure_id}",
@@ -290,12 +307,14 @@ class Engine:
         context = workflow.context(cleaned, {}, 0, now.date())
         cleaned = workflow.drop_hidden(cleaned, context)
         initial = procedure.initial_state
+        reference = None
+        if initial.notify:  # rendered outside the write transaction, so numbered first
+            with self._write() as c:
+                reference = self._next_reference(c, procedure, now)
+        effects = self._effects(workflow, initial.notify, (), context, reference or "",
+                                initial.id, "@start")
         with self._write() as c:
-            key = f"{procedure.reference_prefix}-{now.year}"
-            reference = None
-            while reference is None:  # 1 number in 37 has no check character: skipped
-                reference = references.make(procedure.reference_prefix, now.year,
-                                            self._store.next_sequence(c, key))
+            reference = reference or self._next_reference(c, procedure, now)
             case_id = self._store.insert_case(c, {
                 "reference": reference, "procedure_id": procedure.id,
                 "procedure_hash": procedure.hash, "state": initial.id, "outcome": None,
@@ -306,61 +325,106 @@ class Engine:
             role = APPLICANT if APPLICANT in actor.roles else sorted(actor.roles)[0]
             self._store.append_history(c, _history(case_id, 1, "@start", None, initial.id,
                                                     actor.id, role, {"data": cleaned}, now))
-            payload = {"trigger": "@start", "from": None, "to": initial.id, "actor": actor.id,
-                       "notifications": _render(workflow, initial.notify, context, reference,
-                                                initial.id), "issued": []}
+            payload = {"trigger": "@start", "sequence": 1, "from": None, "to": initial.id,
+                       "actor": actor.id, **effects}
             outbox_id = self._store.add_outbox(c, _outbox(case_id, "case_started", payload,
                                                            now))
             self._store.add_timers(c, _timers(workflow, case_id, initial.id, now))
         self._deliver(outbox_id, reference, "case_started", payload)
         return self.case(reference)
 
+    def _next_reference(self, c: Any, procedure: Procedure, now: dt.datetime) -> str:
+        key = f"{procedure.reference_prefix}-{now.year}"
+        reference = None
+        while reference is None:  # 1 number in 37 has no check character: skipped
+            reference = references.make(procedure.reference_prefix, now.year,
+                                        self._store.next_sequence(c, key))
+        return reference
+
+    def _effects(self, workflow: Workflow, notifications: Iterable[Any], issued: Iterable[Any],
+                 context: Mapping[str, Any], reference: str, state: str, trigger: str
+                 ) -> effects.Effects:
+        """Render a step's effects (never inside a write transaction: see engine/effects.py)."""
+        if getattr(self._local, "writing", False):
+            raise RuntimeError("effects must be rendered outside a write transaction")
+        return effects.render(workflow, notifications, issued, context, reference, state,
+                              trigger)
+
     def fire(self, reference: str, trigger: str, actor: Actor,
-             data: Mapping[str, Any] | None = None, expected_version: int | None = None) -> Case:
-        """Fire `trigger` on a case as `actor`, with step data; one transaction or nothing."""
-        return self._fire(reference, trigger, actor, data or {}, expected_version)
+             data: Mapping[str, Any] | None = None, expected_version: int | None = None, *,
+             keep_data: bool = False) -> Case:
+        """Fire `trigger` on a case as `actor`, with step data; one transaction or nothing.
+
+        With `keep_data`, form fields sent with a step that is blocked are saved as a draft
+        (as `update` would) before Blocked is raised, so the applicant does not lose them.
+        """
+        limits.check_text("trigger", trigger, limits.MAX_TRIGGER)
+        limits.check_payload(data or {})
+        try:
+            return self._fire(reference, trigger, actor, data or {}, expected_version)
+        except Blocked:
+            form = self._form_part(reference, data or {})
+            if keep_data and form:
+                self.update(reference, actor, form)
+            raise
+
+    def _form_part(self, reference: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The form fields among step data (step input belongs to its step alone)."""
+        if not data:
+            return {}
+        fields = self.workflow(self._row(reference)["procedure_hash"]).field_ids
+        return {k: v for k, v in data.items() if k in fields}
 
     def _fire(self, reference: str, trigger: str, actor: Actor, data: Mapping[str, Any],
-              expected_version: int | None, timer_id: int | None = None,
+              expected_version: int | None, timer: Mapping[str, Any] | None = None,
               now: dt.datetime | None = None) -> Case:
+        """Decide and render outside the write transaction, then write if the case is still
+        at the version decided on; a case changed meanwhile is decided again (a few times),
+        unless the caller named the version it expects."""
         canonical = _canonical(reference)
         now = now or self.clock()
-        try:
-            with self._write() as c:
-                row = self._store.case_by_reference(c, canonical)
-                if row is None:
-                    raise _unknown_case(reference)
-                workflow = self.workflow(row["procedure_hash"])
-                if trigger not in workflow.procedure.triggers:
-                    raise UnknownTrigger({"fr": f"étape inconnue : {trigger}",
-                                          "en": f"unknown trigger: {trigger}"})
-                if expected_version is not None and row["version"] != expected_version:
-                    raise _concurrent()
-                outcome = workflow.decide(_view(row), trigger, actor, data, now.date())
-                if not isinstance(outcome, Decision):
-                    kind, reasons = outcome
-                    error = NotAllowed if kind == "refused" else Blocked
-                    raise error({"fr": f"« {trigger} » est impossible :",
-                                 "en": f'"{trigger}" is not possible:'}, reasons)
-                payload, written = self._apply(c, workflow, row, outcome, actor, now)
-                if timer_id is not None:
-                    self._store.settle_timer(c, timer_id, "fired", now)
-                outbox_id = self._store.add_outbox(c, _outbox(row["id"], "transition", payload,
-                                                              now))
-        except store.Conflict:
-            raise _concurrent() from None
-        self._deliver(outbox_id, canonical, "transition", payload)
-        return self._case_value(written)
+        for attempt in range(1, _ATTEMPTS + 1):
+            row = self._row(reference)
+            if timer is not None:
+                _check_timer(timer, row)
+            step = self._decide(row, trigger, actor, data, expected_version, now)
+            try:
+                with self._write() as c:
+                    if timer is not None and not self._store.settle_timer(c, timer["id"],
+                                                                           "fired", now):
+                        raise _TimerSettled("already done")
+                    outbox_id = self._write_step(c, step, now)
+            except store.Conflict:
+                if expected_version is not None or attempt == _ATTEMPTS:
+                    raise _concurrent() from None
+                continue
+            self._deliver(outbox_id, canonical, "transition", step.effects)
+            return self._case_value(step.written)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _apply(self, c: Any, workflow: Workflow, row: Mapping[str, Any], decision: Decision,
-               actor: Actor, now: dt.datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Write the case, history row and timers of a decided transition.
+    def _decide(self, row: Mapping[str, Any], trigger: str, actor: Actor,
+                data: Mapping[str, Any], expected_version: int | None, now: dt.datetime
+                ) -> _Step:
+        """What firing `trigger` does to the case as read, effects rendered; or the refusal."""
+        workflow = self.workflow(row["procedure_hash"])
+        if trigger not in workflow.procedure.triggers:
+            raise UnknownTrigger({"fr": f"étape inconnue : {trigger}",
+                                  "en": f"unknown trigger: {trigger}"})
+        if expected_version is not None and row["version"] != expected_version:
+            raise _concurrent()
+        outcome = workflow.decide(_view(row), trigger, actor, data, now.date())
+        if not isinstance(outcome, Decision):
+            kind, reasons = outcome
+            error = NotAllowed if kind == "refused" else Blocked
+            raise error({"fr": f"« {trigger} » est impossible :",
+                         "en": f'"{trigger}" is not possible:'}, reasons)
+        return self._step(workflow, row, outcome, actor, now)
 
-        Returns the effects (the outbox payload) and the case row as written.
-        """
+    def _step(self, workflow: Workflow, row: Mapping[str, Any], decision: Decision,
+              actor: Actor, now: dt.datetime) -> _Step:
+        """The rows a decided transition writes, and its effects (rendered here)."""
         t: Transition = decision.transition
-        procedure = workflow.procedure
-        target = procedure.states[t.target]
+        target = workflow.procedure.states[t.target]
         source = row["state"]
         version = row["version"] + 1
         actors = {k: list(v) for k, v in row["actors"].items()}
@@ -374,26 +438,60 @@ class Engine:
             values["data"] = decision.data  # most steps leave the form as it was
         if target.id != source or target.deadlines:
             values["state_entered_at"] = now
-        self._store.update_case(c, row["id"], row["version"], values)
         step_input = {f.id: decision.data.get(f.id) for f in t.input}
-        self._store.append_history(c, _history(row["id"], version, t.trigger, source, target.id,
-                                               actor.id, decision.role, step_input, now))
-        if procedure.states[source].deadlines:
-            self._store.cancel_timers(c, row["id"], now)
-        self._store.add_timers(c, _timers(workflow, row["id"], target.id, now))
-        context = decision.context
-        effects = {
-            "trigger": t.trigger, "from": source, "to": target.id, "actor": actor.id,
-            "role": decision.role, "outcome": target.outcome, "input": step_input,
-            "notifications": _render(workflow, (*t.notify, *target.notify), context,
-                                     row["reference"], target.id),
-            "issued": _issue(workflow, t, context, row["reference"], target.id),
+        changes = _changes(workflow, row["data"], decision.data)
+        recorded = {**step_input, **({CHANGES: changes} if changes else {})}
+        rendered = self._effects(workflow, (*t.notify, *target.notify), t.issue,
+                                 decision.context, row["reference"], target.id, t.trigger)
+        payload = {
+            "trigger": t.trigger, "sequence": version, "from": source, "to": target.id,
+            "actor": actor.id, "role": decision.role, "outcome": target.outcome,
+            "input": step_input, **rendered,
         }
-        return effects, {**row, **values, "fees_due": context["fees_due"]}
+        return _Step(
+            row=row, values=values, effects=payload,
+            history=_history(row["id"], version, t.trigger, source, target.id, actor.id,
+                             decision.role, recorded, now),
+            leaves_deadlines=bool(workflow.procedure.states[source].deadlines),
+            timers=_timers(workflow, row["id"], target.id, now),
+            written={**row, **values, "fees_due": decision.context["fees_due"]},
+        )
+
+    def _write_step(self, c: Any, step: _Step, now: dt.datetime) -> int:
+        """Write a decided step (case row at its version, history, timers, outbox)."""
+        row = step.row
+        self._store.update_case(c, row["id"], row["version"], step.values)
+        self._store.append_history(c, step.history)
+        if step.leaves_deadlines:
+            self._store.cancel_timers(c, row["id"], now)
+        self._store.add_timers(c, step.timers)
+        return self._store.add_outbox(c, _outbox(row["id"], "transition", step.effects, now))
+
+    def update(self, reference: str, actor: Actor, data: Mapping[str, Any]) -> Case:
+        """Save form fields without a transition (a draft): the applicant, in a state that
+        lets them edit. The step is recorded in the history with the changed fields."""
+        limits.check_payload(data)
+        now = self.clock()
+        edited: dict[str, Any] = {}
+
+        def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any] | None:
+            workflow = self.workflow(current["procedure_hash"])
+            merged = workflow.edit(_view(current), actor, data, now.date())
+            edited.update(_changes(workflow, current["data"], merged))
+            return {"data": merged} if edited else None
+
+        return self._change(reference, actor, "@edit", "case_edited", {CHANGES: edited},
+                            change)
 
     def attach(self, reference: str, document_id: str, filename: str,
                content: bytes | IO[bytes], actor: Actor) -> Case:
-        """Attach a file to a case; its type is sniffed from its bytes, never from `filename`."""
+        """Attach a file to a case; its type is sniffed from its bytes, never from `filename`.
+
+        `document_id` and `filename` (at most 255 characters, never truncated) are checked
+        before anything is read: see engine/limits.py.
+        """
+        limits.check_text("document_id", document_id, limits.MAX_DOCUMENT_ID)
+        limits.check_text("filename", filename, limits.MAX_FILENAME)
         if isinstance(content, bytes):
             data = content
         else:  # read at most one byte past the limit of the version the case is pinned to
@@ -402,7 +500,7 @@ class Engine:
             data = _read_at_most(content, (spec.max_size if spec else 0) + 1)
         media_type = sniff(data)
         now = self.clock()
-        attached: dict[str, Any] = {"document_id": document_id, "filename": filename[:255],
+        attached: dict[str, Any] = {"document_id": document_id, "filename": filename,
                                     "media_type": media_type, "size": len(data)}
 
         def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any]:
@@ -424,10 +522,16 @@ class Engine:
 
     def pay(self, reference: str, amount: int, provider: str, provider_reference: str,
             actor: Actor) -> Case:
-        """Record a payment; paying twice with the same provider reference changes nothing."""
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise _bad("amount", "le montant doit être un entier positif (FCFA)",
-                       "amount must be a positive whole number (XOF)")
+        """Record a payment; paying twice with the same provider reference changes nothing.
+
+        The amount is a whole number of XOF, at most what is still due on the case (fees as
+        its current data make them apply); provider and reference are checked before the
+        database sees them (engine/limits.py).
+        """
+        limits.check_amount("amount", amount)
+        limits.check_text("provider", provider, limits.MAX_PROVIDER)
+        limits.check_text("provider_reference", provider_reference,
+                          limits.MAX_PROVIDER_REFERENCE)
         now = self.clock()
         paid = {"amount": amount, "provider": provider, "provider_reference": provider_reference}
 
@@ -440,6 +544,8 @@ class Engine:
                 raise _bad("provider_reference", "cette référence de paiement est déjà utilisée",
                            "this payment reference is already used")
             self._check_actor_on_case(current, actor, editing=False)
+            due = _fees_due(self.workflow(current["procedure_hash"]), current, now.date())
+            limits.check_owed("amount", amount, due, current["fees_paid"])
             self._store.insert_payment(c, {"case_id": current["id"], **paid,
                                            "actor_id": actor.id, "at": now})
             return {"fees_paid": current["fees_paid"] + amount}
@@ -500,36 +606,51 @@ class Engine:
     # --- deadlines ------------------------------------------------------------------------------
 
     def tick(self, now: dt.datetime | None = None) -> list[tuple[str, str, str]]:
-        """Fire every due timer once, as the system actor: [(reference, trigger, result)]."""
+        """Fire every due timer once, as the system actor: [(reference, trigger, result)].
+
+        A timer is claimed in the transaction that fires it, so one that another ticker
+        fired, or that was cancelled since it was read (the case left its state), never
+        fires; nor does one whose case is no longer in the stay that scheduled it.
+        """
         now = now or self.clock()
-        done = []
-        for timer in self._store.due_timers(now):
-            reference, trigger = timer["reference"], timer["trigger"]
+        return [(timer["reference"], timer["trigger"], self._tick_one(timer, now))
+                for timer in self._store.due_timers(now)]
+
+    def _tick_one(self, timer: Mapping[str, Any], now: dt.datetime) -> str:
+        try:
             if timer["kind"] == "reminder":
-                done.append((reference, trigger, self._remind(timer, now)))
-                continue
-            try:
-                self._fire(reference, trigger, SYSTEM, {}, None, timer_id=timer["id"], now=now)
-                done.append((reference, trigger, "fired"))
-            except ConcurrentUpdate:
-                done.append((reference, trigger, "retry"))
-            except GuichetError as exc:
-                with self._write() as c:
-                    self._store.settle_timer(c, timer["id"], "refused", now)
-                done.append((reference, trigger, "refused: " + exc.message("en")))
-        return done
+                return self._remind(timer, now)
+            self._fire(timer["reference"], timer["trigger"], SYSTEM, {}, None, timer=timer,
+                       now=now)
+            return "fired"
+        except _TimerSettled as settled:
+            return settled.result
+        except _StaleTimer:
+            self._settle(timer, "cancelled", now)
+            return "stale"
+        except ConcurrentUpdate:
+            return "retry"
+        except GuichetError as exc:
+            self._settle(timer, "refused", now)
+            return "refused: " + exc.message("en")
+
+    def _settle(self, timer: Mapping[str, Any], status: str, now: dt.datetime) -> None:
+        with self._write() as c:
+            self._store.settle_timer(c, timer["id"], status, now)
 
     def _remind(self, timer: Mapping[str, Any], now: dt.datetime) -> str:
         row = self._row(timer["reference"])
+        _check_timer(timer, row)
         workflow = self.workflow(row["procedure_hash"])
         state = workflow.procedure.states[timer["state"]]
         deadline = state.deadlines[timer["deadline_index"]]
         context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"],
                                    now.date())
         notes = [deadline.reminder] if deadline.reminder else []
+        rendered = self._effects(workflow, notes, (), context, row["reference"], row["state"],
+                                 deadline.trigger)
         payload = {"trigger": deadline.trigger, "due_at": _due(deadline, row),
-                   "notifications": _render(workflow, notes, context, row["reference"],
-                                            row["state"])}
+                   "notifications": rendered["notifications"]}
         with self._write() as c:
             if not self._store.settle_timer(c, timer["id"], "fired", now):
                 return "already done"
@@ -562,6 +683,12 @@ def _check_file(spec: Document, data: bytes, media_type: str | None) -> None:
         accepted = ", ".join(spec.media_types)
         raise _bad(spec.id, f"type de fichier refusé (acceptés : {accepted})",
                    f"file type refused (accepted: {accepted})")
+
+
+def _fees_due(workflow: Workflow, row: Mapping[str, Any], today: dt.date) -> int:
+    """What a case owes in all, as its current data and documents make the fees apply."""
+    context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"], today)
+    return int(context["fees_due"])
 
 
 def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
@@ -637,7 +764,8 @@ def _timers(workflow: Workflow, case_id: int, state_id: str, now: dt.datetime
     for index, deadline in enumerate(workflow.procedure.states[state_id].deadlines):
         due = deadline.after.add_to(now)
         common = {"case_id": case_id, "state": state_id, "trigger": deadline.trigger,
-                  "deadline_index": index, "status": "pending", "updated_at": now}
+                  "deadline_index": index, "status": "pending", "updated_at": now,
+                  "state_entered_at": now}
         rows.append({**common, "kind": "deadline", "due_at": due})
         if deadline.remind_before is not None:
             remind = due - deadline.remind_before.approximate()
@@ -645,48 +773,58 @@ def _timers(workflow: Workflow, case_id: int, state_id: str, now: dt.datetime
     return rows
 
 
+class _TimerSettled(Exception):
+    """The timer was fired or cancelled since it was read: nothing to do."""
+
+    def __init__(self, result: str) -> None:
+        super().__init__(result)
+        self.result = result
+
+
+class _StaleTimer(Exception):
+    """The timer belongs to a stay in a state the case has left (or left and re-entered)."""
+
+
+def _check_timer(timer: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+    """Refuse a timer scheduled for another stay than the case's current one."""
+    if timer["state"] != row["state"] or timer["state_entered_at"] != row["state_entered_at"]:
+        raise _StaleTimer()
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A decided transition: the rows it writes and its rendered effects."""
+
+    row: Mapping[str, Any]  # the case as decided on
+    values: dict[str, Any]  # the case columns it changes
+    history: dict[str, Any]
+    leaves_deadlines: bool
+    timers: list[dict[str, Any]]
+    effects: dict[str, Any]  # the outbox payload
+    written: dict[str, Any]  # the case row after it
+
+
+def _entry(row: Mapping[str, Any], sent: Mapping[str, Any]) -> HistoryEntry:
+    payload = dict(row["payload"])
+    changes = payload.pop(CHANGES, {})
+    return HistoryEntry(row["sequence"], row["trigger"], row["from_state"], row["to_state"],
+                        row["actor_id"], row["actor_role"], frozen_mapping(payload), row["at"],
+                        frozen_mapping(changes),
+                        tuple(frozen_mapping(n) for n in sent.get("notifications", ())),
+                        tuple(frozen_mapping(i) for i in sent.get("issued", ())))
+
+
+def _changes(workflow: Workflow, before: Mapping[str, Any], after: Mapping[str, Any]
+             ) -> dict[str, dict[str, Any]]:
+    """The form fields whose value differs: {field: {"before": ..., "after": ...}}."""
+    return {f.id: {"before": before.get(f.id), "after": after.get(f.id)}
+            for f in workflow.procedure.fields if before.get(f.id) != after.get(f.id)}
+
+
 def _due(deadline: Deadline, row: Mapping[str, Any]) -> str:
     """When the deadline falls, for a case that entered its state at `state_entered_at`."""
     entered: dt.datetime = row["state_entered_at"]
     return deadline.after.add_to(entered).isoformat()
-
-
-def _template_context(workflow: Workflow, context: Mapping[str, Any], reference: str,
-                      state: str, language: str) -> dict[str, Any]:
-    return {**context, "reference": reference, "state": state,
-            "procedure_title": workflow.procedure.title.get(language)}
-
-
-def _render(workflow: Workflow, notifications: Iterable[Any], context: Mapping[str, Any],
-            reference: str, state: str) -> list[dict[str, Any]]:
-    rendered = []
-    for note in notifications:
-        texts = _render_texts(workflow, note.template, context, reference, state)
-        rendered.append({"channel": note.channel, "to": note.to, "text": texts,
-                         "subject": {"fr": note.subject.get("fr"), "en": note.subject.get("en")}
-                         if note.subject else None})
-    return rendered
-
-
-def _issue(workflow: Workflow, t: Transition, context: Mapping[str, Any], reference: str,
-           state: str) -> list[dict[str, Any]]:
-    return [{"id": item.id, "channel": item.channel,
-             "title": {"fr": item.title.get("fr"), "en": item.title.get("en")},
-             "text": _render_texts(workflow, item.template, context, reference, state)}
-            for item in t.issue]
-
-
-def _render_texts(workflow: Workflow, templates: Mapping[str, Any], context: Mapping[str, Any],
-                  reference: str, state: str) -> dict[str, str]:
-    texts = {}
-    for language, template in templates.items():
-        try:
-            texts[language] = template.render(_template_context(workflow, context, reference,
-                                                                state, language))
-        except Exception as exc:  # noqa: BLE001 - a message never blocks a legal step
-            texts[language] = ""
-            log.warning("template of %s failed to render: %s", reference, exc)
-    return texts
 
 
 def _expand(kind: str, reference: str, payload: Mapping[str, Any]) -> Iterator[Event]:

@@ -2,17 +2,20 @@
 
 The tables are declared once with SQLModel; the hot path (one transaction per fire) uses Core
 statements on those same tables, not ORM sessions. SQLite is the embedded default (WAL, a busy
-timeout, BEGIN IMMEDIATE, synchronous=FULL); PostgreSQL works through the same code. History
-is append-only: database triggers refuse UPDATE and DELETE on it. This is the only module of
-the engine that imports SQLModel or SQLAlchemy.
+timeout, BEGIN IMMEDIATE, synchronous=FULL); PostgreSQL works through the same code. History,
+payments and documents are append-only and outbox rows change only their delivery time:
+database triggers refuse everything else, and every start checks them (`create_schema`). This
+is the only module of the engine that imports SQLModel or SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON as SA_JSON
@@ -29,11 +32,13 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, SQLModel
 
@@ -148,8 +153,11 @@ class TimerRow(SQLModel, table=True):
     trigger: str = Field(max_length=64)
     deadline_index: int
     due_at: dt.datetime = Field(sa_column=_timestamp())
-    status: str = Field(default="pending", max_length=16)  # pending | fired | cancelled
+    status: str = Field(default="pending", max_length=16)  # pending|fired|cancelled|refused
     updated_at: dt.datetime = Field(sa_column=_timestamp())
+    # when the case entered `state` for the stay this timer belongs to (a case that leaves
+    # and comes back gets new timers; the old ones must never fire)
+    state_entered_at: dt.datetime = Field(sa_column=_timestamp())
 
 
 class CounterRow(SQLModel, table=True):
@@ -169,22 +177,171 @@ outbox_t = OutboxRow.__table__  # type: ignore[attr-defined]
 timers_t = TimerRow.__table__  # type: ignore[attr-defined]
 counters_t = CounterRow.__table__  # type: ignore[attr-defined]
 
-_SQLITE_HISTORY_GUARDS = [
-    "CREATE TRIGGER IF NOT EXISTS history_no_update BEFORE UPDATE ON history "
-    "BEGIN SELECT RAISE(ABORT, 'history is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history "
-    "BEGIN SELECT RAISE(ABORT, 'history is append-only'); END",
-]
-_POSTGRESQL_HISTORY_GUARDS = [
-    "CREATE OR REPLACE FUNCTION guichet_history_append_only() RETURNS trigger AS $$ "
-    "BEGIN RAISE EXCEPTION 'history is append-only'; END; $$ LANGUAGE plpgsql",
-    "CREATE TRIGGER history_append_only BEFORE UPDATE OR DELETE ON history "
-    "FOR EACH ROW EXECUTE FUNCTION guichet_history_append_only()",
-]
-_POSTGRESQL_GUARD_EXISTS = (
-    "SELECT 1 FROM pg_trigger WHERE tgname = 'history_append_only' "
-    "AND tgrelid = to_regclass('history')"
-)
+# --- guards: rows that are never rewritten ------------------------------------------------------
+# history, payments and documents are append-only; outbox rows are never deleted and only their
+# delivered_at is set, once (from NULL). Database triggers enforce it, so that no statement,
+# whoever types it, rewrites the record; create_schema checks at every start that each guard is
+# in place and unaltered. Cases, timers and counters change by design.
+
+log = logging.getLogger("guichet.store")
+
+#: Tables whose rows are never updated, deleted or replaced.
+_APPEND_ONLY = ("history", "payments", "documents")
+_GUARDED = (*_APPEND_ONLY, "outbox")
+_OUTBOX_MESSAGE = "outbox rows are immutable: only delivered_at is set, once"
+#: pg_trigger.tgtype bits
+_ROW, _BEFORE, _DELETE, _UPDATE, _TRUNCATE = 1, 2, 8, 16, 32
+_INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL SQLSTATE
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """One trigger (or, on PostgreSQL, trigger function) protecting the rows of `table`."""
+
+    table: str
+    name: str
+    sql: str  # SQLite: as sqlite_master stores it, so that a start-up can compare it
+
+
+def _unique_keys(table: str) -> list[tuple[str, ...]]:
+    """The primary key and each unique constraint of `table`, as column names."""
+    t = SQLModel.metadata.tables[table]
+    keys = [tuple(c.name for c in t.primary_key.columns)]
+    keys += sorted(tuple(c.name for c in u.columns) for u in t.constraints
+                   if isinstance(u, UniqueConstraint))
+    return keys
+
+
+def _outbox_immutable() -> list[Any]:
+    """Every outbox column but delivered_at (new columns are immutable too)."""
+    return [c for c in outbox_t.c if c.name != "delivered_at"]
+
+
+def _sqlite_trigger(table: str, name: str, event_: str, message: str, when: str = "") -> _Guard:
+    """A BEFORE trigger aborting the statement (when `when` holds), with `message`."""
+    condition = f" WHEN {when}" if when else ""
+    return _Guard(table, name, f"CREATE TRIGGER {name} BEFORE {event_} ON {table}{condition} "
+                               f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+
+
+def _sqlite_conflict(table: str) -> str:
+    """True when the new row would replace one (REPLACE, INSERT OR REPLACE, upserts).
+
+    REPLACE deletes the row it conflicts with without firing DELETE triggers, and an upsert
+    updates it: refusing the INSERT itself closes both ways. A conflict raises IntegrityError,
+    as the unique constraint did.
+    """
+    def exists(key: tuple[str, ...]) -> str:
+        match = " AND ".join(f"{c} = NEW.{c}" for c in key)
+        return f"EXISTS (SELECT 1 FROM {table} WHERE {match})"
+    return " OR ".join(exists(key) for key in _unique_keys(table))
+
+
+def _sqlite_guards() -> list[_Guard]:
+    """The SQLite triggers: no UPDATE, DELETE or replacing INSERT on append-only tables; on the
+    outbox, no DELETE, no replacing INSERT, and no UPDATE but setting delivered_at once."""
+    guards: list[_Guard] = []
+    for table in _APPEND_ONLY:
+        message = f"{table} is append-only"
+        guards += [
+            _sqlite_trigger(table, f"{table}_no_update", "UPDATE", message),
+            _sqlite_trigger(table, f"{table}_no_delete", "DELETE", message),
+            _sqlite_trigger(table, f"{table}_no_replace", "INSERT",
+                            f"{message}: this row is already recorded", _sqlite_conflict(table)),
+        ]
+    changed = " OR ".join(f"NEW.{c.name} IS NOT OLD.{c.name}" for c in _outbox_immutable())
+    guards += [
+        _sqlite_trigger("outbox", "outbox_immutable", "UPDATE", _OUTBOX_MESSAGE,
+                        f"{changed} OR (OLD.delivered_at IS NOT NULL "
+                        "AND NEW.delivered_at IS NOT OLD.delivered_at)"),
+        _sqlite_trigger("outbox", "outbox_no_delete", "DELETE", _OUTBOX_MESSAGE),
+        _sqlite_trigger("outbox", "outbox_no_replace", "INSERT", _OUTBOX_MESSAGE,
+                        _sqlite_conflict("outbox")),
+    ]
+    return guards
+
+
+@dataclass(frozen=True)
+class _PgFunction:
+    """A PL/pgSQL trigger function; `body` is what pg_proc.prosrc must hold."""
+
+    table: str
+    name: str
+    body: str
+
+    @property
+    def sql(self) -> str:
+        return (f"CREATE OR REPLACE FUNCTION {self.name}() RETURNS trigger AS "
+                f"$${self.body}$$ LANGUAGE plpgsql")
+
+
+@dataclass(frozen=True)
+class _PgTrigger:
+    """A BEFORE trigger running `function`, for each row or once per statement."""
+
+    table: str
+    name: str
+    function: str
+    events: tuple[str, ...]  # UPDATE, DELETE, TRUNCATE
+    row: bool
+
+    @property
+    def tgtype(self) -> int:
+        """What pg_trigger.tgtype holds for this trigger."""
+        bits = {"DELETE": _DELETE, "UPDATE": _UPDATE, "TRUNCATE": _TRUNCATE}
+        return _BEFORE | (_ROW if self.row else 0) | sum(bits[e] for e in self.events)
+
+    @property
+    def sql(self) -> str:
+        return (f"CREATE TRIGGER {self.name} BEFORE {' OR '.join(self.events)} ON {self.table} "
+                f"FOR EACH {'ROW' if self.row else 'STATEMENT'} "
+                f"EXECUTE FUNCTION {self.function}()")
+
+
+def _pg_outbox_body() -> str:
+    """Allow an UPDATE that changes nothing but a NULL delivered_at; refuse everything else."""
+    def row(side: str) -> str:
+        columns = ", ".join(f"{side}.{c.name}::text" if isinstance(c.type, SA_JSON)
+                            else f"{side}.{c.name}" for c in _outbox_immutable())
+        return f"ROW({columns})"
+    return (f" BEGIN IF TG_OP = 'UPDATE' THEN IF {row('NEW')} IS NOT DISTINCT FROM {row('OLD')} "
+            "AND (OLD.delivered_at IS NULL OR NEW.delivered_at IS NOT DISTINCT FROM "
+            "OLD.delivered_at) THEN RETURN NEW; END IF; END IF; "
+            f"RAISE EXCEPTION '{_OUTBOX_MESSAGE}'; END; ")
+
+
+def _postgresql_guards() -> tuple[list[_PgFunction], list[_PgTrigger]]:
+    """The PostgreSQL functions and triggers: row triggers refuse UPDATE and DELETE (an
+    INSERT ... ON CONFLICT DO UPDATE fires them too; PostgreSQL has no REPLACE), statement
+    triggers refuse TRUNCATE (which fires no row trigger)."""
+    functions = [_PgFunction(t, f"guichet_{t}_append_only",
+                             f" BEGIN RAISE EXCEPTION '{t} is append-only'; END; ")
+                 for t in _APPEND_ONLY]
+    functions.append(_PgFunction("outbox", "guichet_outbox_immutable", _pg_outbox_body()))
+    triggers: list[_PgTrigger] = []
+    for f in functions:
+        row_name = "outbox_immutable" if f.table == "outbox" else f"{f.table}_append_only"
+        triggers += [_PgTrigger(f.table, row_name, f.name, ("UPDATE", "DELETE"), row=True),
+                     _PgTrigger(f.table, f"{f.table}_no_truncate", f.name, ("TRUNCATE",),
+                                row=False)]
+    return functions, triggers
+
+
+_SQLITE_GUARDS = _sqlite_guards()
+_POSTGRESQL_FUNCTIONS, _POSTGRESQL_TRIGGERS = _postgresql_guards()
+_SQLITE_TRIGGER_SQL = text("SELECT tbl_name, sql FROM sqlite_master "
+                           "WHERE type = 'trigger' AND name = :name")
+_PG_FUNCTION_STATE = text(
+    "SELECT p.prosrc, l.lanname, p.prorettype = 'trigger'::regtype FROM pg_proc p "
+    "JOIN pg_language l ON l.oid = p.prolang WHERE p.proname = :name AND p.pronargs = 0 "
+    "AND p.pronamespace = to_regnamespace(current_schema())")
+_PG_TRIGGER_STATE = text(
+    "SELECT t.tgtype, t.tgenabled, "
+    "t.tgqual IS NULL AND t.tgattr::text = '' AND t.tgnargs = 0, "
+    "p.proname = :function AND p.pronamespace = c.relnamespace "
+    "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid "
+    "WHERE t.tgname = :name AND c.relname = :table "
+    "AND c.relnamespace = to_regnamespace(current_schema())")
 #: Serialises schema creation between hosts starting at once (pg_advisory_xact_lock key).
 _SCHEMA_LOCK = 0x6775696368  # "guich"
 
@@ -247,28 +404,126 @@ def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    """Create the tables and the append-only guards on history, where missing.
+class SchemaError(OperationalError):
+    """The tables or their guards are missing or altered and this database role may not set
+    them up: start-up is refused (one line, said as the database would: see `str`)."""
 
-    One transaction; on PostgreSQL under an advisory lock, so that hosts starting together
-    do not race, and an existing guard is left alone (no lock taken on history).
+    def __init__(self, message: str) -> None:
+        super().__init__(None, None, Exception(message))
+
+    def __str__(self) -> str:
+        return str(self.orig)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables where missing, and check every guard (see _GUARDED).
+
+    One transaction; on PostgreSQL under an advisory lock, so that hosts starting together do
+    not race. When everything is in place nothing is created or locked, so a role owning
+    nothing starts on tables its owner created (README, "Running with least privilege"). A
+    guard found missing or altered on an existing table is reinstalled with a warning; when
+    this role may not reinstall it, start-up is refused with SchemaError.
     """
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
-        SQLModel.metadata.create_all(connection, tables=list(_tables()))
-        if engine.dialect.name == "sqlite":
-            for statement in _SQLITE_HISTORY_GUARDS:
-                connection.exec_driver_sql(statement)
-        elif engine.dialect.name == "postgresql":
-            if connection.exec_driver_sql(_POSTGRESQL_GUARD_EXISTS).first() is None:
-                for statement in _POSTGRESQL_HISTORY_GUARDS:
-                    connection.exec_driver_sql(statement)
+    dialect = engine.dialect.name
+    with engine.begin() as c:
+        if dialect == "postgresql":
+            c.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            if c.exec_driver_sql("SELECT current_schema()").scalar() is None:
+                raise SchemaError("no schema to work in: the search_path names none that this "
+                                  "database role may use (it needs USAGE on the schema)")
+        inspector = sa_inspect(c)
+        existing = {name for name in _GUARDED if inspector.has_table(name)}
+        _run_ddl("create the Guichet tables",
+                 lambda: SQLModel.metadata.create_all(c, tables=list(_tables())))
+        new_tables = set(_GUARDED) - existing
+        if dialect == "sqlite":
+            _check_sqlite_guards(c, new_tables)
+        elif dialect == "postgresql":
+            _check_postgresql_guards(c, new_tables)
+
+
+def _check_sqlite_guards(c: Connection, new_tables: set[str]) -> None:
+    """Install each SQLite trigger that is missing; replace one whose text differs."""
+    for guard in _SQLITE_GUARDS:
+        found = c.execute(_SQLITE_TRIGGER_SQL, {"name": guard.name}).first()
+        if found is None:
+            _reinstall(c, guard, "missing", new_tables, [guard.sql])
+        elif (found[0], found[1]) != (guard.table, guard.sql):
+            _reinstall(c, guard, "altered", new_tables,
+                       [f"DROP TRIGGER {guard.name}", guard.sql])
+
+
+def _check_postgresql_guards(c: Connection, new_tables: set[str]) -> None:
+    """Check each trigger function's body, then each trigger's table, events, function and
+    state (enabled, unconditional); (re)create what is missing or differs."""
+    for f in _POSTGRESQL_FUNCTIONS:
+        function = _Guard(f.table, f"function {f.name}()", f.sql)
+        found = c.execute(_PG_FUNCTION_STATE, {"name": f.name}).first()
+        if found is None:
+            _reinstall(c, function, "missing", new_tables, [f.sql])
+        elif not found[2]:  # not a trigger function: CREATE OR REPLACE cannot change that
+            _reinstall(c, function, "replaced", new_tables,
+                       [f"DROP FUNCTION {f.name}() CASCADE", f.sql])
+        elif (found[0], found[1]) != (f.body, "plpgsql"):
+            _reinstall(c, function, "altered", new_tables, [f.sql])
+    for t in _POSTGRESQL_TRIGGERS:
+        trigger = _Guard(t.table, f"trigger {t.name}", t.sql)
+        problem = _pg_trigger_problem(c, t)
+        if problem is not None:
+            _reinstall(c, trigger, problem, new_tables,
+                       [f"DROP TRIGGER IF EXISTS {t.name} ON {t.table}", t.sql])
+
+
+def _pg_trigger_problem(c: Connection, t: _PgTrigger) -> str | None:
+    """What is wrong with trigger `t` as the catalog shows it; None when it is as created."""
+    found = c.execute(_PG_TRIGGER_STATE,
+                      {"name": t.name, "table": t.table, "function": t.function}).first()
+    if found is None:
+        return "missing"
+    tgtype, enabled, unconditional, runs_ours = found
+    if enabled not in ("O", "A"):  # D: disabled; R: fires only on replicas
+        return "disabled"
+    if tgtype != t.tgtype or not unconditional or not runs_ours:
+        return "altered"
+    return None
+
+
+def _reinstall(c: Connection, guard: _Guard, problem: str, new_tables: set[str],
+               statements: Sequence[str]) -> None:
+    """Run `statements` to (re)create `guard`, then warn unless it was the first install (a
+    guard missing on a table created just now)."""
+    purpose = f"reinstall the {problem} guard {guard.name} on table {guard.table}"
+    _run_ddl(purpose, lambda: [c.exec_driver_sql(s) for s in statements])
+    if problem != "missing" or guard.table not in new_tables:
+        cause = ("new in this version of Guichet, or dropped" if problem == "missing" else
+                 "changed by hand, or by another version of Guichet")
+        log.warning("guard %s on table %s was %s (%s): reinstalled; while it was not working, "
+                    "rows of %s may have been rewritten", guard.name, guard.table, problem,
+                    cause, guard.table)
+
+
+def _run_ddl(purpose: str, run: Callable[[], object]) -> None:
+    """Run schema changes; a role lacking the privilege gets SchemaError, saying what to do."""
+    try:
+        run()
+    except DBAPIError as exc:
+        orig = exc.orig
+        state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if state != _INSUFFICIENT_PRIVILEGE:
+            raise
+        reason = str(orig).strip().splitlines()[0] if str(orig).strip() else "permission denied"
+        raise SchemaError(f"this database role may not {purpose} ({reason}); start Guichet "
+                          "once as the owner of the tables, then as this role") from None
 
 
 def drop_schema(engine: Engine) -> None:
-    """Drop every Guichet table (tests and tools only: history is otherwise permanent)."""
-    SQLModel.metadata.drop_all(engine, tables=list(_tables()))
+    """Drop every Guichet table and guard (tests and tools only: history is otherwise
+    permanent)."""
+    with engine.begin() as c:
+        SQLModel.metadata.drop_all(c, tables=list(_tables()))
+        if engine.dialect.name == "postgresql":
+            for f in _POSTGRESQL_FUNCTIONS:
+                c.exec_driver_sql(f"DROP FUNCTION IF EXISTS {f.name}()")
 
 
 def _tables() -> Iterator[Any]:
@@ -299,9 +554,11 @@ class _Statements:
             key=_p("b_key"), value=1).on_conflict_do_update(
             index_elements=["key"], set_={"value": counters_t.c.value + 1},
         ).returning(counters_t.c.value)
-        self.mark_delivered = update(outbox_t).where(o.id.in_(bindparam("b_ids", expanding=True))
-                                                     ).values(delivered_at=_p("b_now",
-                                                                              o.delivered_at))
+        # a row is marked once: a second host (or thread) delivering it again keeps the first
+        # time, which the outbox guard would refuse to change
+        self.mark_delivered = update(outbox_t).where(and_(
+            o.id.in_(bindparam("b_ids", expanding=True)), o.delivered_at.is_(None))
+        ).values(delivered_at=_p("b_now", o.delivered_at))
         self._update_case: dict[tuple[str, ...], Any] = {}
 
     def update_case(self, columns: tuple[str, ...]) -> Any:
@@ -542,6 +799,17 @@ class Store:
                 .order_by(history_t.c.sequence)
             ).mappings().all()
         return [dict(r) for r in rows]
+
+    def step_effects(self, reference: str) -> dict[int, dict[str, Any]]:
+        """The outbox payloads of a case's steps (start and transitions), by step sequence."""
+        with self.reading() as c:
+            rows = c.execute(
+                select(outbox_t.c.payload).join(cases_t)
+                .where(and_(cases_t.c.reference == reference,
+                            outbox_t.c.event.in_(("case_started", "transition"))))
+                .order_by(outbox_t.c.id)
+            ).all()
+        return {r[0]["sequence"]: r[0] for r in rows if "sequence" in r[0]}
 
     def read_case(self, reference: str) -> dict[str, Any] | None:
         with self.reading() as c:

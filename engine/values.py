@@ -9,20 +9,27 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import Reason
+from .limits import check_actor
 
 
 @dataclass(frozen=True, init=False)
 class Actor:
-    """Who acts: an id and the roles they hold (e.g. Actor("agent-7", ["agent"]))."""
+    """Who acts: an id and the roles they hold (e.g. Actor("agent-7", ["agent"])).
+
+    The id (at most 128 characters) and each role (at most 64; at least one role) are
+    non-empty texts without control characters, NUL or lone surrogates: anything else raises
+    InvalidActor, both an InvalidData and a ValueError (see engine/limits.py).
+    """
 
     id: str
     roles: frozenset[str]
     language: str = "fr"
 
     def __init__(self, id: str, roles: Iterable[str] | str, language: str = "fr") -> None:
+        given = [roles] if isinstance(roles, str) else list(roles)
+        check_actor(str(id), given)
         object.__setattr__(self, "id", str(id))
-        object.__setattr__(self, "roles",
-                           frozenset([roles] if isinstance(roles, str) else roles))
+        object.__setattr__(self, "roles", frozenset(given))
         object.__setattr__(self, "language", language)
 
 
@@ -79,8 +86,12 @@ class HistoryEntry:
     to_state: str
     actor_id: str
     actor_role: str
-    payload: Mapping[str, Any]
+    payload: Mapping[str, Any]  # the step's own data: step input, attachment, payment...
     at: dt.datetime
+    #: form fields the step changed: {field: {"before": value, "after": value}}
+    changes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    notifications: tuple[Mapping[str, Any], ...] = ()  # as rendered and sent
+    issued: tuple[Mapping[str, Any], ...] = ()  # documents issued, as rendered
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ class Workflow:
         self._blank = {f.id: None for f in data_fields}
         self._dates = frozenset(f.id for f in data_fields if f.type == "date")
         self._no_documents = {d.id: 0 for d in procedure.documents}  # documents.<id> is 0
+        self.field_ids = frozenset(f.id for f in procedure.fields)
 
     # --- context and fees -----------------------------------------------------------------------
 
@@ -353,6 +354,23 @@ class Workflow:
     def _ready(self, transition: Transition, context: Mapping[str, Any]) -> bool:
         ready: set[int] = context["ready"]
         return id(transition) in ready
+
+    def edit(self, case: CaseView, actor: Actor, data: Mapping[str, Any], today: dt.date
+             ) -> dict[str, Any]:
+        """The case's form data after its applicant saves `data` without a transition.
+
+        Only the applicant, on their own case, in a state that lets them edit; raises
+        NotAllowed or InvalidData (every bad field). Fields the new data hides are dropped.
+        """
+        if APPLICANT not in actor.roles or actor.id != case.applicant_id:
+            raise NotAllowed({"fr": "ce dossier n'est pas le vôtre",
+                              "en": "this case is not yours"})
+        if not self.procedure.states[case.state].editable:
+            raise NotAllowed({"fr": "le dossier ne peut pas être modifié à cette étape",
+                              "en": "the case cannot be changed at this step"})
+        merged = {**case.data, **self.clean(data, today, actor.language)}
+        context = self.context(merged, case.documents, case.fees_paid, today)
+        return self.drop_hidden(merged, context)
 
     def check_start(self, actor: Actor) -> None:
         if APPLICANT in self.procedure.roles and APPLICANT not in actor.roles:

@@ -320,3 +320,18 @@ def build_engine(url: str, go: Any, results: Any) -> None:
         results.put("ok")
     except BaseException as exc:
         results.put(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+def tick_until_idle(url: str, now: dt.datetime, go: Any, results: Any) -> None:
+    """Tick at `now` until no timer is due, together with other tickers; report the results."""
+    outcomes: list[str] = []
+    error = None
+    try:
+        engine = Engine(PASSPORT, url)
+        go.wait()
+        while done := engine.tick(now):
+            outcomes.extend(result for _, _, result in done)
+        engine.close()
+    except BaseException as exc:  # everything goes back to the parent
+        error = f"{type(exc).__name__}: {exc}"
+    results.put((outcomes, error))

@@ -148,7 +148,13 @@ def test_a_passport_from_start_to_issued(run: Run) -> None:
     assert "  photos: back.jpg (image/jpeg, " in shown
     assert "version:   16" in shown
 
-    table = run("history", reference).stdout.splitlines()
+    lines = run("history", reference, "--lang", "en").stdout.splitlines()
+    details = [line.strip() for line in lines if line.startswith("    ")]
+    assert "issued acknowledgement (portal): Acknowledgement of receipt" in details
+    assert "issued delivery_record (portal): Passport delivery record" in details
+    assert "sent sms → applicant: Passport TG1234567 handed over " \
+           f"({reference}). Safe travels!" in details
+    table = [line for line in lines if not line.startswith("    ")]
     assert table[0].split() == ["#", "time", "(UTC)", "trigger", "from", "→", "to", "actor",
                                 "(role)"]
     assert len(table) == 1 + 16
@@ -459,3 +465,39 @@ def test_the_engine_is_built_lazily_and_once(run: Run, workdir: Path,
     assert len(built) == 1
     run("fire", reference, "withdraw", "--as", APPLICANT)  # the command, then its printing
     assert len(built) == 2
+
+
+# --- drafts and what each step sent ---------------------------------------------------------
+
+def test_edit_saves_a_draft_and_history_shows_the_change(run: Run) -> None:
+    reference = started(run)
+    edited = run("edit", reference, "--as", APPLICANT, "--data", '{"profession": "nurse"}')
+    assert "version:   2" in edited.stdout
+    lines = run("history", reference).stdout.splitlines()
+    assert lines[2].split()[3:] == ["@edit", "draft", "→", "draft", "citizen-1", "(applicant)"]
+    assert lines[3].strip() == "changed profession: teacher → nurse"
+    refused = run("edit", reference, "--as", AGENT, "--data", '{"profession": "x"}',
+                  "--lang", "en", code=1)
+    assert refused.stdout == "" and "this case is not yours" in refused.stderr
+    assert "version:   2" in run("show", reference).stdout
+
+
+def test_fire_keep_data_saves_the_form_of_a_blocked_step(run: Run) -> None:
+    reference = started(run)
+    run("fire", reference, "submit", "--as", APPLICANT, "--data", '{"profession": "nurse"}',
+        code=1)
+    assert as_json(run("show", reference, "--json"))["data"]["profession"] == "teacher"
+    run("fire", reference, "submit", "--as", APPLICANT, "--data", '{"profession": "nurse"}',
+        "--keep-data", code=1)
+    assert as_json(run("show", reference, "--json"))["data"]["profession"] == "nurse"
+
+
+def test_show_lists_what_each_step_sent_and_issued(run: Run) -> None:
+    reference = submitted(run)
+    shown = run("show", reference, "--lang", "en").stdout.splitlines()
+    start = shown.index("sent and issued:")
+    assert any(line.startswith("  #") and "submit: issued acknowledgement (portal)" in line
+               for line in shown[start:])
+    history = as_json(run("history", reference, "--json"))
+    [submit] = [h for h in history if h["trigger"] == "submit"]
+    assert [i["id"] for i in submit["issued"]] == ["acknowledgement"]

@@ -470,7 +470,8 @@ def count_payments(url: str, provider_reference: str) -> int:
 
 def test_paying_twice_with_one_provider_reference_records_one_payment(
         engine: Engine, database_url: str) -> None:
-    ref = engine.start("criminal_record", APPLICANT, criminal_record_data()).reference
+    by_post = {"collection_mode": "post", "postal_address": "BP 1, Lomé"}  # 1500 XOF due
+    ref = engine.start("criminal_record", APPLICANT, criminal_record_data(**by_post)).reference
     first = engine.pay(ref, 500, "tmoney", "TM-42", APPLICANT)
     again = engine.pay(ref, 500, "tmoney", "TM-42", APPLICANT)
     assert (first.fees_paid, first.version) == (500, 2)
