@@ -15,11 +15,21 @@ from typing import Any
 
 from . import rules, schema, source
 from .errors import Diagnostic, Location, ProcedureError
-from .expressions import Expression, ExpressionError, Template, compile_expression, compile_template
+from .expressions import (
+    MAX_DOCUMENT_CHARS,
+    MAX_NOTIFICATION_CHARS,
+    Expression,
+    ExpressionError,
+    ExpressionLimit,
+    Template,
+    compile_expression,
+    compile_template,
+)
 from .model import (
     Deadline,
     Document,
     Duration,
+    DurationLimit,
     Fee,
     Field,
     IssuedDocument,
@@ -36,6 +46,8 @@ from .model import (
 )
 
 YAML_SUFFIXES = (".yaml", ".yml")
+#: The largest `max_size` a document may declare: 100 MB.
+MAX_DOCUMENT_SIZE = 100 * 1024 * 1024
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -69,18 +81,16 @@ def text(value: Any) -> Text | None:
     return None
 
 
-def _duration(value: Any) -> Duration | None:
-    try:
-        return Duration.parse(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def _size(value: Any) -> int:
+    """Bytes in a size like "500 KB" or "5 MB" (0 when unreadable, the schema says why)."""
     if not isinstance(value, str):
         return 5 * 1024 * 1024
     number, _, unit = value.partition(" ")
-    return int(number) * (1024 * 1024 if unit == "MB" else 1024) if number.isdigit() else 0
+    if not number.isdigit():
+        return 0
+    if len(number) > len(str(MAX_DOCUMENT_SIZE)):
+        return MAX_DOCUMENT_SIZE + 1
+    return int(number) * (1024 * 1024 if unit == "MB" else 1024)
 
 
 class _Builder:
@@ -96,11 +106,15 @@ class _Builder:
             return None
         try:
             return compile_expression(value)
+        except ExpressionLimit as exc:
+            self.error(path, "expression-limit", f'expression "{value}" goes over a limit: '
+                                                 f"{exc.message}")
         except ExpressionError as exc:
             self.error(path, "expression-syntax", f'invalid expression "{value}": {exc.message}')
-            return None
+        return None
 
-    def template(self, value: Any, path: Path) -> dict[str, Template]:
+    def template(self, value: Any, path: Path,
+                 max_chars: int = MAX_NOTIFICATION_CHARS) -> dict[str, Template]:
         compiled: dict[str, Template] = {}
         sources = {"fr": value} if isinstance(value, str) else _dict(value)
         for language, text_source in sources.items():
@@ -108,10 +122,34 @@ class _Builder:
                 continue
             where = path if isinstance(value, str) else (*path, language)
             try:
-                compiled[language] = compile_template(text_source)
+                compiled[language] = compile_template(text_source, max_chars=max_chars)
+            except ExpressionLimit as exc:
+                self.error(where, "expression-limit", f"template goes over a limit: {exc.message}")
             except ExpressionError as exc:
                 self.error(where, "template-syntax", f"invalid template: {exc.message}")
         return compiled
+
+    def duration(self, value: Any, path: Path) -> Duration | None:
+        """A duration, None when absent or unreadable (the schema says why); one over
+        MAX_DURATION_DAYS is reported here (`value-limit`)."""
+        if not isinstance(value, str):
+            return None
+        try:
+            return Duration.parse(value)
+        except DurationLimit as exc:
+            self.error(path, "value-limit", f"duration {exc}")
+        except ValueError:
+            pass
+        return None
+
+    def document_size(self, value: Any, path: Path) -> int:
+        """A document's `max_size` in bytes; one over MAX_DOCUMENT_SIZE is reported."""
+        size = _size(value)
+        if size > MAX_DOCUMENT_SIZE:
+            shown = value if len(value) <= 40 else value[:30] + "..." + value[-6:]
+            self.error(path, "value-limit", f'max_size "{shown}" is over the limit of '
+                                            f"{MAX_DOCUMENT_SIZE // (1024 * 1024)} MB")
+        return size
 
     def field(self, data: Any, path: Path) -> Field:
         d = _dict(data)
@@ -144,7 +182,7 @@ class _Builder:
             id=_str(d.get("id")), label=text(d.get("label")) or Text(), path=path,
             hint=text(d.get("hint")), required=d.get("required") is not False,
             when=self.expression(d.get("when"), (*path, "when")),
-            max_size=_size(d.get("max_size")),
+            max_size=self.document_size(d.get("max_size"), (*path, "max_size")),
             min_files=_int(d.get("min_files")) or 0 if "min_files" in d else 1,
             max_files=_int(d.get("max_files")) or 1,
             original_at_counter=d.get("original_at_counter") is True, **extra,
@@ -177,9 +215,9 @@ class _Builder:
             dl, where = _dict(item), (*path, "deadlines", i)
             reminder = dl.get("reminder")
             deadlines.append(Deadline(
-                after=_duration(dl.get("after")) or Duration(1, "days"),
+                after=self.duration(dl.get("after"), (*where, "after")) or Duration(1, "days"),
                 trigger=_str(dl.get("trigger")), path=where,
-                remind_before=_duration(dl.get("remind_before")),
+                remind_before=self.duration(dl.get("remind_before"), (*where, "remind_before")),
                 reminder=self.notification(reminder, (*where, "reminder")) if reminder else None,
             ))
         outcome = d.get("final")
@@ -211,8 +249,8 @@ class _Builder:
             issue=tuple(
                 IssuedDocument(
                     id=_str(_dict(item).get("id")), title=text(_dict(item).get("title")) or Text(),
-                    template=self.template(_dict(item).get("template"), (*path, "issue", i,
-                                                                         "template")),
+                    template=self.template(_dict(item).get("template"),
+                                           (*path, "issue", i, "template"), MAX_DOCUMENT_CHARS),
                     path=(*path, "issue", i), channel=_str(_dict(item).get("channel"), "portal"),
                 )
                 for i, item in enumerate(_list(d.get("issue")))
@@ -250,15 +288,17 @@ class _Builder:
             ministry=text(authority.get("ministry")),
             directorate=text(authority.get("directorate")),
             legal_basis=tuple(t for t in map(text, _list(data.get("legal_basis"))) if t),
-            processing_time=_duration(data.get("processing_time")),
-            validity=_duration(data.get("validity")), retention=_duration(data.get("retention")),
+            processing_time=self.duration(data.get("processing_time"), ("processing_time",)),
+            validity=self.duration(data.get("validity"), ("validity",)),
+            retention=self.duration(data.get("retention"), ("retention",)),
             source_path=self.document.path,
             simulation=self.simulation(_dict(data.get("simulation"))),
         )
 
     def simulation(self, d: dict[str, Any]) -> Simulation:
         def durations(key: str) -> dict[str, Duration]:
-            parsed = {k: _duration(v) for k, v in _dict(d.get(key)).items()}
+            parsed = {k: self.duration(v, ("simulation", key, k))
+                      for k, v in _dict(d.get(key)).items()}
             return {k: v for k, v in parsed.items() if v is not None}
 
         arrivals = d.get("arrivals_per_day")
@@ -317,19 +357,13 @@ def compile_definition(definition: dict[str, Any], path: str = "<snapshot>") -> 
 
 def load_procedure(path: str | FsPath) -> Procedure:
     """Load and compile one procedure file; raises ProcedureError listing every error."""
-    try:
-        raw = FsPath(path).read_bytes()
-    except OSError as exc:
-        raise ProcedureError([_unreadable(str(path), exc)]) from None
+    raw, problems = source.read(path)
+    if raw is None:
+        raise ProcedureError(problems)
     procedure, diagnostics = compile_source(raw, str(path))
     if procedure is None:
         raise ProcedureError(diagnostics)
     return procedure
-
-
-def _unreadable(path: str, exc: OSError) -> Diagnostic:
-    reason = (exc.strerror or str(exc)).lower()
-    return Diagnostic(Location(path), "error", "file-unreadable", f"cannot read file: {reason}")
 
 
 def procedure_files(paths: Iterable[str | FsPath]) -> Iterator[FsPath]:
@@ -347,10 +381,9 @@ def lint(paths: Iterable[str | FsPath]) -> list[Diagnostic]:
     """Every diagnostic of every procedure file under `paths`."""
     found: list[Diagnostic] = []
     for path in procedure_files(paths):
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            found.append(_unreadable(str(path), exc))
+        raw, problems = source.read(path)
+        if raw is None:
+            found.extend(problems)
             continue
         found.extend(compile_source(raw, str(path))[1])
     return found

@@ -42,18 +42,42 @@ class Text:
         return self.get()
 
 
+#: The longest duration a procedure may state: 100 years (36,525 calendar days), so that a
+#: date plus any duration is still a date (`Duration.add_to` cannot overflow).
+MAX_DURATION_DAYS = 36_525
+#: Calendar days in one unit (a business day may take 7/5 of a day: weekends are skipped).
+_UNIT_DAYS = {"minutes": 1 / 1440, "hours": 1 / 24, "days": 1, "business_days": 7 / 5,
+              "weeks": 7, "months": 30, "years": 365}
+
+
+class DurationLimit(ValueError):
+    """A duration longer than MAX_DURATION_DAYS."""
+
+
 @dataclass(frozen=True)
 class Duration:
-    """`amount` of `unit` (minutes, hours, days, business_days, weeks, months, years)."""
+    """`amount` of `unit` (minutes, hours, days, business_days, weeks, months, years).
+
+    At most MAX_DURATION_DAYS (100 years): a longer one raises DurationLimit (a ValueError).
+    """
 
     amount: int
     unit: str
 
+    def __post_init__(self) -> None:
+        days = _UNIT_DAYS.get(self.unit)
+        if days is not None and self.amount * days > MAX_DURATION_DAYS:
+            raise DurationLimit(f'"{self}" is longer than the limit of 100 years')
+
     @classmethod
     def parse(cls, text: str) -> Duration:
+        """`30 days`, `1 business day`...; raises ValueError (DurationLimit past 100 years)."""
         number, _, unit = text.partition(" ")
         unit = unit.replace("business day", "business_day")
-        return cls(int(number), unit if unit.endswith("s") else unit + "s")
+        unit = unit if unit.endswith("s") else unit + "s"
+        if number.isdigit() and len(number) > len(str(MAX_DURATION_DAYS * 1440)):
+            raise DurationLimit(f'"{text}" is longer than the limit of 100 years')
+        return cls(int(number), unit)
 
     def approximate(self) -> dt.timedelta:
         """A plain timedelta (business days counted as calendar days, months as 30 days)."""

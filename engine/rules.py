@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import importlib
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -512,10 +513,218 @@ def _field_problems(f: Field) -> Iterator[Finding]:
         if value is not None and f.type != "date":
             yield Finding((*f.path, key), f"{key} only applies to date fields, not {f.type}")
     if f.pattern is not None:
+        problem = _pattern_problem(f.pattern)
+        if problem:
+            yield Finding((*f.path, "pattern"), f'invalid pattern "{_short(f.pattern)}": {problem}')
+
+
+#: The longest `pattern:` a field may have, in characters.
+MAX_PATTERN_LENGTH = 1000
+
+
+def _short(text: str, length: int = 60) -> str:
+    return text if len(text) <= length else text[:length - 3] + "..."
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    """Why `pattern` cannot be used (too long, invalid), or None."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return f"{len(pattern):,} characters; the limit is {MAX_PATTERN_LENGTH:,}"
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return str(exc)
+    except RecursionError:
+        return "groups nested too deeply"
+    return None
+
+
+# --- patterns that backtrack catastrophically ---------------------------------------------------
+
+_sre: Any = importlib.import_module("re._parser")  # the parser behind re (no public API)
+_BACKTRACKING_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT)
+_REPEATS = (*_BACKTRACKING_REPEATS, _sre.POSSESSIVE_REPEAT)
+_GROUPS = (_sre.SUBPATTERN, _sre.ATOMIC_GROUP)
+_ZERO_WIDTH = (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT)
+_CATEGORIES = {
+    "CATEGORY_DIGIT": r"\d", "CATEGORY_NOT_DIGIT": r"\D", "CATEGORY_SPACE": r"\s",
+    "CATEGORY_NOT_SPACE": r"\S", "CATEGORY_WORD": r"\w", "CATEGORY_NOT_WORD": r"\W",
+    "CATEGORY_LINEBREAK": "\n", "CATEGORY_NOT_LINEBREAK": "[^\n]",
+}
+#: Characters tried when checking whether two character sets overlap (besides the ones the
+#: pattern names): ASCII and Latin-1 with its extensions.
+_SAMPLE = [chr(c) for c in range(0x250)]
+_ANY = (_sre.ANY, None)  # a character set that may hold anything
+
+
+@rule("pattern-backtracking")
+def backtracking_patterns(ctx: Context) -> Iterator[Finding]:
+    for f in _all_fields(ctx.procedure):
+        if f.pattern is None or _pattern_problem(f.pattern):
+            continue  # field-constraint reports it
         try:
-            re.compile(f.pattern)
-        except re.error as exc:
-            yield Finding((*f.path, "pattern"), f'invalid pattern "{f.pattern}": {exc}')
+            ambiguous = _Backtracking(f.pattern).found()
+        except RecursionError:
+            ambiguous = True
+        if ambiguous:
+            yield Finding((*f.path, "pattern"), f'pattern "{_short(f.pattern)}" can take '
+                          "exponential time: inside a repeated group, a repetition or an "
+                          "optional part can also match what follows it, as in (a+)+, "
+                          r"(\w+\s?)*, (a|aa)* or (.*a){9}; write it so that each character "
+                          "can be matched in one way only")
+
+
+class _Backtracking:
+    """Finds the repetitions that make Python's backtracking matcher take exponential time.
+
+    Inside a repeated group (`+`, `*`, `{m,n}` with n > 1), a repetition of variable length
+    (`+`, `*`, `?`, `{m,n}`) or an alternative with an empty branch must not be able to match
+    what follows it, the start of the group's next round included: otherwise the matcher tries
+    every way of cutting the text between them, round after round. Conservative: a few
+    harmless patterns are refused too; the message says how to rewrite them.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.tree = _sre.parse(pattern)
+        sample = [*_SAMPLE, *_named_characters(list(_atoms(list(self.tree))))]
+        self.fold = bool(re.compile(pattern).flags & re.IGNORECASE)
+        if self.fold:  # then sets are compared on lower-case characters
+            sample += [c.swapcase() for c in sample if len(c.swapcase()) == 1]
+        self.sample = sample
+        self.accepted: dict[tuple[Any, int], frozenset[str]] = {}
+
+    def found(self) -> bool:
+        return self._walk(list(self.tree))
+
+    def _walk(self, items: list[Any]) -> bool:
+        """True when a repeated group somewhere in `items` is ambiguous."""
+        for op, av in items:
+            if op in _BACKTRACKING_REPEATS and av[1] > 1:
+                body = list(av[2])
+                if self._ambiguous(body, self._first(body)[0]):
+                    return True
+            if any(self._walk(child) for child in _children(op, av)):
+                return True
+        return False
+
+    def _ambiguous(self, items: list[Any], after: list[Any]) -> bool:
+        """True when some optional part of `items` can match what follows it (`after`: the
+        character sets that may come after `items`)."""
+        for index, (op, av) in enumerate(items):
+            rest, rest_nullable = self._first(items[index + 1:])
+            follow = rest + after if rest_nullable else rest
+            children = _children(op, av)
+            if op in _REPEATS and av[0] != av[1]:
+                if self._overlap(self._first(children[0])[0], follow):
+                    return True
+                follow = follow + self._first(children[0])[0]  # another round may follow
+            elif op is _sre.BRANCH and any(self._first(child)[1] for child in children):
+                starts = [s for child in children for s in self._first(child)[0]]
+                if self._overlap(starts, follow):
+                    return True
+            if any(self._ambiguous(child, follow) for child in children):
+                return True
+        return False
+
+    def _first(self, items: list[Any]) -> tuple[list[Any], bool]:
+        """The character sets a match of `items` may start with, and whether it may be empty."""
+        found: list[Any] = []
+        for op, av in items:
+            if op in _ZERO_WIDTH:
+                continue
+            nullable = False
+            if op in (_sre.LITERAL, _sre.NOT_LITERAL, _sre.ANY, _sre.IN):
+                found.append((op, av))
+            elif op in _REPEATS or op in _GROUPS or op is _sre.BRANCH:
+                for child in _children(op, av):
+                    child_first, child_nullable = self._first(child)
+                    found += child_first
+                    nullable = nullable or child_nullable
+                if op in _REPEATS and av[0] == 0:
+                    nullable = True
+            else:  # back-references and the like: could be anything
+                found.append(_ANY)
+                nullable = True
+            if not nullable:
+                return found, False
+        return found, True
+
+    def _overlap(self, sets: list[Any], others: list[Any]) -> bool:
+        """Whether one character may be accepted by one of `sets` and one of `others`."""
+        if not sets or not others:
+            return False
+        return bool(self._characters(sets) & self._characters(others))
+
+    def _characters(self, sets: list[Any]) -> frozenset[str]:
+        """The characters of the sample that one of `sets` accepts."""
+        found: frozenset[str] = frozenset()
+        for item in sets:
+            key = (item[0], id(item[1]))  # the parsed pattern keeps every item alive
+            if key not in self.accepted:
+                self.accepted[key] = frozenset(c.lower() if self.fold else c
+                                               for c in self.sample if _accepts(item, c))
+            found |= self.accepted[key]
+        return found
+
+
+def _children(op: Any, av: Any) -> list[list[Any]]:
+    """The sub-sequences of one parsed item."""
+    if op in _REPEATS:
+        return [list(av[2])]
+    if op is _sre.SUBPATTERN:
+        return [list(av[3])]
+    if op is _sre.ATOMIC_GROUP:
+        return [list(av)]
+    if op is _sre.BRANCH:
+        return [list(branch) for branch in av[1]]
+    if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+        return [list(av[1])]
+    if op is _sre.GROUPREF_EXISTS:
+        return [list(branch) for branch in av[1:] if branch is not None]
+    return []
+
+
+def _atoms(items: list[Any]) -> Iterator[Any]:
+    """Every character set of a parsed pattern."""
+    for op, av in items:
+        if op in (_sre.LITERAL, _sre.NOT_LITERAL, _sre.IN):
+            yield op, av
+        for child in _children(op, av):
+            yield from _atoms(child)
+
+
+def _named_characters(sets: list[Any]) -> list[str]:
+    """The characters a pattern names (literals, range ends), to test overlaps with."""
+    found = []
+    for op, av in sets:
+        if op in (_sre.LITERAL, _sre.NOT_LITERAL):
+            found.append(chr(av))
+        elif op is _sre.IN:
+            for inner, value in av:
+                if inner is _sre.LITERAL:
+                    found.append(chr(value))
+                elif inner is _sre.RANGE:
+                    found += [chr(value[0]), chr(value[1])]
+    return found
+
+
+def _accepts(item: Any, character: str) -> bool:
+    """Whether one character set of a parsed pattern accepts `character`."""
+    op, av = item
+    if op is _sre.ANY:
+        return av is None or character != "\n"
+    if op is _sre.LITERAL:
+        return bool(ord(character) == av)
+    if op is _sre.NOT_LITERAL:
+        return bool(ord(character) != av)
+    if op is _sre.RANGE:
+        return bool(av[0] <= ord(character) <= av[1])
+    if op is _sre.CATEGORY:
+        return re.fullmatch(_CATEGORIES.get(str(av), "(?s:.)"), character) is not None
+    if op is _sre.IN:
+        negated = bool(av) and av[0][0] is _sre.NEGATE
+        return any(_accepts(i, character) for i in av if i[0] is not _sre.NEGATE) != negated
+    return True
 
 
 def _bound_problems(f: Field) -> Iterator[Finding]:

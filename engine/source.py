@@ -6,12 +6,18 @@ then built here so that:
 - duplicate keys, merge keys (`<<`), unknown tags and YAML 1.1 surprises (`no` read as false,
   `010` as octal 8, `1:20` as 80) are reported instead of silently changing the meaning;
 - file size, nesting depth, alias count and the number of values an alias expands to are
-  bounded, so a 400-byte alias bomb is refused in milliseconds.
+  bounded, so a 400-byte alias bomb is refused in milliseconds;
+- only a regular file is read, and its size is checked before reading (`read`), so
+  `/dev/zero`, a FIFO or a directory is refused at once;
+- numbers are bounded: integers of at most MAX_DIGITS digits, floats finite.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +35,7 @@ MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 40
 MAX_ALIASES = 100
 MAX_VALUES = 20_000
+MAX_DIGITS = 100
 
 Path = tuple[str | int, ...]
 
@@ -191,9 +198,9 @@ class _Builder:
         if text in _FALSE:
             return False
         if _INT.fullmatch(text):
-            return int(text)
+            return self.integer(node, text)
         if _FLOAT.fullmatch(text) and not _YAML11_NUMBERS[0][0].fullmatch(text):
-            return float(text)
+            return self.real(node, text)
         if _YAML11_BOOL.fullmatch(text):
             self.report(node, "yaml-ambiguous",
                         f'"{text}" is a boolean in YAML 1.1 and text in YAML 1.2; '
@@ -207,6 +214,74 @@ class _Builder:
                     break
         return text
 
+    def integer(self, node: ScalarNode, text: str) -> int:
+        """An integer of at most MAX_DIGITS digits; a longer one is reported (and read as the
+        largest allowed, so that nothing else is reported about it)."""
+        digits = len(text.lstrip("+-"))
+        if digits <= MAX_DIGITS:
+            return int(text)
+        self.report(node, "yaml-number", f"integer of {digits:,} digits; the limit is "
+                                         f"{MAX_DIGITS} digits (quote it to mean text)")
+        return int(("-" if text.startswith("-") else "") + "9" * MAX_DIGITS)
+
+    def real(self, node: ScalarNode, text: str) -> float:
+        """A finite float; one too large for a float (read as infinity) is reported."""
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        self.report(node, "yaml-number", f'number "{_shorten(text)}" is too large '
+                                         "(it would be read as infinity)")
+        return math.copysign(1e308, value)
+
+
+def _shorten(text: str, length: int = 40) -> str:
+    return text if len(text) <= length else text[:length - 3] + "..."
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def read(path: str | os.PathLike[str]) -> tuple[bytes | None, list[Diagnostic]]:
+    """The bytes of a procedure file, or one diagnostic: not a regular file (`file-kind`),
+    over MAX_BYTES (`file-size`, from its size before reading anything) or unreadable.
+
+    The file is opened without blocking (a FIFO with no writer is refused, not waited on) and
+    checked on the opened descriptor, so it cannot be swapped between the check and the read.
+    """
+    where = Location(str(path))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        return None, [unreadable(str(path), exc)]
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a file")
+            return None, [Diagnostic(where, "error", "file-kind",
+                                     f"not a regular file: this is {kind}")]
+        if info.st_size > MAX_BYTES:
+            return None, [_too_large(where, info.st_size)]
+        with open(descriptor, "rb", closefd=False) as stream:
+            return stream.read(MAX_BYTES + 1), []  # a file grown meanwhile: decode refuses it
+    except OSError as exc:
+        return None, [unreadable(str(path), exc)]
+    finally:
+        os.close(descriptor)
+
+
+def unreadable(path: str, exc: OSError) -> Diagnostic:
+    """`file-unreadable`: why the system could not open or read `path`."""
+    reason = (exc.strerror or str(exc)).lower()
+    return Diagnostic(Location(path), "error", "file-unreadable", f"cannot read file: {reason}")
+
+
+def _too_large(where: Location, size: int) -> Diagnostic:
+    return Diagnostic(where, "error", "file-size",
+                      f"file is {size} bytes; the limit is {MAX_BYTES} bytes")
+
 
 def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
     """Check size, binary content and encoding; return the text or one diagnostic."""
@@ -216,7 +291,7 @@ def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
         return None, [Diagnostic(where, "error", rule, message)]
 
     if len(raw) > MAX_BYTES:
-        return refuse("file-size", f"file is {len(raw)} bytes; the limit is {MAX_BYTES} bytes")
+        return None, [_too_large(where, len(raw))]
     if b"\x00" in raw:
         return refuse("file-binary", "file is binary (it contains NUL bytes), not YAML text")
     try:

@@ -13,6 +13,7 @@ The cases in KNOWN_BUGS are not regenerated: their `.out` was written by hand an
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from click.testing import CliRunner, Result
 
 from cli import main
 from engine import Procedure, compile_source, lint, load_procedure
+from engine.model import Duration, DurationLimit
 from engine.rules import RULES
 from engine.source import MAX_BYTES
 
@@ -39,9 +41,11 @@ KNOWN_BUGS: dict[str, str] = {}
 SOURCE_RULES = {
     "file-empty", "file-binary", "file-encoding", "not-a-mapping", "yaml-syntax", "yaml-depth",
     "yaml-alias-limit", "yaml-tag", "yaml-merge-key", "yaml-ambiguous", "duplicate-key",
-    "yaml-key",
+    "yaml-key", "yaml-number",
 }
 SCHEMA_RULES = {"unknown-key", "missing-key", "type", "invalid-value"}
+#: Rules the compiler reports while building the model (expressions, templates, bounds).
+COMPILER_RULES = {"expression-syntax", "template-syntax", "expression-limit", "value-limit"}
 
 
 def _case(path: Path) -> object:
@@ -88,7 +92,7 @@ def test_corpus_covers_every_rule() -> None:
     for golden in CORPUS.glob("*.out"):
         if golden.stem not in KNOWN_BUGS:
             shown |= set(re.findall(r"\[([a-z0-9-]+)\]$", golden.read_text(), re.MULTILINE))
-    missing = (set(RULES) | SOURCE_RULES | SCHEMA_RULES) - shown
+    missing = (set(RULES) | SOURCE_RULES | SCHEMA_RULES | COMPILER_RULES) - shown
     assert missing == set()
 
 
@@ -280,3 +284,70 @@ def test_hash_ignores_comments_and_layout(tmp_path: Path) -> None:
     assert first is not None
     assert second is not None
     assert first.hash == second.hash
+
+
+# --- bounds: patterns that backtrack, durations ---------------------------------------------------
+
+def _with_field(pattern: str) -> bytes:
+    field = ("fields:\n  - {id: code, type: string, label: {fr: Code, en: Code}, "
+             f"pattern: {json.dumps(pattern)}}}\n")
+    return (SKELETON.replace("states:\n", field + "states:\n")
+            .replace("roles: [applicant]\n", "roles: [applicant]\n    requires: {fields: all}\n",
+                     1)).encode()
+
+
+SAFE_PATTERNS = [
+    r"^[0-9]{10}$", r"^\+?[0-9 ]{8,15}$", r"^[A-Z0-9]+$", r"^[A-Z0-9][A-Z0-9&.-]*$",
+    r"^[A-Za-z' -]+$", r"^(\d{2}[ .-]?){4}$", r"^\w+(\.\w+)*@[a-z]+\.[a-z]{2,}$",
+    r"^(\d{1,3}\.){3}\d{1,3}$", r"^([a-z]+-)*[a-z]+$", r"^(ab|a)+$", r"^(?:[A-Z]{2}|[0-9]{3})+$",
+    r"^(\s*,\s*\w+)*$", r"^[^@\s]+@[^@\s]+$",
+]
+BACKTRACKING_PATTERNS = [
+    r"^(a+)+$", r"^(a*)*$", r"^(\d+\.?)+$", r"^([a-z]+ ?)*$", r"^(\w+\s?)*$", r"^(a|aa)*b$",
+    r"^(a?a)+$", r"^((ab)+)+$", r"^(.*a){12}$", r"^(\w+|\d+)+$", r"^([^@]+)+@", r"(?i)^(a|bB?)+$",
+]
+
+
+@pytest.mark.parametrize("pattern", SAFE_PATTERNS)
+def test_ordinary_patterns_pass(pattern: str) -> None:
+    assert [str(d) for d in compile_source(_with_field(pattern), "p.yaml")[1]] == []
+
+
+@pytest.mark.parametrize("pattern", BACKTRACKING_PATTERNS)
+def test_patterns_that_backtrack_are_refused(pattern: str) -> None:
+    procedure, diagnostics = compile_source(_with_field(pattern), "p.yaml")
+    assert procedure is None
+    assert [(d.rule, d.location.line) for d in diagnostics] == [("pattern-backtracking", 9)]
+
+
+def test_deeply_nested_pattern_is_a_diagnostic() -> None:
+    pattern = "(" * 480 + "a" + ")" * 480  # re.compile raised RecursionError
+    diagnostics = compile_source(_with_field(pattern), "p.yaml")[1]  # never an exception
+    assert {d.rule for d in diagnostics} <= {"field-constraint"}
+
+
+@pytest.mark.parametrize("text", ["100 years", "1200 months", "5217 weeks", "36525 days",
+                                  "26089 business days", "876600 hours", "52596000 minutes"])
+def test_longest_durations_can_be_added_to_any_date_of_this_century(text: str) -> None:
+    duration = Duration.parse(text)
+    for year in (1900, 2026, 2099):
+        assert duration.add_to(dt.datetime(year, 12, 31, 23, 59)).year <= year + 101
+
+
+@pytest.mark.parametrize("text", ["101 years", "1300 months", "36526 days", "99999999999 days",
+                                  "9" * 5000 + " days"])
+def test_longer_durations_are_refused(text: str) -> None:
+    with pytest.raises(DurationLimit):
+        Duration.parse(text)
+
+
+def test_deadline_of_a_hundred_years_is_accepted() -> None:
+    raw = SKELETON.replace(
+        "  draft: {label: {fr: Brouillon, en: Draft}, initial: true}\n",
+        "  draft:\n    label: {fr: Brouillon, en: Draft}\n    initial: true\n"
+        "    deadlines: [{after: 100 years, trigger: drop}]\n",
+    ) + "  - {trigger: drop, from: draft, to: done, roles: [system]}\n"
+    raw = raw.replace("  clerk: {", "  system: {label: {fr: Système, en: System}}\n  clerk: {")
+    procedure, diagnostics = compile_source(raw, "p.yaml")
+    assert [str(d) for d in diagnostics] == []
+    assert procedure is not None

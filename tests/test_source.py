@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from engine.errors import Location
-from engine.source import MAX_ALIASES, MAX_BYTES, MAX_DEPTH, MAX_VALUES, Document, decode, load
+from engine import lint, load_procedure
+from engine.errors import Location, ProcedureError
+from engine.source import (
+    MAX_ALIASES,
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_DIGITS,
+    MAX_VALUES,
+    Document,
+    decode,
+    load,
+    read,
+)
 
 PATH = "p.yaml"
 
@@ -390,3 +406,122 @@ def test_hostile_inputs_give_diagnostics_never_exceptions(raw: bytes) -> None:
     document, diagnostics = load(raw, PATH)
     assert document is not None or diagnostics
     assert all(d.severity == "error" for d in diagnostics)
+
+
+# --- numbers: bounded digits, finite floats -------------------------------------------------------
+
+@pytest.mark.parametrize("digits", [MAX_DIGITS + 1, 400, 5000])
+def test_huge_integer_is_a_located_diagnostic(digits: int) -> None:
+    # 5,000 digits ended in a ValueError traceback (Python reads at most 4,300 digits)
+    text = "id: demo\namount: " + "9" * digits + "\n"
+    assert problems(text) == [
+        ("yaml-number", 2, 9, f"integer of {digits:,} digits; the limit is {MAX_DIGITS} digits "
+                              "(quote it to mean text)")
+    ]
+
+
+def test_integer_at_the_digit_limit_is_read() -> None:
+    assert loaded("a: -" + "9" * MAX_DIGITS + "\n").data == {"a": -int("9" * MAX_DIGITS)}
+
+
+def test_quoted_huge_integer_is_text() -> None:
+    assert loaded('a: "' + "9" * 5000 + '"\n').data == {"a": "9" * 5000}
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1e999", "9" * 400 + ".5"])
+def test_float_read_as_infinity_is_refused(text: str) -> None:
+    assert rules("a: " + text + "\n") == ["yaml-number"]
+
+
+# --- files: only regular files, size checked before reading ---------------------------------------
+
+def test_read_gives_the_bytes_of_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(SAMPLE.encode())
+    assert read(path) == (SAMPLE.encode(), [])
+
+
+def read_problems(path: str | Path) -> list[tuple[str, str]]:
+    raw, diagnostics = read(path)
+    assert raw is None
+    return [(d.rule, d.message) for d in diagnostics]
+
+
+def test_dev_zero_is_refused_at_once_without_reading() -> None:
+    # `guichet validate /dev/zero` read until MemoryError
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        found = read_problems("/dev/zero")
+        diagnostics = lint(["/dev/zero"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found == [("file-kind", "not a regular file: this is a character device")]
+    assert [d.rule for d in diagnostics] == ["file-kind"]
+    assert time.monotonic() - started < 1
+    assert peak < 1024 * 1024
+
+
+def test_directory_given_as_a_file_is_refused(tmp_path: Path) -> None:
+    assert read_problems(tmp_path) == [("file-kind", "not a regular file: this is a directory")]
+    with pytest.raises(ProcedureError) as refused:
+        load_procedure(tmp_path)
+    assert [d.rule for d in refused.value.diagnostics] == ["file-kind"]
+
+
+def _without_hanging(function: Callable[[], object], fifo: Path) -> object:
+    """Run `function` in a thread; if it blocks on the FIFO, unblock it and fail."""
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(function()), daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():
+        descriptor = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # a writer lets open() return
+        os.close(descriptor)
+        worker.join(5)
+        pytest.fail("reading a FIFO blocked")
+    return result[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    # opening a FIFO with no writer blocked `guichet validate` for ever
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)
+    assert _without_hanging(lambda: read_problems(fifo), fifo) == [
+        ("file-kind", "not a regular file: this is a named pipe (FIFO)")]
+    diagnostics = _without_hanging(lambda: lint([fifo]), fifo)
+    assert [str(d) for d in diagnostics] == [  # type: ignore[attr-defined]
+        f"{fifo}:1:1: error: not a regular file: this is a named pipe (FIFO) [file-kind]"]
+
+
+def test_size_is_checked_before_reading(tmp_path: Path) -> None:
+    # a sparse 64 MiB file: refused from its size, never read into memory
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as stream:
+        stream.truncate(64 * MAX_BYTES)
+    tracemalloc.start()
+    try:
+        found = read_problems(path)
+        diagnostics = lint([path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    size = 64 * MAX_BYTES
+    assert found == [("file-size", f"file is {size} bytes; the limit is {MAX_BYTES} bytes")]
+    assert [d.rule for d in diagnostics] == ["file-size"]
+    assert peak < 1024 * 1024
+
+
+def test_missing_file_is_unreadable(tmp_path: Path) -> None:
+    assert read_problems(tmp_path / "gone.yaml") == [
+        ("file-unreadable", "cannot read file: no such file or directory")]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads everything")
+def test_file_without_permission_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(SAMPLE.encode())
+    path.chmod(0)
+    assert read_problems(path) == [("file-unreadable", "cannot read file: permission denied")]
