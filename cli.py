@@ -743,7 +743,8 @@ def _procedure(name: str, directory: str) -> Procedure:
                                  param_hint="'PROCEDURE'")
     found = {}
     for path in compiler.procedure_files([directory]):
-        procedure, _ = compiler.compile_source(path.read_bytes(), str(path))
+        raw, _ = source.read(path)
+        procedure, _ = compiler.compile_source(raw, str(path)) if raw else (None, [])
         if procedure is not None:
             found[procedure.id] = procedure
     if name not in found:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import source
-from .errors import Diagnostic, GuichetError, Location
+from .errors import Diagnostic, GuichetError
 from .model import Duration, Procedure
 from .rules import unknown
 from .runtime import Engine
@@ -105,11 +105,9 @@ def load_scenario(path: str | Path, procedures: Mapping[str, Procedure]
                   ) -> tuple[Scenario | None, list[Diagnostic]]:
     """Read and check one scenario file against the procedures it may name."""
     name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return None, [Diagnostic(Location(name), "error", "file-unreadable",
-                                 f"cannot read file: {(exc.strerror or str(exc)).lower()}")]
+    raw, unread = source.read(path)
+    if raw is None:
+        return None, unread
     document, diagnostics = source.load(raw, name)
     if document is None or diagnostics:
         return None, diagnostics
@@ -576,11 +574,9 @@ def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path
     procedure_paths += [p for p in procedure_files(extra_procedures) if p not in known]
     procedures: dict[str, Procedure] = {}
     for path in procedure_paths:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            suite.diagnostics.append(Diagnostic(Location(str(path)), "error", "file-unreadable",
-                                                f"cannot read file: {exc.strerror}"))
+        raw, unread = source.read(path)
+        if raw is None:
+            suite.diagnostics.extend(unread)
             continue
         procedure, diagnostics = compile_source(raw, str(path))
         suite.diagnostics.extend(d for d in diagnostics if d.severity == "error")
@@ -600,5 +596,6 @@ def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path
 
 
 def _is_scenario(path: Path) -> bool:
-    document, _ = source.load(path.read_bytes(), str(path)) if path.is_file() else (None, [])
+    raw, _ = source.read(path)
+    document, _ = source.load(raw, str(path)) if raw is not None else (None, [])
     return document is not None and "steps" in document.data

@@ -13,6 +13,7 @@ import pytest
 
 from engine import lint, load_procedure
 from engine.errors import Location, ProcedureError
+from engine.scenarios import load_scenario, run_suite
 from engine.source import (
     MAX_ALIASES,
     MAX_BYTES,
@@ -494,6 +495,18 @@ def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
     diagnostics = _without_hanging(lambda: lint([fifo]), fifo)
     assert [str(d) for d in diagnostics] == [  # type: ignore[attr-defined]
         f"{fifo}:1:1: error: not a regular file: this is a named pipe (FIFO) [file-kind]"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_guichet_test_refuses_a_fifo_among_scenarios_and_procedures(tmp_path: Path) -> None:
+    # `guichet test` read scenario and procedure files with read_bytes(): a FIFO blocked it
+    fifo = tmp_path / "scenario.yaml"
+    os.mkfifo(fifo)
+    scenario, diagnostics = _without_hanging(  # type: ignore[misc]
+        lambda: load_scenario(fifo, {}), fifo)
+    assert scenario is None and [d.rule for d in diagnostics] == ["file-kind"]
+    suite = _without_hanging(lambda: run_suite([fifo]), fifo)
+    assert [d.rule for d in suite.diagnostics] == ["file-kind"]  # type: ignore[attr-defined]
 
 
 def test_size_is_checked_before_reading(tmp_path: Path) -> None:
