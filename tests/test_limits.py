@@ -29,7 +29,7 @@ from helpers import (
     pdf,
     submitted,
 )
-from test_concurrency import behind, named
+from test_concurrency import behind, count, named
 
 import cli
 from engine import Actor, Engine, InvalidData, limits
@@ -37,15 +37,6 @@ from engine.forms import Form
 from engine.model import Field, Text
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def count(url: str, sql: str, **params: Any) -> int:
-    raw = sqlalchemy.create_engine(url)
-    try:
-        with raw.connect() as c:
-            return int(c.execute(sqlalchemy.text(sql), params).scalar_one())
-    finally:
-        raw.dispose()
 
 
 def snapshot(engine: Engine, reference: str) -> tuple[int, int, int, int, dict[str, Any]]:
