@@ -472,7 +472,7 @@ class Engine:
         lets them edit. The step is recorded in the history with the changed fields."""
         limits.check_payload(data)
         now = self.clock()
-        edited: dict[str, Any] = {}
+        edited: dict[str, Any] = {}  # filled by change(): the payload below holds it
 
         def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any] | None:
             workflow = self.workflow(current["procedure_hash"])
