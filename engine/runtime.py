@@ -32,7 +32,7 @@ from .errors import (
     UnknownProcedure,
     UnknownTrigger,
 )
-from .model import Deadline, Document, Procedure, Transition
+from .model import Document, Procedure, Transition
 from .values import (
     SYSTEM,
     Actor,
@@ -257,7 +257,7 @@ class Engine:
             if isinstance(outcome, Decision):
                 result.append(Availability(trigger, label, True, (), inputs))
             else:
-                result.append(Availability(trigger, label, False, tuple(outcome[1]), inputs))
+                result.append(Availability(trigger, label, False, outcome.reasons, inputs))
         return result
 
     def documents_missing(self, reference: str) -> list[str]:
@@ -414,10 +414,7 @@ class Engine:
             raise _concurrent()
         outcome = workflow.decide(_view(row), trigger, actor, data, now.date())
         if not isinstance(outcome, Decision):
-            kind, reasons = outcome
-            error = NotAllowed if kind == "refused" else Blocked
-            raise error({"fr": f"« {trigger} » est impossible :",
-                         "en": f'"{trigger}" is not possible:'}, reasons)
+            raise outcome.error()
         return self._step(workflow, row, outcome, actor, now)
 
     def _step(self, workflow: Workflow, row: Mapping[str, Any], decision: Decision,
@@ -649,7 +646,8 @@ class Engine:
         notes = [deadline.reminder] if deadline.reminder else []
         rendered = self._effects(workflow, notes, (), context, row["reference"], row["state"],
                                  deadline.trigger)
-        payload = {"trigger": deadline.trigger, "due_at": _due(deadline, row),
+        due = _due(workflow, timer["deadline_index"], row)
+        payload = {"trigger": deadline.trigger, "due_at": due,
                    "notifications": rendered["notifications"]}
         with self._write() as c:
             if not self._store.settle_timer(c, timer["id"], "fired", now):
@@ -761,15 +759,13 @@ def _outbox(case_id: int, event: str, payload: Mapping[str, Any], now: dt.dateti
 def _timers(workflow: Workflow, case_id: int, state_id: str, now: dt.datetime
             ) -> list[dict[str, Any]]:
     rows = []
-    for index, deadline in enumerate(workflow.procedure.states[state_id].deadlines):
-        due = deadline.after.add_to(now)
-        common = {"case_id": case_id, "state": state_id, "trigger": deadline.trigger,
-                  "deadline_index": index, "status": "pending", "updated_at": now,
+    for timing in workflow.timings(state_id, now):
+        common = {"case_id": case_id, "state": state_id, "trigger": timing.deadline.trigger,
+                  "deadline_index": timing.index, "status": "pending", "updated_at": now,
                   "state_entered_at": now}
-        rows.append({**common, "kind": "deadline", "due_at": due})
-        if deadline.remind_before is not None:
-            remind = due - deadline.remind_before.approximate()
-            rows.append({**common, "kind": "reminder", "due_at": max(remind, now)})
+        rows.append({**common, "kind": "deadline", "due_at": timing.due})
+        if timing.remind_at is not None:
+            rows.append({**common, "kind": "reminder", "due_at": timing.remind_at})
     return rows
 
 
@@ -821,10 +817,11 @@ def _changes(workflow: Workflow, before: Mapping[str, Any], after: Mapping[str, 
             for f in workflow.procedure.fields if before.get(f.id) != after.get(f.id)}
 
 
-def _due(deadline: Deadline, row: Mapping[str, Any]) -> str:
-    """When the deadline falls, for a case that entered its state at `state_entered_at`."""
-    entered: dt.datetime = row["state_entered_at"]
-    return deadline.after.add_to(entered).isoformat()
+def _due(workflow: Workflow, index: int, row: Mapping[str, Any]) -> str:
+    """When deadline `index` of the case's state falls, for its current stay."""
+    timing = next(t for t in workflow.timings(row["state"], row["state_entered_at"])
+                  if t.index == index)
+    return timing.due.isoformat()
 
 
 def _expand(kind: str, reference: str, payload: Mapping[str, Any]) -> Iterator[Event]:

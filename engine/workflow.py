@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .errors import InvalidData, NotAllowed, Reason
+from .errors import Blocked, InvalidData, NotAllowed, Reason
 from .expressions import Expression, age
 from .forms import Errors, Form
 from .machine import StateMachine
-from .model import Document, Field, Procedure, Requirement, Transition
+from .model import Deadline, Document, Field, Procedure, Requirement, Transition
 from .values import Actor
 
 APPLICANT = "applicant"
@@ -118,6 +118,31 @@ class CaseView:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """When one deadline of a state falls for a stay that began at a given moment."""
+
+    index: int  # the deadline's position in its state
+    deadline: Deadline
+    due: dt.datetime
+    remind_at: dt.datetime | None  # None: no reminder
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a step cannot happen: `refused` (who may not) or `blocked` (what is missing)."""
+
+    kind: str  # "refused" | "blocked"
+    reasons: tuple[Reason, ...]
+    trigger: str = ""
+
+    def error(self) -> NotAllowed | Blocked:
+        """The engine error that reports this refusal to a caller."""
+        error = NotAllowed if self.kind == "refused" else Blocked
+        return error({"fr": f"« {self.trigger} » est impossible :",
+                      "en": f'"{self.trigger}" is not possible:'}, self.reasons)
+
+
+@dataclass(frozen=True)
 class Decision:
     """A transition that may fire, with the data the case will hold after it."""
 
@@ -188,6 +213,21 @@ class Workflow:
         def is_visible(f: Field) -> bool:
             return context.applies(f.when)
         return is_visible
+
+    # --- deadlines ------------------------------------------------------------------------------
+
+    def timings(self, state_id: str, entered: dt.datetime) -> list[Timing]:
+        """When each deadline of `state_id` falls for a stay that began at `entered`, the
+        earliest first (the one that fires first). The only answer to "when does a deadline
+        fall": timers, scenarios and exploration all ask it."""
+        found = []
+        for index, deadline in enumerate(self.procedure.states[state_id].deadlines):
+            due = deadline.after.add_to(entered)
+            remind_at = None
+            if deadline.remind_before is not None:
+                remind_at = max(due - deadline.remind_before.approximate(), entered)
+            found.append(Timing(index, deadline, due, remind_at))
+        return sorted(found, key=lambda timing: (timing.due, timing.index))
 
     # --- data -----------------------------------------------------------------------------------
 
@@ -279,20 +319,21 @@ class Workflow:
         return missing
 
     def decide(self, case: CaseView, trigger: str, actor: Actor, data: Mapping[str, Any],
-               today: dt.date, check_input: bool = True) -> Decision | tuple[str, list[Reason]]:
-        """The transition `trigger` takes for this actor, or ("blocked"|"refused", reasons).
+               today: dt.date, check_input: bool = True) -> Decision | Refusal:
+        """The transition `trigger` takes for this actor, or the Refusal saying why not.
 
         Without `check_input`, the step data the actor must still supply is not required
         (to list what may be fired before asking for it).
         """
         candidates = self.candidates(case.state, trigger)
         if not candidates:
-            return "blocked", [_reason("state", trigger,
-                                       f"impossible depuis l'état « {case.state} »",
-                                       f'not possible from state "{case.state}"')]
+            return Refusal("blocked", (_reason("state", trigger,
+                                               f"impossible depuis l'état « {case.state} »",
+                                               f'not possible from state "{case.state}"'),),
+                           trigger)
         allowed, role, refusals = self.authorize(candidates, case, actor)
         if not allowed:
-            return "refused", _unique(refusals)
+            return Refusal("refused", _unique(refusals), trigger)
         merged = self._merge(case, allowed, role, data, today, actor.language)
         context = self.context(merged, case.documents, case.fees_paid, today)
         if any(f.id in data for f in self.procedure.fields):
@@ -309,7 +350,7 @@ class Workflow:
                 ready.add(id(t))
         chosen = self.machine.fire(case.state, trigger, {"ready": ready})
         if chosen is None:
-            return "blocked", _unique(blocked)
+            return Refusal("blocked", _unique(blocked), trigger)
         if check_input:
             self._require_input(chosen, data, actor.language)
         return Decision(chosen, role, merged, context)
@@ -394,7 +435,7 @@ def _guard_refusal(t: Transition, truth: Truth) -> list[Reason]:
                     f"condition not met: {t.when.source}")]
 
 
-def _unique(reasons: list[Reason]) -> list[Reason]:
+def _unique(reasons: list[Reason]) -> tuple[Reason, ...]:
     seen: set[tuple[str, str, str]] = set()
     result = []
     for reason in reasons:
@@ -402,7 +443,7 @@ def _unique(reasons: list[Reason]) -> list[Reason]:
         if key not in seen:
             seen.add(key)
             result.append(reason)
-    return result
+    return tuple(result)
 
 
 def _invalid(errors: Errors) -> InvalidData:
