@@ -18,7 +18,8 @@ from .errors import (
     UnknownTrigger,
 )
 from .model import Procedure
-from .runtime import EVENTS, Engine
+from .outbox import EVENTS
+from .runtime import Engine
 from .values import Actor, AttachedDocument, Availability, Case, Event, HistoryEntry
 
 __all__ = [

@@ -8,7 +8,6 @@ Hooks registered with `on` are called after commit, from the outbox.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 from collections import defaultdict
@@ -20,36 +19,31 @@ from typing import IO, Any
 
 from . import effects, limits, references, store
 from .blobs import BlobStore, DirectoryBlobStore, MemoryBlobStore, sniff
-from .compiler import canonical_json, compile_definition, load_procedure, procedure_files
+from .compiler import load_procedure, procedure_files
 from .errors import (
     Blocked,
     ConcurrentUpdate,
-    GuichetError,
     InvalidData,
-    NotAllowed,
-    ProcedureError,
     UnknownCase,
     UnknownProcedure,
     UnknownTrigger,
 )
 from .model import Document, Procedure, Transition
+from .outbox import Hook, Outbox
+from .registry import Versions
+from .timers import TimerSettled, check_stay, due_text, settle_due, timer_rows
 from .values import (
     SYSTEM,
     Actor,
     AttachedDocument,
     Availability,
     Case,
-    Event,
     HistoryEntry,
     frozen_mapping,
 )
-from .workflow import APPLICANT, CaseView, Decision, Workflow
+from .workflow import ATTACH, EDIT, PAY, START, CaseView, Decision, Workflow
 
 log = logging.getLogger("guichet")
-
-#: The events hooks can subscribe to with `Engine.on`.
-EVENTS = ("case_started", "transition", "state_entered", "notification", "document_issued",
-          "payment_recorded", "document_attached", "case_edited", "reminder")
 
 #: The key of a history payload that holds the form fields a step changed:
 #: {field: {"before": value, "after": value}} (field ids never start with "@").
@@ -57,7 +51,6 @@ CHANGES = "@changes"
 _ATTEMPTS = 5  # decisions of one fire when the case keeps changing under it
 
 Clock = Callable[[], dt.datetime]
-Hook = Callable[[Event], None]
 ProcedureSource = str | Path | Procedure
 
 
@@ -96,33 +89,21 @@ class Engine:
         loaded = _load(procedures)  # refuse bad files before touching the database
         self._store = store.Store(store.connect(database_url, synchronous=synchronous))
         self.blobs = blobs or _default_blobs(database_url)
-        self._hooks: dict[str, list[Hook]] = defaultdict(list)
-        self._delivered: list[int] = []  # outbox rows handed to hooks, not yet marked
-        self._delivered_lock = threading.Lock()
+        self._outbox = Outbox()
         self._local = threading.local()  # .writing: this thread holds a write transaction
-        self._workflows: dict[str, Workflow] = {}  # hash -> workflow
-        self._current: dict[str, Workflow] = {}  # procedure id -> newest loaded version
+        self._versions = Versions(self._store)
         try:
             store.create_schema(self._store.engine)
             for procedure in loaded:
-                self._register(procedure)
+                self._versions.register(procedure, self.clock())
         except BaseException:
             self.close()
             raise
 
-    def _register(self, procedure: Procedure) -> Workflow:
-        workflow = self._workflows.get(procedure.hash)
-        if workflow is None:
-            workflow = self._workflows[procedure.hash] = Workflow(procedure)
-            self._store.save_procedure(procedure.hash, procedure.id, procedure.version,
-                                       canonical_json(procedure.definition), self.clock())
-        self._current[procedure.id] = workflow
-        return workflow
-
     @property
     def procedures(self) -> Mapping[str, Procedure]:
         """The current version of every loaded procedure, by id."""
-        return {pid: w.procedure for pid, w in self._current.items()}
+        return self._versions.procedures
 
     def close(self) -> None:
         """Write what is pending and release the database connections."""
@@ -130,7 +111,7 @@ class Engine:
             self.flush()
         except Exception:  # noqa: BLE001 - closing must release the pool whatever happens
             log.warning("could not mark %d delivered outbox row(s); they will be delivered "
-                        "again", len(self._delivered), exc_info=True)
+                        "again", len(self._outbox.to_mark()), exc_info=True)
         finally:
             self._store.close()
 
@@ -138,9 +119,7 @@ class Engine:
 
     def on(self, event: str, callback: Hook) -> None:
         """Call `callback(Event)` after commit each time `event` happens (see EVENTS)."""
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; one of {', '.join(EVENTS)}")
-        self._hooks[event].append(callback)
+        self._outbox.on(event, callback)
 
     def deliver_pending(self) -> int:
         """Hand every undelivered outbox row (e.g. left by a crash or a failing hook) to the
@@ -149,30 +128,11 @@ class Engine:
         delivered, after = 0, 0
         while rows := self._store.pending_outbox(after_id=after):
             for row in rows:
-                delivered += self._deliver(row["id"], row["reference"], row["event"],
-                                           row["payload"])
+                delivered += self._outbox.deliver(row["id"], row["reference"], row["event"],
+                                                  row["payload"])
             after = rows[-1]["id"]
             self.flush()  # page by page: a large backlog never piles up in memory
         return delivered
-
-    def _deliver(self, outbox_id: int, reference: str, kind: str,
-                 payload: Mapping[str, Any]) -> bool:
-        """Call the hooks of one outbox row; mark it delivered when they all succeed."""
-        if not self._hooks:
-            return False  # nobody listens yet: the row stays pending for deliver_pending()
-        events = list(_expand(kind, reference, payload))
-        if not any(self._hooks.get(e.name) for e in events):
-            return False  # nobody listens yet: the row stays pending for deliver_pending()
-        try:
-            for e in events:
-                for hook in self._hooks.get(e.name, ()):
-                    hook(e)
-        except Exception:  # a failing host hook must not undo a committed transition
-            log.exception("hook failed for %s (%s); it stays in the outbox", reference, kind)
-            return False
-        with self._delivered_lock:
-            self._delivered.append(outbox_id)  # marked in the next write transaction
-        return True
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
@@ -181,8 +141,7 @@ class Engine:
         Marking rides on the next transaction instead of costing one (and an fsync) per
         delivery; a crash before it only means those rows are delivered again (at least once).
         """
-        with self._delivered_lock:
-            delivered = list(self._delivered)
+        delivered = self._outbox.to_mark()
         self._local.writing = True
         try:
             with self._store.transaction() as c:
@@ -190,13 +149,11 @@ class Engine:
                 yield c
         finally:
             self._local.writing = False
-        marked = set(delivered)
-        with self._delivered_lock:
-            self._delivered = [i for i in self._delivered if i not in marked]
+        self._outbox.marked(delivered)
 
     def flush(self) -> None:
         """Write what is pending (outbox rows delivered since the last transaction)."""
-        if self._delivered:
+        if self._outbox.to_mark():
             with self._write():
                 pass
 
@@ -204,14 +161,7 @@ class Engine:
 
     def workflow(self, procedure_hash: str) -> Workflow:
         """The compiled version a case is pinned to (loaded from its stored snapshot if needed)."""
-        workflow = self._workflows.get(procedure_hash)
-        if workflow is None:
-            definition = self._store.procedure_definition(procedure_hash)
-            if definition is None:
-                raise ProcedureError([])
-            procedure = compile_definition(json.loads(definition))
-            workflow = self._workflows[procedure_hash] = Workflow(procedure)
-        return workflow
+        return self._versions.pinned(procedure_hash)
 
     def case(self, reference: str) -> Case:
         """The case with this reference (UnknownCase if none, or if its check is wrong)."""
@@ -296,7 +246,7 @@ class Engine:
         """Open a case of the current version of `procedure_id`, owned by `actor`."""
         limits.check_text("procedure_id", procedure_id, limits.MAX_PROCEDURE_ID)
         limits.check_payload(data or {})
-        workflow = self._current.get(procedure_id)
+        workflow = self._versions.current(procedure_id)
         if workflow is None:
             raise UnknownProcedure({"fr": f"procédure inconnue : {procedure_id}",
                                     "en": f"unknown procedure: {procedure_id}"})
@@ -312,7 +262,7 @@ class Engine:
             with self._write() as c:
                 reference = self._next_reference(c, procedure, now)
         effects = self._effects(workflow, initial.notify, (), context, reference or "",
-                                initial.id, "@start")
+                                initial.id, START)
         with self._write() as c:
             reference = reference or self._next_reference(c, procedure, now)
             case_id = self._store.insert_case(c, {
@@ -322,15 +272,15 @@ class Engine:
                 "fees_paid": 0, "version": 1, "created_at": now, "updated_at": now,
                 "state_entered_at": now,
             })
-            role = APPLICANT if APPLICANT in actor.roles else sorted(actor.roles)[0]
-            self._store.append_history(c, _history(case_id, 1, "@start", None, initial.id,
+            role = workflow.role_of(None, actor)
+            self._store.append_history(c, _history(case_id, 1, START, None, initial.id,
                                                     actor.id, role, {"data": cleaned}, now))
-            payload = {"trigger": "@start", "sequence": 1, "from": None, "to": initial.id,
+            payload = {"trigger": START, "sequence": 1, "from": None, "to": initial.id,
                        "actor": actor.id, **effects}
             outbox_id = self._store.add_outbox(c, _outbox(case_id, "case_started", payload,
                                                            now))
-            self._store.add_timers(c, _timers(workflow, case_id, initial.id, now))
-        self._deliver(outbox_id, reference, "case_started", payload)
+            self._store.add_timers(c, timer_rows(workflow, case_id, initial.id, now))
+        self._outbox.deliver(outbox_id, reference, "case_started", payload)
         return self.case(reference)
 
     def _next_reference(self, c: Any, procedure: Procedure, now: dt.datetime) -> str:
@@ -386,19 +336,19 @@ class Engine:
         for attempt in range(1, _ATTEMPTS + 1):
             row = self._row(reference)
             if timer is not None:
-                _check_timer(timer, row)
+                check_stay(timer, row)
             step = self._decide(row, trigger, actor, data, expected_version, now)
             try:
                 with self._write() as c:
                     if timer is not None and not self._store.settle_timer(c, timer["id"],
                                                                            "fired", now):
-                        raise _TimerSettled("already done")
+                        raise TimerSettled("already done")
                     outbox_id = self._write_step(c, step, now)
             except store.Conflict:
                 if expected_version is not None or attempt == _ATTEMPTS:
                     raise _concurrent() from None
                 continue
-            self._deliver(outbox_id, canonical, "transition", step.effects)
+            self._outbox.deliver(outbox_id, canonical, "transition", step.effects)
             return self._case_value(step.written)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
@@ -450,7 +400,7 @@ class Engine:
             history=_history(row["id"], version, t.trigger, source, target.id, actor.id,
                              decision.role, recorded, now),
             leaves_deadlines=bool(workflow.procedure.states[source].deadlines),
-            timers=_timers(workflow, row["id"], target.id, now),
+            timers=timer_rows(workflow, row["id"], target.id, now),
             written={**row, **values, "fees_due": decision.context["fees_due"]},
         )
 
@@ -477,7 +427,7 @@ class Engine:
             edited.update(_changes(workflow, current["data"], merged))
             return {"data": merged} if edited else None
 
-        return self._change(reference, actor, "@edit", "case_edited", {CHANGES: edited},
+        return self._change(reference, actor, EDIT, "case_edited", {CHANGES: edited},
                             change)
 
     def attach(self, reference: str, document_id: str, filename: str,
@@ -505,7 +455,8 @@ class Engine:
             if spec is None:
                 raise _bad(document_id, "pièce inconnue pour cette procédure",
                            "unknown document for this procedure")
-            self._check_actor_on_case(current, actor, editing=True)
+            self.workflow(current["procedure_hash"]).authorize_change(_view(current), actor,
+                                                                      ATTACH)
             _check_file(spec, data, media_type)
             if _counts(current["documents"]).get(document_id, 0) >= spec.max_files:
                 raise _bad(document_id, f"au plus {spec.max_files} fichier(s)",
@@ -515,7 +466,7 @@ class Engine:
                                             "actor_id": actor.id, "at": now})
             return {"documents": [*current["documents"], attached]}
 
-        return self._change(reference, actor, "@attach", "document_attached", attached, change)
+        return self._change(reference, actor, ATTACH, "document_attached", attached, change)
 
     def pay(self, reference: str, amount: int, provider: str, provider_reference: str,
             actor: Actor) -> Case:
@@ -533,24 +484,26 @@ class Engine:
         paid = {"amount": amount, "provider": provider, "provider_reference": provider_reference}
 
         def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any] | None:
-            self._check_owner(current, actor)  # before anything about the case is answered
+            workflow = self.workflow(current["procedure_hash"])
+            case = _view(current)
+            workflow.check_owner(case, actor)  # before anything about the case is answered
             earlier = self._store.find_payment(c, provider, provider_reference)
             if earlier is not None:
                 if earlier["case_id"] == current["id"] and earlier["amount"] == amount:
                     return None  # the same payment again: nothing to do
                 raise _bad("provider_reference", "cette référence de paiement est déjà utilisée",
                            "this payment reference is already used")
-            self._check_actor_on_case(current, actor, editing=False)
-            due = _fees_due(self.workflow(current["procedure_hash"]), current, now.date())
+            workflow.authorize_change(case, actor, PAY)
+            due = _fees_due(workflow, current, now.date())
             limits.check_owed("amount", amount, due, current["fees_paid"])
             self._store.insert_payment(c, {"case_id": current["id"], **paid,
                                            "actor_id": actor.id, "at": now})
             return {"fees_paid": current["fees_paid"] + amount}
 
         try:
-            return self._change(reference, actor, "@pay", "payment_recorded", paid, change)
+            return self._change(reference, actor, PAY, "payment_recorded", paid, change)
         except store.DuplicatePayment:  # a concurrent twin won the race: answer as a repeat
-            return self._change(reference, actor, "@pay", "payment_recorded", paid, change)
+            return self._change(reference, actor, PAY, "payment_recorded", paid, change)
 
     def _change(self, reference: str, actor: Actor, step: str, event: str,
                 payload: dict[str, Any],
@@ -569,7 +522,7 @@ class Engine:
                 version = current["version"] + 1
                 values = {**values, "version": version, "updated_at": now}
                 self._store.update_case(c, current["id"], current["version"], values)
-                role = _role_on(current, actor)
+                role = self.workflow(current["procedure_hash"]).role_of(_view(current), actor)
                 self._store.append_history(c, _history(current["id"], version, step,
                                                        current["state"], current["state"],
                                                        actor.id, role, payload, now))
@@ -577,28 +530,8 @@ class Engine:
                                                               now))
         except store.Conflict:
             raise _concurrent() from None
-        self._deliver(outbox_id, canonical, event, payload)
+        self._outbox.deliver(outbox_id, canonical, event, payload)
         return self._case_value({**current, **values})
-
-    def _check_actor_on_case(self, row: Mapping[str, Any], actor: Actor, editing: bool) -> None:
-        self._check_owner(row, actor)
-        if row["outcome"] is not None:
-            raise NotAllowed({"fr": "ce dossier est clos", "en": "this case is closed"})
-        if actor.roles - {APPLICANT}:
-            return  # staff may act on any open case
-        state = self.workflow(row["procedure_hash"]).procedure.states[row["state"]]
-        if editing and not state.editable:
-            raise NotAllowed({"fr": "le dossier ne peut pas être modifié à cette étape",
-                              "en": "the case cannot be changed at this step"})
-
-    @staticmethod
-    def _check_owner(row: Mapping[str, Any], actor: Actor) -> None:
-        """Staff may act on any case; an applicant only on their own."""
-        if actor.roles - {APPLICANT}:
-            return
-        if APPLICANT not in actor.roles or actor.id != row["applicant_id"]:
-            raise NotAllowed({"fr": "ce dossier n'est pas le vôtre",
-                              "en": "this case is not yours"})
 
     # --- deadlines ------------------------------------------------------------------------------
 
@@ -614,22 +547,14 @@ class Engine:
                 for timer in self._store.due_timers(now)]
 
     def _tick_one(self, timer: Mapping[str, Any], now: dt.datetime) -> str:
-        try:
+        def fire() -> str:
             if timer["kind"] == "reminder":
                 return self._remind(timer, now)
             self._fire(timer["reference"], timer["trigger"], SYSTEM, {}, None, timer=timer,
                        now=now)
             return "fired"
-        except _TimerSettled as settled:
-            return settled.result
-        except _StaleTimer:
-            self._settle(timer, "cancelled", now)
-            return "stale"
-        except ConcurrentUpdate:
-            return "retry"
-        except GuichetError as exc:
-            self._settle(timer, "refused", now)
-            return "refused: " + exc.message("en")
+
+        return settle_due(timer, fire, lambda status: self._settle(timer, status, now))
 
     def _settle(self, timer: Mapping[str, Any], status: str, now: dt.datetime) -> None:
         with self._write() as c:
@@ -637,7 +562,7 @@ class Engine:
 
     def _remind(self, timer: Mapping[str, Any], now: dt.datetime) -> str:
         row = self._row(timer["reference"])
-        _check_timer(timer, row)
+        check_stay(timer, row)
         workflow = self.workflow(row["procedure_hash"])
         state = workflow.procedure.states[timer["state"]]
         deadline = state.deadlines[timer["deadline_index"]]
@@ -646,14 +571,14 @@ class Engine:
         notes = [deadline.reminder] if deadline.reminder else []
         rendered = self._effects(workflow, notes, (), context, row["reference"], row["state"],
                                  deadline.trigger)
-        due = _due(workflow, timer["deadline_index"], row)
+        due = due_text(workflow, timer["deadline_index"], row)
         payload = {"trigger": deadline.trigger, "due_at": due,
                    "notifications": rendered["notifications"]}
         with self._write() as c:
             if not self._store.settle_timer(c, timer["id"], "fired", now):
-                return "already done"
+                raise TimerSettled("already done")
             outbox_id = self._store.add_outbox(c, _outbox(row["id"], "reminder", payload, now))
-        self._deliver(outbox_id, row["reference"], "reminder", payload)
+        self._outbox.deliver(outbox_id, row["reference"], "reminder", payload)
         return "reminded"
 
     def timers(self, reference: str) -> list[dict[str, Any]]:
@@ -733,14 +658,7 @@ def _counts(documents: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 def _view(row: Mapping[str, Any]) -> CaseView:
     return CaseView(row["state"], row["applicant_id"], row["data"], _counts(row["documents"]),
-                    row["fees_paid"], row["actors"])
-
-
-def _role_on(row: Mapping[str, Any], actor: Actor) -> str:
-    if APPLICANT in actor.roles and actor.id == row["applicant_id"]:
-        return APPLICANT
-    staff = sorted(actor.roles - {APPLICANT})
-    return staff[0] if staff else APPLICANT
+                    row["fees_paid"], row["actors"], row["outcome"])
 
 
 def _history(case_id: int, sequence: int, trigger: str, source: str | None, target: str,
@@ -754,37 +672,6 @@ def _history(case_id: int, sequence: int, trigger: str, source: str | None, targ
 def _outbox(case_id: int, event: str, payload: Mapping[str, Any], now: dt.datetime
             ) -> dict[str, Any]:
     return {"case_id": case_id, "event": event, "payload": dict(payload), "created_at": now}
-
-
-def _timers(workflow: Workflow, case_id: int, state_id: str, now: dt.datetime
-            ) -> list[dict[str, Any]]:
-    rows = []
-    for timing in workflow.timings(state_id, now):
-        common = {"case_id": case_id, "state": state_id, "trigger": timing.deadline.trigger,
-                  "deadline_index": timing.index, "status": "pending", "updated_at": now,
-                  "state_entered_at": now}
-        rows.append({**common, "kind": "deadline", "due_at": timing.due})
-        if timing.remind_at is not None:
-            rows.append({**common, "kind": "reminder", "due_at": timing.remind_at})
-    return rows
-
-
-class _TimerSettled(Exception):
-    """The timer was fired or cancelled since it was read: nothing to do."""
-
-    def __init__(self, result: str) -> None:
-        super().__init__(result)
-        self.result = result
-
-
-class _StaleTimer(Exception):
-    """The timer belongs to a stay in a state the case has left (or left and re-entered)."""
-
-
-def _check_timer(timer: Mapping[str, Any], row: Mapping[str, Any]) -> None:
-    """Refuse a timer scheduled for another stay than the case's current one."""
-    if timer["state"] != row["state"] or timer["state_entered_at"] != row["state_entered_at"]:
-        raise _StaleTimer()
 
 
 @dataclass(frozen=True)
@@ -815,21 +702,3 @@ def _changes(workflow: Workflow, before: Mapping[str, Any], after: Mapping[str, 
     """The form fields whose value differs: {field: {"before": ..., "after": ...}}."""
     return {f.id: {"before": before.get(f.id), "after": after.get(f.id)}
             for f in workflow.procedure.fields if before.get(f.id) != after.get(f.id)}
-
-
-def _due(workflow: Workflow, index: int, row: Mapping[str, Any]) -> str:
-    """When deadline `index` of the case's state falls, for its current stay."""
-    timing = next(t for t in workflow.timings(row["state"], row["state_entered_at"])
-                  if t.index == index)
-    return timing.due.isoformat()
-
-
-def _expand(kind: str, reference: str, payload: Mapping[str, Any]) -> Iterator[Event]:
-    """The hook events one outbox row stands for."""
-    yield Event(kind, reference, payload)
-    if kind in ("transition", "case_started"):
-        yield Event("state_entered", reference, {"state": payload["to"], "from": payload["from"]})
-    for note in payload.get("notifications", []):
-        yield Event("notification", reference, note)
-    for item in payload.get("issued", []):
-        yield Event("document_issued", reference, item)

@@ -21,6 +21,9 @@ from .model import Deadline, Document, Field, Procedure, Requirement, Transition
 from .values import Actor
 
 APPLICANT = "applicant"
+#: The steps that are not transitions, as the history records them.
+START, ATTACH, PAY, EDIT = "@start", "@attach", "@pay", "@edit"
+_NOT_YOURS = {"fr": "ce dossier n'est pas le vôtre", "en": "this case is not yours"}
 
 
 def _reason(code: str, subject: str, fr: str, en: str) -> Reason:
@@ -115,6 +118,7 @@ class CaseView:
     documents: Mapping[str, int]  # document id -> files attached
     fees_paid: int
     actors: Mapping[str, list[str]]  # trigger -> ids of those who fired it
+    outcome: str | None = None  # set once the case is closed
 
 
 @dataclass(frozen=True)
@@ -265,8 +269,8 @@ class Workflow:
                 continue
             acting = roles[0]
             if acting == APPLICANT and actor.id != case.applicant_id:
-                reasons.append(_reason("ownership", t.trigger, "ce dossier n'est pas le vôtre",
-                                       "this case is not yours"))
+                reasons.append(_reason("ownership", t.trigger, _NOT_YOURS["fr"],
+                                       _NOT_YOURS["en"]))
                 continue
             if t.not_applicant and actor.id == case.applicant_id:
                 reasons.append(_reason("separation", t.trigger,
@@ -396,6 +400,41 @@ class Workflow:
         ready: set[int] = context["ready"]
         return id(transition) in ready
 
+    # --- steps that are not transitions: attach, pay, edit -----------------------------------
+
+    def check_owner(self, case: CaseView, actor: Actor) -> None:
+        """Staff may act on any case; an applicant only on their own (NotAllowed otherwise).
+
+        Checked first, before anything about the case is answered."""
+        if actor.roles - {APPLICANT}:
+            return
+        if APPLICANT not in actor.roles or actor.id != case.applicant_id:
+            raise NotAllowed(_NOT_YOURS)
+
+    def authorize_change(self, case: CaseView, actor: Actor, step: str) -> None:
+        """Whether `actor` may make a non-transition step (ATTACH, PAY or EDIT) on the case:
+        its owner or staff, on an open case; an applicant attaches and edits only where the
+        state lets them edit, and only the applicant edits the form. Raises NotAllowed."""
+        self.check_owner(case, actor)
+        if case.outcome is not None:
+            raise NotAllowed({"fr": "ce dossier est clos", "en": "this case is closed"})
+        staff = bool(actor.roles - {APPLICANT})
+        if step == EDIT and staff and not (APPLICANT in actor.roles
+                                           and actor.id == case.applicant_id):
+            raise NotAllowed(_NOT_YOURS)
+        editable = self.procedure.states[case.state].editable
+        if step in (ATTACH, EDIT) and not editable and (step == EDIT or not staff):
+            raise NotAllowed({"fr": "le dossier ne peut pas être modifié à cette étape",
+                              "en": "the case cannot be changed at this step"})
+
+    def role_of(self, case: CaseView | None, actor: Actor) -> str:
+        """The role recorded for a step that is not a transition (start, attach, pay, edit):
+        applicant for the case's own applicant, else the actor's first staff role."""
+        if APPLICANT in actor.roles and (case is None or actor.id == case.applicant_id):
+            return APPLICANT
+        staff = sorted(actor.roles - {APPLICANT})
+        return staff[0] if staff else APPLICANT
+
     def edit(self, case: CaseView, actor: Actor, data: Mapping[str, Any], today: dt.date
              ) -> dict[str, Any]:
         """The case's form data after its applicant saves `data` without a transition.
@@ -403,12 +442,7 @@ class Workflow:
         Only the applicant, on their own case, in a state that lets them edit; raises
         NotAllowed or InvalidData (every bad field). Fields the new data hides are dropped.
         """
-        if APPLICANT not in actor.roles or actor.id != case.applicant_id:
-            raise NotAllowed({"fr": "ce dossier n'est pas le vôtre",
-                              "en": "this case is not yours"})
-        if not self.procedure.states[case.state].editable:
-            raise NotAllowed({"fr": "le dossier ne peut pas être modifié à cette étape",
-                              "en": "the case cannot be changed at this step"})
+        self.authorize_change(case, actor, EDIT)
         merged = {**case.data, **self.clean(data, today, actor.language)}
         context = self.context(merged, case.documents, case.fees_paid, today)
         return self.drop_hidden(merged, context)
