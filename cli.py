@@ -41,10 +41,10 @@ from engine import (
     limits,
     source,
 )
+from engine.clock import FakeClock, utc_now
 from engine.explore import explore
 from engine.loadsim import LoadParameters, simulate_load
 from engine.model import Procedure
-from engine.runtime import utc_now
 from engine.scenarios import Runner, Session, Suite, load_scenario, run_suite
 from engine.schema import schema_text
 
@@ -76,7 +76,7 @@ class Settings:
     def engine(self) -> Engine:
         if self._engine is None:
             url = self.database_url
-            clock = utc_now if self.now is None else _fixed_clock(self.now)
+            clock = utc_now if self.now is None else FakeClock(self.now)
             try:
                 sqlalchemy.engine.make_url(url)  # a malformed port is a ValueError here
             except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
@@ -96,10 +96,6 @@ class Settings:
 def _bad_url(url: str, exc: Exception) -> click.BadParameter:
     return click.BadParameter(f"not a usable database URL: {_safe_url(url)!r} "
                               f"({_first_line(str(exc))})", param_hint="'--db'")
-
-
-def _fixed_clock(now: dt.datetime) -> Callable[[], dt.datetime]:
-    return lambda: now
 
 
 def _settings() -> Settings:

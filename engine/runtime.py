@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from . import effects, limits, references, store
 from .blobs import BlobStore, DirectoryBlobStore, MemoryBlobStore, sniff
+from .clock import Clock, utc_now
 from .compiler import load_procedure, procedure_files
 from .errors import (
     Blocked,
@@ -50,12 +51,7 @@ log = logging.getLogger("guichet")
 CHANGES = "@changes"
 _ATTEMPTS = 5  # decisions of one fire when the case keeps changing under it
 
-Clock = Callable[[], dt.datetime]
 ProcedureSource = str | Path | Procedure
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def _load(procedures: ProcedureSource | Iterable[ProcedureSource]) -> list[Procedure]:
@@ -224,8 +220,8 @@ class Engine:
             raise _unknown_case(reference)
         return row
 
-    def _case_value(self, row: Mapping[str, Any]) -> Case:
-        fees_due = row.get("fees_due")  # known when the row was just decided on
+    def _case_value(self, row: Mapping[str, Any], fees_due: int | None = None) -> Case:
+        """The Case value of a row (`fees_due` when the caller already knows it)."""
         if fees_due is None:
             workflow = self.workflow(row["procedure_hash"])
             fees_due = workflow.context(row["data"], _counts(row["documents"]),
@@ -349,7 +345,7 @@ class Engine:
                     raise _concurrent() from None
                 continue
             self._outbox.deliver(outbox_id, canonical, "transition", step.effects)
-            return self._case_value(step.written)
+            return self._case_value(step.written, step.fees_due)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _decide(self, row: Mapping[str, Any], trigger: str, actor: Actor,
@@ -401,7 +397,7 @@ class Engine:
                              decision.role, recorded, now),
             leaves_deadlines=bool(workflow.procedure.states[source].deadlines),
             timers=timer_rows(workflow, row["id"], target.id, now),
-            written={**row, **values, "fees_due": decision.context["fees_due"]},
+            written={**row, **values}, fees_due=decision.context["fees_due"],
         )
 
     def _write_step(self, c: Any, step: _Step, now: dt.datetime) -> int:
@@ -685,6 +681,7 @@ class _Step:
     timers: list[dict[str, Any]]
     effects: dict[str, Any]  # the outbox payload
     written: dict[str, Any]  # the case row after it
+    fees_due: int  # as decided
 
 
 def _entry(row: Mapping[str, Any], sent: Mapping[str, Any]) -> HistoryEntry:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import source
+from .clock import FakeClock
 from .errors import Diagnostic, GuichetError
 from .model import Duration, Procedure
 from .rules import unknown
@@ -33,19 +34,6 @@ ERROR_KINDS = {"not_allowed": "NotAllowed", "blocked": "Blocked", "invalid_data"
 DEFAULT_CLOCK = dt.datetime(2026, 1, 5, 9, 0)  # a Monday morning
 _SAMPLES = {"application/pdf": b"%PDF-1.4\n", "image/jpeg": b"\xff\xd8\xff\xe0",
             "image/png": b"\x89PNG\r\n\x1a\n"}
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, start: dt.datetime = DEFAULT_CLOCK) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, delta: dt.timedelta) -> None:
-        self.now += delta
 
 
 @dataclass(frozen=True)

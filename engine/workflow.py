@@ -53,7 +53,7 @@ class Results:
     def truth(self, expression: Expression, context: Mapping[str, Any]) -> Truth:
         """The expression's truth, or None when it cannot be evaluated."""
         try:
-            key = (id(expression), *(_key(name, context) for name in expression.ordered_names))
+            key = (expression, *(_key(name, context) for name in expression.ordered_names))
             hash(key)
         except TypeError:
             return _truth(expression, context)
@@ -345,13 +345,13 @@ class Workflow:
             # stored data stays as it was (passing time never erases part of a record).
             merged = self.drop_hidden(merged, context)
         blocked: list[Reason] = []
-        ready: set[int] = set()
+        ready: list[Transition] = []
         for t in allowed:
             problems = self.requirements(t, case, context)
             if problems:
                 blocked.extend(problems)
             else:
-                ready.add(id(t))
+                ready.append(t)
         chosen = self.machine.fire(case.state, trigger, {"ready": ready})
         if chosen is None:
             return Refusal("blocked", _unique(blocked), trigger)
@@ -383,7 +383,8 @@ class Workflow:
 
     def input_form(self, allowed: list[Transition]) -> Form:
         """The validator of the step input of these transitions (built once, then reused)."""
-        key = tuple(id(t) for t in allowed)
+        key = tuple(i for i, t in enumerate(self.procedure.transitions)
+                    if any(t is a for a in allowed))
         form = self._input_forms.get(key)
         if form is None:
             unique = {f.id: f for t in allowed for f in t.input}
@@ -397,8 +398,8 @@ class Workflow:
                             for f in missing})
 
     def _ready(self, transition: Transition, context: Mapping[str, Any]) -> bool:
-        ready: set[int] = context["ready"]
-        return id(transition) in ready
+        ready: list[Transition] = context["ready"]
+        return any(transition is r for r in ready)
 
     # --- steps that are not transitions: attach, pay, edit -----------------------------------
 

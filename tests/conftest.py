@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from helpers import PROCEDURES, FakeClock, MakeEngine
+from helpers import PROCEDURES, FakeClock, MakeEngine, fake_clock
 from sqlalchemy.engine import make_url
 
 from engine import Engine, Procedure, load_procedure, procedure_files, store
@@ -29,7 +29,7 @@ POSTGRESQL_ENV = "GUICHET_TEST_DATABASE_URL"
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return fake_clock()
 
 
 # --- databases ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import Actor, Blocked, Case, ConcurrentUpdate, Engine, HistoryEntry
+from engine.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCEDURES = ROOT / "procedures"
@@ -25,18 +26,9 @@ PROCEDURES = ROOT / "procedures"
 START = dt.datetime(2026, 3, 2, 9, 0)  # a Monday, naive UTC like the engine's clock
 
 
-class FakeClock:
-    """A clock for the engine: returns `now` (naive UTC) until told to `advance`."""
-
-    def __init__(self, now: dt.datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, delta: dt.timedelta) -> dt.datetime:
-        self.now += delta
-        return self.now
+def fake_clock(now: dt.datetime = START) -> FakeClock:
+    """The engine's fake clock, at `now` (by default START): moves only when told to."""
+    return FakeClock(now)
 
 
 #: The `make_engine` fixture: make_engine(url, procedures=None, blobs=..., **options).
