@@ -108,6 +108,8 @@ class ExpressionLimit(ExpressionError):
 
 def _size(value: Any, limit: int = MAX_SIZE) -> int:
     """Characters and items in `value`, nested values included; stops counting past `limit`."""
+    if type(value) is str:  # the common case, printed text: no walk
+        return max(len(value), 1)
     total, pending = 0, [value]
     while pending and total <= limit:
         item = pending.pop()
@@ -801,6 +803,15 @@ def compile_template(source: str, html: bool = False,
     return Template(source, _names(tree) - assigned, compiled, max_chars)
 
 
+# --- the expression tree, for analysis (rules, explore) ---------------------------------------
+#
+# Other modules read compiled expressions (`Expression.tree`, the sides of
+# `Expression.comparisons`) through these functions only, so that Jinja2 stays in this module.
+
+#: A node of an expression's tree: opaque outside this module, read with the functions below.
+Node = nodes.Node
+
+
 def literal_type(node: nodes.Node) -> str | None:
     """The type of a literal node: number, string, boolean, list or None when not a literal."""
     if isinstance(node, nodes.Const):
@@ -836,3 +847,65 @@ def constant(node: nodes.Node) -> Any:
     if isinstance(node, nodes.List | nodes.Tuple):
         return [constant(item) for item in node.items]
     return None
+
+
+def is_scalar(node: Node) -> bool:
+    """Whether `node` is a literal of one value: a number, a text, a boolean or `none`
+    (its value: `constant`)."""
+    return isinstance(node, nodes.Const)
+
+
+def literal_items(node: Node) -> list[Node] | None:
+    """The item nodes of a list or tuple literal (`['a', x]`), else None."""
+    if isinstance(node, nodes.List | nodes.Tuple):
+        return list(node.items)
+    return None
+
+
+def negated(node: Node) -> Node | None:
+    """For `not x`, the tree of `x`; else None."""
+    return node.node if isinstance(node, nodes.Not) else None
+
+
+def comparison(node: Node) -> tuple[Node, str, Node] | None:
+    """When `node` is one comparison with one operator (`a < b`, `x in ['a', 'b']`), its
+    (left, operator, right), the operator named as in `Expression.comparisons` (eq, ne, lt,
+    lteq, gt, gteq, in, notin); else None (`a < b < c` is two comparisons)."""
+    if isinstance(node, nodes.Compare) and len(node.ops) == 1:
+        return node.expr, node.ops[0].op, node.ops[0].expr
+    return None
+
+
+def same_tree(a: Node, b: Node) -> bool:
+    """Whether two trees are written alike: the same operations on the same names and values
+    (spacing aside; `x == 1` and `1 == x` differ)."""
+    return bool(a.dump() == b.dump())
+
+
+def names_read(node: Node) -> frozenset[str]:
+    """The names `node` reads, anywhere in its tree (functions called by name included)."""
+    return _names(node)
+
+
+def called(node: Node) -> frozenset[str]:
+    """The names of the functions called by name anywhere in the tree of `node`
+    (`age(birth) >= 18` calls "age")."""
+    return frozenset(name for call in _all(node, nodes.Call)
+                     if (name := call_name(call)) is not None)
+
+
+def attribute_chain(node: Node) -> tuple[str, ...] | None:
+    """For a name followed by attributes or text subscripts, the names in order:
+    `documents.passport` and `documents['passport']` give ("documents", "passport"),
+    `a.b.c` gives ("a", "b", "c") and a plain name `x` gives ("x",); else None."""
+    parts: list[str] = []
+    while not isinstance(node, nodes.Name):
+        if isinstance(node, nodes.Getattr):
+            parts.append(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+                and isinstance(node.arg.value, str):
+            parts.append(node.arg.value)
+        else:
+            return None
+        node = node.node
+    return (node.name, *reversed(parts))

@@ -3,7 +3,8 @@
 `simulate_load(procedure, LoadParameters.from_procedure(procedure, days=90))` answers "with
 this many people per role, how long do cases take and where do they pile up?".
 
-The model (state-level flow; guards, requirements, fields, fees and documents are ignored):
+The model (state-level flow; guards, requirements, fields, fees and documents are ignored,
+see "What the model approximates" below):
 
 * Time is in seconds from day 0, a Monday at 00:00. Cases arrive as a Poisson process
   (exponential inter-arrival times) every day of the week, `arrivals_per_day` on average:
@@ -33,6 +34,25 @@ The model (state-level flow; guards, requirements, fields, fees and documents ar
   given for both. Cases still open at the end are not in these statistics.
 * Same procedure, same parameters (seed included): same report.
 
+What the model approximates, and why:
+
+* No case data, so no guards: a load model follows thousands of anonymous cases, not the
+  answers of one applicant. The next transition is drawn by weight (`routes`); guarded
+  alternatives share their trigger's weight; a deadline leads to the target of the first
+  transition with its trigger. The graph walks (distances to acceptance) are those of
+  engine/graph.py, on the transitions a case picks (`graph.leaving(..., deadlines=False)`).
+* Mean durations in seconds: handling times and delays are means of random (exponential)
+  times, so they are turned into seconds by ONE function, `approximate_seconds`, which
+  counts a business day as a calendar day and a month as 30 days (`Duration.approximate`).
+  Nothing else in the model is approximated that way.
+* Deadlines are not approximated: they fall where the engine's timers put them, as
+  `Workflow.timings` says (business days skip weekends), and when several are due at the
+  same moment the first in that order fires. The simulation asks it once per state and
+  weekday of entry (`_deadline_offsets`): the simulated calendar, like the engine's, knows
+  weekends but no holidays or time zones, so how long after entry a deadline falls depends
+  only on the weekday of entry. The processing-time target is counted the same way
+  (`Duration.add_to`, the function `Workflow.timings` uses).
+
 Defaults when the procedure's `simulation:` section and the caller say nothing (listed in
 `LoadParameters.defaults` and in the summary): 100 arrivals a day, 365 days, 15 minutes of
 handling per staff trigger, 1 day of applicant delay, and for each staff role the smallest
@@ -55,12 +75,12 @@ from dataclasses import dataclass, field, replace
 from heapq import heappush
 from xml.sax.saxutils import escape, quoteattr
 
-from .model import Duration, Procedure, State, Transition
+from . import graph
+from .model import SYSTEM_ROLE, Duration, Procedure, State, Transition
+from .workflow import APPLICANT, Workflow
 
 DAY = 86400.0
 HOUR = 3600.0
-APPLICANT = "applicant"
-SYSTEM = "system"
 ACCEPTED = "accepted"
 DECIDED = ("accepted", "rejected")
 
@@ -81,8 +101,15 @@ _UNITS = ("minutes", "hours", "days", "business_days", "weeks", "months", "years
 _MONDAY = dt.datetime(2024, 1, 1)  # day 0 of a simulation is a Monday
 
 
-def seconds(value: DurationLike) -> float:
-    """Seconds in a Duration, a timedelta, a number of seconds or a text like "20 minutes"."""
+def approximate_seconds(value: DurationLike) -> float:
+    """Seconds in a Duration, a timedelta, a number of seconds or a text like "20 minutes":
+    the model's one approximation of a duration, used for mean handling times and delays.
+
+    A Duration counts as `Duration.approximate` says (a business day as a calendar day, a
+    month as 30 days, a year as 365): these figures are means of random times, for which
+    the calendar does not matter. Deadlines are not counted this way (see the module
+    docstring). Raises ValueError on a text that is not a duration.
+    """
     if isinstance(value, str):
         text = value
         try:
@@ -170,8 +197,10 @@ class LoadParameters:
         if arrivals_per_day is None and sim.arrivals_per_day is None:
             filled.append("arrivals_per_day")
         merged_weights = {**sim.weights, **(weights or {})}
-        merged_handling = {k: seconds(v) for k, v in {**sim.handling, **(handling or {})}.items()}
-        merged_delays = {k: seconds(v) for k, v in {**sim.delays, **(delays or {})}.items()}
+        merged_handling = {k: approximate_seconds(v)
+                           for k, v in {**sim.handling, **(handling or {})}.items()}
+        merged_delays = {k: approximate_seconds(v)
+                         for k, v in {**sim.delays, **(delays or {})}.items()}
         table = routes(procedure, merged_weights)
         for steps in table.values():
             for step in steps:
@@ -179,7 +208,7 @@ class LoadParameters:
                     if step.source not in merged_delays:
                         merged_delays[step.source] = DEFAULT_APPLICANT_DELAY
                         filled.append(f"delays.{step.source}")
-                elif step.actor != SYSTEM and step.trigger not in merged_handling:
+                elif step.actor != SYSTEM_ROLE and step.trigger not in merged_handling:
                     merged_handling[step.trigger] = DEFAULT_HANDLING
                     filled.append(f"handling.{step.trigger}")
         params = cls(
@@ -236,7 +265,7 @@ def actor_of(transition: Transition) -> str:
     """Who performs `transition` in the load model: applicant, a staff role or system."""
     if APPLICANT in transition.roles:
         return APPLICANT
-    return next((r for r in transition.roles if r != SYSTEM), SYSTEM)
+    return next((r for r in transition.roles if r != SYSTEM_ROLE), SYSTEM_ROLE)
 
 
 def routes(procedure: Procedure, weights: Mapping[str, float]) -> dict[str, tuple[Step, ...]]:
@@ -276,8 +305,7 @@ def routes(procedure: Procedure, weights: Mapping[str, float]) -> dict[str, tupl
 
 def _leaving(procedure: Procedure, state: str) -> list[Transition]:
     """The transitions out of `state` that are not fired by one of its deadlines."""
-    timed = {d.trigger for d in procedure.states[state].deadlines}
-    return [t for t in procedure.transitions_from(state) if t.trigger not in timed]
+    return graph.leaving(procedure, state, deadlines=False)
 
 
 def _default_weight(procedure: Procedure, source: str, target: str,
@@ -293,19 +321,12 @@ def _default_weight(procedure: Procedure, source: str, target: str,
 
 
 def _distances(procedure: Procedure) -> dict[str, float]:
-    """Fewest transitions (deadlines excluded) from each state to an `accepted` final state."""
-    distance = {s.id: 0.0 if s.outcome == ACCEPTED else math.inf
-                for s in procedure.states.values()}
-    edges = [(s, t.target) for s in procedure.states for t in _leaving(procedure, s)
-             if t.target in distance]
-    changed = True
-    while changed:
-        changed = False
-        for source, target in edges:
-            if distance[target] + 1 < distance[source]:
-                distance[source] = distance[target] + 1
-                changed = True
-    return distance
+    """Fewest transitions (deadlines excluded) from each state to an `accepted` final state
+    (math.inf when there is no way)."""
+    backwards = graph.reverse(graph.transition_graph(procedure, deadlines=False))
+    accepted = [s.id for s in procedure.states.values() if s.outcome == ACCEPTED]
+    found = graph.distances(backwards, *accepted)
+    return {state: float(found.get(state, math.inf)) for state in procedure.states}
 
 
 def expected_visits(procedure: Procedure, weights: Mapping[str, float]) -> dict[str, float]:
@@ -331,7 +352,7 @@ def sufficient_staff(procedure: Procedure, params: LoadParameters) -> dict[str, 
     work: dict[str, float] = {}
     for source, steps in routes(procedure, params.weights).items():
         for step in steps:
-            if step.actor not in (APPLICANT, SYSTEM):
+            if step.actor not in (APPLICANT, SYSTEM_ROLE):
                 mean = params.handling.get(step.trigger, DEFAULT_HANDLING)
                 work[step.actor] = (work.get(step.actor, 0.0)
                                     + visits[source] * step.probability * mean)
@@ -423,9 +444,23 @@ _ARRIVE, _FIRE, _JOIN, _DONE, _DEADLINE, _OPEN = range(6)
 
 
 def _weekday_offsets(duration: Duration) -> tuple[float, ...]:
-    """Seconds `duration` adds to a moment, for each weekday of that moment (business days)."""
+    """Seconds `duration` adds to a moment, for each weekday of that moment (Monday first), as
+    `Duration.add_to` counts them (business days skip weekends): the processing-time target."""
     starts = [_MONDAY + dt.timedelta(days=d) for d in range(7)]
     return tuple((duration.add_to(s) - s).total_seconds() for s in starts)
+
+
+def _deadline_offsets(workflow: Workflow, state: str) -> list[list[tuple[float, int]]]:
+    """For a case entering `state` on each weekday (Monday first): when each deadline of the
+    state falls, in seconds after entry, with its index in the state, in the order of
+    `Workflow.timings` (the earliest first: it fires first). Any moment of a day gives the
+    same seconds as its midnight (see the module docstring)."""
+    found = []
+    for day in range(7):
+        entered = _MONDAY + dt.timedelta(days=day)
+        found.append([((timing.due - entered).total_seconds(), timing.index)
+                      for timing in workflow.timings(state, entered)])
+    return found
 
 
 class _Simulator:
@@ -444,26 +479,18 @@ class _Simulator:
         self.outcome = [s.outcome for s in states]
         self.initial = index[procedure.initial_state.id]
         table = routes(procedure, params.weights)
-        actors = {s.actor for steps in table.values() for s in steps} - {APPLICANT, SYSTEM}
+        actors = {s.actor for steps in table.values() for s in steps} - {APPLICANT, SYSTEM_ROLE}
         self.roles = sorted(set(params.staff) | actors)
         role_index = {r: i for i, r in enumerate(self.roles)}
         self.free = [params.staff.get(r, 0) for r in self.roles]
         self.queues: list[deque[tuple[int, int, int]]] = [deque() for _ in self.roles]
         self.work = [0.0] * len(self.roles)
         self._compile_steps(states, table, index, role_index)
-        self.deadlines: list[list[tuple[tuple[float, ...], int]]] = []
+        # per state, per weekday of entry: (seconds after entry, deadline number), in order
+        self.deadlines: list[list[list[tuple[float, int]]]] = []
         self.deadline_triggers: list[str] = []
         self.deadline_target: list[int] = []
-        for state in states:
-            armed = []
-            for deadline in state.deadlines:
-                target = next((t.target for t in procedure.transitions_from(
-                    state.id, deadline.trigger)), None)
-                if target is not None:
-                    armed.append((_weekday_offsets(deadline.after), len(self.deadline_triggers)))
-                    self.deadline_triggers.append(deadline.trigger)
-                    self.deadline_target.append(index[target])
-            self.deadlines.append(armed)
+        self._compile_deadlines(procedure, states, index)
         limit = procedure.processing_time
         self.target = _weekday_offsets(limit) if limit else None
         # per case
@@ -507,7 +534,7 @@ class _Simulator:
                 if step.weight <= 0:
                     continue
                 cumulative.append((cumulative[-1] if cumulative else 0.0) + step.weight)
-                kind = {APPLICANT: _APPLICANT, SYSTEM: _SYSTEM}.get(step.actor, _STAFF)
+                kind = {APPLICANT: _APPLICANT, SYSTEM_ROLE: _SYSTEM}.get(step.actor, _STAFF)
                 if kind == _APPLICANT:
                     delay = DEFAULT_APPLICANT_DELAY if declared is None else declared
                 else:
@@ -519,6 +546,25 @@ class _Simulator:
                 self.step_rate.append(1 / handling if handling > 0 else 0.0)
                 self.step_delay.append(1 / delay if delay > 0 else 0.0)
             self.cumulative.append(cumulative)
+
+    def _compile_deadlines(self, procedure: Procedure, states: list[State],
+                           index: Mapping[str, int]) -> None:
+        """Number the deadlines that lead somewhere (to the target of the first transition
+        with their trigger: no guards) and learn when they fall from `Workflow.timings`."""
+        workflow = Workflow(procedure)
+        for state in states:
+            numbers: dict[int, int] = {}  # index in the state -> deadline number
+            for i, deadline in enumerate(state.deadlines):
+                target = next((t.target for t in procedure.transitions_from(
+                    state.id, deadline.trigger)), None)
+                if target is not None:
+                    numbers[i] = len(self.deadline_triggers)
+                    self.deadline_triggers.append(deadline.trigger)
+                    self.deadline_target.append(index[target])
+            self.deadlines.append([
+                [(offset, numbers[i]) for offset, i in day if i in numbers]
+                for day in _deadline_offsets(workflow, state.id)
+            ] if numbers else [])
 
     # --- helpers
 
@@ -578,9 +624,8 @@ class _Simulator:
         """Schedule the deadlines of `state` that may elapse before the case `leaves` it."""
         deadlines = self.deadlines[state]
         if deadlines:
-            weekday = int(t // DAY) % 7
-            for offsets, number in deadlines:
-                due = t + offsets[weekday]
+            for offset, number in deadlines[int(t // DAY) % 7]:  # in Workflow.timings' order
+                due = t + offset
                 if due <= leaves:  # a deadline wins a tie
                     heappush(self.heap, (due, next(self.seq), _DEADLINE, case, token, number))
 

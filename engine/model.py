@@ -236,6 +236,10 @@ class Transition:
     issue: tuple[IssuedDocument, ...] = ()
 
 
+#: The role of the engine itself: deadlines fire as it (values.SYSTEM is the actor holding it).
+SYSTEM_ROLE = "system"
+
+
 @dataclass(frozen=True)
 class Role:
     id: str

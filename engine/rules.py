@@ -1,6 +1,6 @@
 """Semantic rules beyond the schema. Each rule is named and yields every problem it finds.
 
-A rule is a function `(Context) -> Iterator[Finding]` registered with `@rule(name)`; README.md
+A rule is a function `(RuleInput) -> Iterator[Problem]` registered with `@rule(name)`; README.md
 lists them all. Rules read the leniently-built model, so they never assume the schema passed.
 """
 
@@ -10,17 +10,16 @@ import datetime as dt
 import difflib
 import importlib
 import re
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import nodes
-
 from . import expressions as ex
+from . import graph
 from .errors import Diagnostic, Severity
 from .model import (
     NUMERIC_TYPES,
+    SYSTEM_ROLE,
     Document,
     Fee,
     Field,
@@ -34,7 +33,10 @@ from .source import Document as SourceDocument
 
 
 @dataclass(frozen=True)
-class Finding:
+class Problem:
+    """One problem a rule found at `path` of the source document (at its key if `at_key`);
+    `check` turns it into a Diagnostic named after the rule."""
+
     path: Path
     message: str
     severity: Severity = "error"
@@ -42,12 +44,14 @@ class Finding:
 
 
 @dataclass
-class Context:
+class RuleInput:
+    """What every rule reads: the leniently-built procedure and the document it came from."""
+
     procedure: Procedure
     document: SourceDocument
 
 
-Rule = Callable[[Context], Iterator[Finding]]
+Rule = Callable[[RuleInput], Iterator[Problem]]
 RULES: dict[str, Rule] = {}
 
 
@@ -60,13 +64,13 @@ def rule(name: str) -> Callable[[Rule], Rule]:
 
 def check(procedure: Procedure, document: SourceDocument) -> list[Diagnostic]:
     """Run every rule; return their diagnostics."""
-    context = Context(procedure, document)
+    given = RuleInput(procedure, document)
     found = []
     for name, function in RULES.items():
-        for finding in function(context):
-            where = (document.key_at(finding.path) if finding.at_key
-                     else document.at(finding.path))
-            found.append(Diagnostic(where, finding.severity, name, finding.message))
+        for problem in function(given):
+            where = (document.key_at(problem.path) if problem.at_key
+                     else document.at(problem.path))
+            found.append(Diagnostic(where, problem.severity, name, problem.message))
     return found
 
 
@@ -80,9 +84,9 @@ def unknown(kind: str, name: str, known: Iterable[str]) -> str:
     return f'unknown {kind} "{name}"{_suggest(name, known)}'
 
 
-def _source_paths(ctx: Context, transition: Transition) -> Iterator[tuple[str, Path]]:
+def _source_paths(given: RuleInput, transition: Transition) -> Iterator[tuple[str, Path]]:
     """Each source state with the path of its mention (`from` is a name or a list)."""
-    listed = (*transition.path, "from", 0) in ctx.document.values
+    listed = (*transition.path, "from", 0) in given.document.values
     for i, name in enumerate(transition.sources):
         yield name, (*transition.path, "from", i) if listed else (*transition.path, "from")
 
@@ -90,8 +94,8 @@ def _source_paths(ctx: Context, transition: Transition) -> Iterator[tuple[str, P
 # --- identifiers and references -----------------------------------------------------------------
 
 @rule("duplicate-id")
-def duplicate_ids(ctx: Context) -> Iterator[Finding]:
-    p = ctx.procedure
+def duplicate_ids(given: RuleInput) -> Iterator[Problem]:
+    p = given.procedure
     groups: list[tuple[str, Iterable[Any]]] = [
         ("field", p.fields), ("document", p.documents), ("fee", p.fees),
     ]
@@ -101,41 +105,41 @@ def duplicate_ids(ctx: Context) -> Iterator[Finding]:
         seen: set[str] = set()
         for item in items:
             if item.id in seen:
-                yield Finding((*item.path, "id"), f'duplicate {kind} id "{item.id}"')
+                yield Problem((*item.path, "id"), f'duplicate {kind} id "{item.id}"')
             seen.add(item.id)
     field_ids = {f.id for f in p.fields}
     for t in p.transitions:
         for item in t.input:
             if item.id in field_ids:
-                yield Finding((*item.path, "id"), f'input "{item.id}" has the id of a form field; '
+                yield Problem((*item.path, "id"), f'input "{item.id}" has the id of a form field; '
                                                   "give it its own id")
 
 
 @rule("initial-state")
-def initial_state(ctx: Context) -> Iterator[Finding]:
-    initial = [s for s in ctx.procedure.states.values() if s.initial]
-    if not initial and ctx.procedure.states:
-        yield Finding(("states",), "no initial state; mark exactly one state with initial: true")
+def initial_state(given: RuleInput) -> Iterator[Problem]:
+    initial = [s for s in given.procedure.states.values() if s.initial]
+    if not initial and given.procedure.states:
+        yield Problem(("states",), "no initial state; mark exactly one state with initial: true")
     for extra in initial[1:]:
-        yield Finding((*extra.path, "initial"), f'state "{extra.id}" is a second initial state; '
+        yield Problem((*extra.path, "initial"), f'state "{extra.id}" is a second initial state; '
                                                 f'"{initial[0].id}" is already initial')
     for state in initial:
         if state.final:
-            yield Finding((*state.path, "final"), f'initial state "{state.id}" cannot be final')
+            yield Problem((*state.path, "final"), f'initial state "{state.id}" cannot be final')
 
 
 @rule("undefined-state")
-def undefined_states(ctx: Context) -> Iterator[Finding]:
-    states = ctx.procedure.states
-    for t in ctx.procedure.transitions:
-        for name, path in _source_paths(ctx, t):
+def undefined_states(given: RuleInput) -> Iterator[Problem]:
+    states = given.procedure.states
+    for t in given.procedure.transitions:
+        for name, path in _source_paths(given, t):
             if name not in states:
-                yield Finding(path, unknown("state", name, states))
+                yield Problem(path, unknown("state", name, states))
         if t.target and t.target not in states:
-            yield Finding((*t.path, "to"), unknown("state", t.target, states))
-    for name in ctx.procedure.simulation.delays:
+            yield Problem((*t.path, "to"), unknown("state", t.target, states))
+    for name in given.procedure.simulation.delays:
         if name not in states:
-            yield Finding(("simulation", "delays", name), unknown("state", name, states),
+            yield Problem(("simulation", "delays", name), unknown("state", name, states),
                           at_key=True)
 
 
@@ -148,164 +152,142 @@ def _notifications(p: Procedure) -> Iterator[Notification]:
 
 
 @rule("undefined-role")
-def undefined_roles(ctx: Context) -> Iterator[Finding]:
-    roles = ctx.procedure.roles
-    for t in ctx.procedure.transitions:
+def undefined_roles(given: RuleInput) -> Iterator[Problem]:
+    roles = given.procedure.roles
+    for t in given.procedure.transitions:
         for i, role in enumerate(t.roles):
             if role not in roles:
-                yield Finding((*t.path, "roles", i), unknown("role", role, roles))
-    for name in ctx.procedure.simulation.staff:
+                yield Problem((*t.path, "roles", i), unknown("role", role, roles))
+    for name in given.procedure.simulation.staff:
         if name not in roles:
-            yield Finding(("simulation", "staff", name), unknown("role", name, roles),
+            yield Problem(("simulation", "staff", name), unknown("role", name, roles),
                           at_key=True)
-    for note in _notifications(ctx.procedure):
+    for note in _notifications(given.procedure):
         if note.to not in roles:
-            yield Finding((*note.path, "to"), unknown("role", note.to, roles))
-    used = {r for t in ctx.procedure.transitions for r in t.roles}
+            yield Problem((*note.path, "to"), unknown("role", note.to, roles))
+    used = {r for t in given.procedure.transitions for r in t.roles}
     for declared in roles.values():
         if declared.id not in used and declared.id != "applicant":
-            yield Finding(declared.path, f'role "{declared.id}" is never allowed to fire a '
+            yield Problem(declared.path, f'role "{declared.id}" is never allowed to fire a '
                                          "transition", "warning", at_key=True)
 
 
 @rule("undefined-field")
-def undefined_fields(ctx: Context) -> Iterator[Finding]:
-    fields = {f.id for f in ctx.procedure.fields}
-    for t in ctx.procedure.transitions:
+def undefined_fields(given: RuleInput) -> Iterator[Problem]:
+    fields = {f.id for f in given.procedure.fields}
+    for t in given.procedure.transitions:
         if isinstance(t.requires_fields, tuple):
             for i, name in enumerate(t.requires_fields):
                 if name not in fields:
-                    yield Finding((*t.path, "requires", "fields", i),
+                    yield Problem((*t.path, "requires", "fields", i),
                                   unknown("field", name, fields))
 
 
 @rule("undefined-document")
-def undefined_documents(ctx: Context) -> Iterator[Finding]:
-    documents = {d.id for d in ctx.procedure.documents}
-    for t in ctx.procedure.transitions:
+def undefined_documents(given: RuleInput) -> Iterator[Problem]:
+    documents = {d.id for d in given.procedure.documents}
+    for t in given.procedure.transitions:
         if isinstance(t.requires_documents, tuple):
             for i, name in enumerate(t.requires_documents):
                 if name not in documents:
-                    yield Finding((*t.path, "requires", "documents", i),
+                    yield Problem((*t.path, "requires", "documents", i),
                                   unknown("document", name, documents))
 
 
 @rule("undefined-trigger")
-def undefined_triggers(ctx: Context) -> Iterator[Finding]:
-    p = ctx.procedure
+def undefined_triggers(given: RuleInput) -> Iterator[Problem]:
+    p = given.procedure
     triggers = p.triggers
     for fee in p.fees:
         if fee.due and fee.due not in triggers:
-            yield Finding((*fee.path, "due"), unknown("trigger", fee.due, triggers))
+            yield Problem((*fee.path, "due"), unknown("trigger", fee.due, triggers))
     for t in p.transitions:
         for i, name in enumerate(t.not_actor_of):
             if name not in triggers:
-                yield Finding((*t.path, "separation", "not_actor_of", i),
+                yield Problem((*t.path, "separation", "not_actor_of", i),
                               unknown("trigger", name, triggers))
     for key in ("handling", "weights"):
         for name in getattr(p.simulation, key):
             if name not in triggers:
-                yield Finding(("simulation", key, name), unknown("trigger", name, triggers),
+                yield Problem(("simulation", key, name), unknown("trigger", name, triggers),
                               at_key=True)
     yield from _deadline_triggers(p)
 
 
-def _deadline_triggers(p: Procedure) -> Iterator[Finding]:
+def _deadline_triggers(p: Procedure) -> Iterator[Problem]:
     triggers = p.triggers
     for state in p.states.values():
         for deadline in state.deadlines:
             where = (*deadline.path, "trigger")
             if deadline.trigger not in triggers:
-                yield Finding(where, unknown("trigger", deadline.trigger, triggers))
+                yield Problem(where, unknown("trigger", deadline.trigger, triggers))
                 continue
             leaving = list(p.transitions_from(state.id, deadline.trigger))
             if not leaving:
-                yield Finding(where, f'deadline trigger "{deadline.trigger}" has no transition '
+                yield Problem(where, f'deadline trigger "{deadline.trigger}" has no transition '
                                      f'from state "{state.id}"')
-            elif not any("system" in t.roles for t in leaving):
-                yield Finding(where, f'deadline trigger "{deadline.trigger}" is fired by the '
+            elif not any(SYSTEM_ROLE in t.roles for t in leaving):
+                yield Problem(where, f'deadline trigger "{deadline.trigger}" is fired by the '
                                      'system; add "system" to the roles of its transition')
 
 
 # --- the graph ----------------------------------------------------------------------------------
 
-def _edges(p: Procedure) -> dict[str, set[str]]:
-    edges: dict[str, set[str]] = {s: set() for s in p.states}
-    for t in p.transitions:
-        for source in t.sources:
-            if source in edges and t.target in p.states:
-                edges[source].add(t.target)
-    return edges
-
-
-def _reachable(start: Iterable[str], edges: Mapping[str, Iterable[str]]) -> set[str]:
-    seen, queue = set(start), deque(start)
-    while queue:
-        for nxt in edges.get(queue.popleft(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                queue.append(nxt)
-    return seen
-
-
 @rule("unreachable-state")
-def unreachable_states(ctx: Context) -> Iterator[Finding]:
-    p = ctx.procedure
+def unreachable_states(given: RuleInput) -> Iterator[Problem]:
+    p = given.procedure
     initial = [s.id for s in p.states.values() if s.initial]
     if not initial:
         return
-    reached = _reachable(initial, _edges(p))
+    reached = graph.reachable(graph.transition_graph(p), *initial)
     for state in p.states.values():
         if state.id not in reached:
-            yield Finding(state.path, f'state "{state.id}" can never be reached from the initial '
+            yield Problem(state.path, f'state "{state.id}" can never be reached from the initial '
                                       f'state "{initial[0]}"', at_key=True)
 
 
 @rule("dead-end-state")
-def dead_end_states(ctx: Context) -> Iterator[Finding]:
-    edges = _edges(ctx.procedure)
-    for state in ctx.procedure.states.values():
+def dead_end_states(given: RuleInput) -> Iterator[Problem]:
+    edges = graph.transition_graph(given.procedure)
+    for state in given.procedure.states.values():
         if not state.final and not edges[state.id]:
-            yield Finding(state.path, f'state "{state.id}" is not final and no transition leaves '
+            yield Problem(state.path, f'state "{state.id}" is not final and no transition leaves '
                                       "it; add a transition or mark it final", at_key=True)
 
 
 @rule("no-final-reachable")
-def no_final_reachable(ctx: Context) -> Iterator[Finding]:
-    p = ctx.procedure
-    edges = _edges(p)
-    reverse: dict[str, set[str]] = {s: set() for s in p.states}
-    for source, targets in edges.items():
-        for target in targets:
-            reverse[target].add(source)
-    can_finish = _reachable([s.id for s in p.states.values() if s.final], reverse)
+def no_final_reachable(given: RuleInput) -> Iterator[Problem]:
+    p = given.procedure
+    edges = graph.transition_graph(p)
+    finals = [s.id for s in p.states.values() if s.final]
+    can_finish = graph.reachable(graph.reverse(edges), *finals)
     for state in p.states.values():
         if state.id not in can_finish and edges[state.id]:
-            yield Finding(state.path, f'no final state can be reached from state "{state.id}"',
+            yield Problem(state.path, f'no final state can be reached from state "{state.id}"',
                           at_key=True)
 
 
 @rule("final-state-exit")
-def final_state_exits(ctx: Context) -> Iterator[Finding]:
-    states = ctx.procedure.states
-    for t in ctx.procedure.transitions:
-        for name, path in _source_paths(ctx, t):
+def final_state_exits(given: RuleInput) -> Iterator[Problem]:
+    states = given.procedure.states
+    for t in given.procedure.transitions:
+        for name, path in _source_paths(given, t):
             if name in states and states[name].final:
-                yield Finding(path, f'transition "{t.trigger}" leaves final state "{name}"; '
+                yield Problem(path, f'transition "{t.trigger}" leaves final state "{name}"; '
                                     "a final state ends the case")
 
 
 @rule("ambiguous-trigger")
-def ambiguous_triggers(ctx: Context) -> Iterator[Finding]:
+def ambiguous_triggers(given: RuleInput) -> Iterator[Problem]:
     seen: dict[tuple[str, str], list[Transition]] = {}
-    for t in ctx.procedure.transitions:
+    for t in given.procedure.transitions:
         for source in t.sources:
             for earlier in seen.get((source, t.trigger), []):
                 if not _exclusive(earlier, t):
                     why = ("both guards can hold" if earlier.when and t.when
                            else "one of them has no guard")
-                    yield Finding(t.path, f'trigger "{t.trigger}" from state "{source}" is also '
-                                          f"defined at line {ctx.document.at(earlier.path).line},"
+                    yield Problem(t.path, f'trigger "{t.trigger}" from state "{source}" is also '
+                                          f"defined at line {given.document.at(earlier.path).line},"
                                           f" and {why}; make the guards exclusive", "warning")
             seen.setdefault((source, t.trigger), []).append(t)
 
@@ -318,12 +300,12 @@ def _exclusive(a: Transition, b: Transition) -> bool:
     if a.when is None or b.when is None:
         return False
     ta, tb = a.when.tree, b.when.tree
-    if isinstance(ta, nodes.Not) and _same(ta.node, tb):
-        return True
-    if isinstance(tb, nodes.Not) and _same(tb.node, ta):
-        return True
+    for one, other in ((ta, tb), (tb, ta)):
+        inner = ex.negated(one)
+        if inner is not None and ex.same_tree(inner, other):
+            return True
     ca, cb = _simple_compare(ta), _simple_compare(tb)
-    if ca and cb and ca[0] == cb[0]:
+    if ca and cb and ex.same_tree(ca[0], cb[0]):
         (_, op_a, va), (_, op_b, vb) = ca, cb
         if op_a == "eq" and op_b == "eq":
             return bool(va != vb)
@@ -331,15 +313,11 @@ def _exclusive(a: Transition, b: Transition) -> bool:
     return False
 
 
-def _same(a: nodes.Node, b: nodes.Node) -> bool:
-    return bool(a.dump() == b.dump()) if hasattr(a, "dump") else repr(a) == repr(b)
-
-
-def _simple_compare(tree: nodes.Node) -> tuple[str, str, Any] | None:
-    if isinstance(tree, nodes.Compare) and len(tree.ops) == 1:
-        left, op, right = tree.expr, tree.ops[0].op, tree.ops[0].expr
-        if isinstance(right, nodes.Const):
-            return repr(left), op, right.value
+def _simple_compare(tree: ex.Node) -> tuple[ex.Node, str, Any] | None:
+    """(left, operator, value) for a guard that is one comparison with a literal value."""
+    found = ex.comparison(tree)
+    if found is not None and ex.is_scalar(found[2]):
+        return found[0], found[1], ex.constant(found[2])
     return None
 
 
@@ -394,18 +372,18 @@ def _templates(p: Procedure) -> Iterator[tuple[ex.Template, Path, _Scope]]:
 
 
 @rule("undeclared-name")
-def undeclared_names(ctx: Context) -> Iterator[Finding]:
-    for expression, path, scope in _expressions(ctx.procedure):
+def undeclared_names(given: RuleInput) -> Iterator[Problem]:
+    for expression, path, scope in _expressions(given.procedure):
         known = scope.names()
         for name in sorted(expression.names - known):
-            yield Finding(path, unknown("name", name, known) + f" in: {expression.source}")
-    for template, path, scope in _templates(ctx.procedure):
+            yield Problem(path, unknown("name", name, known) + f" in: {expression.source}")
+    for template, path, scope in _templates(given.procedure):
         known = scope.names()
         for name in sorted(template.names - known):
-            yield Finding(path, unknown("name", name, known) + " in template")
+            yield Problem(path, unknown("name", name, known) + " in template")
 
 
-def _kind(node: nodes.Node, scope: _Scope) -> str | None:
+def _kind(node: ex.Node, scope: _Scope) -> str | None:
     name = ex.name_of(node)
     if name is not None:
         if name in scope.fields:
@@ -416,7 +394,7 @@ def _kind(node: nodes.Node, scope: _Scope) -> str | None:
     return ex.literal_type(node)
 
 
-def _describe(node: nodes.Node, scope: _Scope) -> str:
+def _describe(node: ex.Node, scope: _Scope) -> str:
     name = ex.name_of(node)
     if name is not None and name in scope.fields:
         return f'field "{name}" ({scope.fields[name].type})'
@@ -432,15 +410,15 @@ def _literal(value: Any) -> str:
 
 
 @rule("type-mismatch")
-def type_mismatches(ctx: Context) -> Iterator[Finding]:
-    for expression, path, scope in _expressions(ctx.procedure):
+def type_mismatches(given: RuleInput) -> Iterator[Problem]:
+    for expression, path, scope in _expressions(given.procedure):
         for left, op, right in expression.comparisons():
             problem = _compare_problem(left, op, right, scope)
             if problem:
-                yield Finding(path, f"{problem} in: {expression.source}")
+                yield Problem(path, f"{problem} in: {expression.source}")
 
 
-def _compare_problem(left: nodes.Node, op: str, right: nodes.Node, scope: _Scope) -> str | None:
+def _compare_problem(left: ex.Node, op: str, right: ex.Node, scope: _Scope) -> str | None:
     if op in ("in", "notin"):
         return _membership_problem(left, right, scope)
     kind_l, kind_r = _kind(left, scope), _kind(right, scope)
@@ -453,40 +431,40 @@ def _compare_problem(left: nodes.Node, op: str, right: nodes.Node, scope: _Scope
     return None
 
 
-def _membership_problem(item: nodes.Node, container: nodes.Node, scope: _Scope) -> str | None:
+def _membership_problem(item: ex.Node, container: ex.Node, scope: _Scope) -> str | None:
     name = ex.name_of(container)
     if name is not None and name in scope.fields and scope.fields[name].type == "multi_choice":
         return _option_problem(container, item, scope)
-    if isinstance(container, nodes.List | nodes.Tuple):
+    elements = ex.literal_items(container)
+    if elements is not None:
         kind = _kind(item, scope)
-        for element in container.items:
+        for element in elements:
             other = _kind(element, scope)
             if kind and other and kind != other:
                 return f"comparison of {_describe(item, scope)} with {_describe(element, scope)}"
             problem = _option_problem(item, element, scope)
             if problem:
                 return problem
-    if ex.name_of(container) == "documents" and isinstance(item, nodes.Const):
-        return None
     return None
 
 
-def _option_problem(named: nodes.Node, value: nodes.Node, scope: _Scope) -> str | None:
+def _option_problem(named: ex.Node, value: ex.Node, scope: _Scope) -> str | None:
     name = ex.name_of(named)
-    if name is None or name not in scope.fields or not isinstance(value, nodes.Const):
+    if name is None or name not in scope.fields or not ex.is_scalar(value):
         return None
     field = scope.fields[name]
     options = field.option_values
-    if field.type in ("choice", "multi_choice") and options and isinstance(value.value, str) \
-            and value.value not in options:
-        return (f'"{value.value}" is not an option of field "{name}" ({", ".join(options)})'
-                f"{_suggest(value.value, options)}")
+    text = ex.constant(value)
+    if field.type in ("choice", "multi_choice") and options and isinstance(text, str) \
+            and text not in options:
+        return (f'"{text}" is not an option of field "{name}" ({", ".join(options)})'
+                f"{_suggest(text, options)}")
     return None
 
 
 @rule("field-constraint")
-def field_constraints(ctx: Context) -> Iterator[Finding]:
-    for f in _all_fields(ctx.procedure):
+def field_constraints(given: RuleInput) -> Iterator[Problem]:
+    for f in _all_fields(given.procedure):
         yield from _field_problems(f)
 
 
@@ -496,26 +474,26 @@ def _all_fields(p: Procedure) -> list[Field]:
             *(i for t in p.transitions for i in t.input)]
 
 
-def _field_problems(f: Field) -> Iterator[Finding]:
+def _field_problems(f: Field) -> Iterator[Problem]:
     if f.type in ("choice", "multi_choice") and not f.options:
-        yield Finding(f.path, f'{f.type} field "{f.id}" needs options')
+        yield Problem(f.path, f'{f.type} field "{f.id}" needs options')
     if f.options and f.type not in ("choice", "multi_choice"):
-        yield Finding((*f.path, "options"), f'options only apply to choice fields, not {f.type}')
+        yield Problem((*f.path, "options"), f'options only apply to choice fields, not {f.type}')
     if f.type == "group" and not f.fields:
-        yield Finding(f.path, f'group "{f.id}" needs fields')
+        yield Problem(f.path, f'group "{f.id}" needs fields')
     if f.type != "group":
         for key, value in (("fields", f.fields), ("min_rows", f.min_rows),
                            ("max_rows", f.max_rows)):
             if value:
-                yield Finding((*f.path, key), f"{key} only applies to groups, not {f.type}")
+                yield Problem((*f.path, key), f"{key} only applies to groups, not {f.type}")
     yield from _bound_problems(f)
     for key, value in (("min_age", f.min_age), ("max_age", f.max_age)):
         if value is not None and f.type != "date":
-            yield Finding((*f.path, key), f"{key} only applies to date fields, not {f.type}")
+            yield Problem((*f.path, key), f"{key} only applies to date fields, not {f.type}")
     if f.pattern is not None:
         problem = _pattern_problem(f.pattern)
         if problem:
-            yield Finding((*f.path, "pattern"), f'invalid pattern "{_short(f.pattern)}": {problem}')
+            yield Problem((*f.path, "pattern"), f'invalid pattern "{_short(f.pattern)}": {problem}')
 
 
 #: The longest `pattern:` a field may have, in characters.
@@ -558,8 +536,8 @@ _ANY = (_sre.ANY, None)  # a character set that may hold anything
 
 
 @rule("pattern-backtracking")
-def backtracking_patterns(ctx: Context) -> Iterator[Finding]:
-    for f in _all_fields(ctx.procedure):
+def backtracking_patterns(given: RuleInput) -> Iterator[Problem]:
+    for f in _all_fields(given.procedure):
         if f.pattern is None or _pattern_problem(f.pattern):
             continue  # field-constraint reports it
         try:
@@ -567,7 +545,7 @@ def backtracking_patterns(ctx: Context) -> Iterator[Finding]:
         except RecursionError:
             ambiguous = True
         if ambiguous:
-            yield Finding((*f.path, "pattern"), f'pattern "{_short(f.pattern)}" can take '
+            yield Problem((*f.path, "pattern"), f'pattern "{_short(f.pattern)}" can take '
                           "exponential time: inside a repeated group, a repetition or an "
                           "optional part can also match what follows it, as in (a+)+, "
                           r"(\w+\s?)*, (a|aa)* or (.*a){9}; write it so that each character "
@@ -727,20 +705,20 @@ def _accepts(item: Any, character: str) -> bool:
     return True
 
 
-def _bound_problems(f: Field) -> Iterator[Finding]:
+def _bound_problems(f: Field) -> Iterator[Problem]:
     for key, bound in (("min", f.minimum), ("max", f.maximum)):
         if bound is None:
             continue
         where = (*f.path, key)
         if f.type in NUMERIC_TYPES:
             if isinstance(bound, bool) or not isinstance(bound, int | float):
-                yield Finding(where, f'{key} of {f.type} field "{f.id}" must be a number')
+                yield Problem(where, f'{key} of {f.type} field "{f.id}" must be a number')
         elif f.type == "date":
             if not _is_date_bound(bound):
-                yield Finding(where, f'{key} of date field "{f.id}" must be a date like '
+                yield Problem(where, f'{key} of date field "{f.id}" must be a date like '
                                      '"2000-01-31" or "today"')
         else:
-            yield Finding(where, f'{key} does not apply to {f.type} field "{f.id}"; '
+            yield Problem(where, f'{key} does not apply to {f.type} field "{f.id}"; '
                                  "use min_length or max_length for text")
 
 
@@ -755,15 +733,15 @@ def _is_date_bound(value: Any) -> bool:
 
 
 @rule("fee-field")
-def fee_fields(ctx: Context) -> Iterator[Finding]:
-    fields = {f.id: f for f in ctx.procedure.fields}
-    for fee in ctx.procedure.fees:
+def fee_fields(given: RuleInput) -> Iterator[Problem]:
+    fields = {f.id: f for f in given.procedure.fields}
+    for fee in given.procedure.fees:
         if fee.per is None:
             continue
         if fee.per not in fields:
-            yield Finding((*fee.path, "per"), unknown("field", fee.per, fields))
+            yield Problem((*fee.path, "per"), unknown("field", fee.per, fields))
         elif fields[fee.per].type not in NUMERIC_TYPES:
-            yield Finding((*fee.path, "per"), f'fee "{fee.id}" is counted per field "{fee.per}", '
+            yield Problem((*fee.path, "per"), f'fee "{fee.id}" is counted per field "{fee.per}", '
                                               f"which is {fields[fee.per].type}, not a number")
 
 
@@ -796,21 +774,21 @@ def _texts(p: Procedure) -> Iterator[tuple[Text | None, Path]]:
 
 
 @rule("missing-translation")
-def missing_translations(ctx: Context) -> Iterator[Finding]:
-    for value, path in _texts(ctx.procedure):
+def missing_translations(given: RuleInput) -> Iterator[Problem]:
+    for value, path in _texts(given.procedure):
         if value is None or (value.fr is None and value.en is None):
             continue  # absent or invalid: the schema reports it
         if value.fr is None or value.en is None:
             missing = "French" if value.fr is None else "English"
-            yield Finding(path, f"missing {missing} text", "warning")
-    for note_path, _ in _template_sets(ctx.procedure):
-        declared = _raw(ctx.document.data, note_path)
+            yield Problem(path, f"missing {missing} text", "warning")
+    for note_path, _ in _template_sets(given.procedure):
+        declared = _raw(given.document.data, note_path)
         languages = {"fr"} if isinstance(declared, str) else set(declared or {})
         if not isinstance(declared, str | dict) or not languages & {"fr", "en"}:
             continue
         for language, name in (("fr", "French"), ("en", "English")):
             if language not in languages:
-                yield Finding(note_path, f"missing {name} template", "warning")
+                yield Problem(note_path, f"missing {name} template", "warning")
 
 
 def _raw(data: Any, path: Path) -> Any:
@@ -842,24 +820,24 @@ def _used_names(p: Procedure) -> set[str]:
 
 
 @rule("unused-field")
-def unused_fields(ctx: Context) -> Iterator[Finding]:
-    p = ctx.procedure
+def unused_fields(given: RuleInput) -> Iterator[Problem]:
+    p = given.procedure
     if any(t.requires_fields == "all" for t in p.transitions):
         return
     used = _used_names(p) | {n for t in p.transitions for n in t.requires_fields}
     for f in p.fields:
         if f.id not in used:
-            yield Finding(f.path, f'field "{f.id}" is never required by a transition nor used '
+            yield Problem(f.path, f'field "{f.id}" is never required by a transition nor used '
                                   "by an expression, fee or template", "warning")
 
 
 @rule("unused-document")
-def unused_documents(ctx: Context) -> Iterator[Finding]:
-    p = ctx.procedure
+def unused_documents(given: RuleInput) -> Iterator[Problem]:
+    p = given.procedure
     if any(t.requires_documents == "all" for t in p.transitions):
         return
     used = _used_names(p) | {n for t in p.transitions for n in t.requires_documents}
     for d in p.documents:
         if d.id not in used:
-            yield Finding(d.path, f'document "{d.id}" is never required by a transition',
+            yield Problem(d.path, f'document "{d.id}" is never required by a transition',
                           "warning")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -21,6 +22,7 @@ from engine.loadsim import (
     sufficient_staff,
 )
 from engine.model import Simulation
+from engine.workflow import Workflow
 
 PROCEDURES = Path(__file__).resolve().parent.parent / "procedures"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -198,6 +200,51 @@ def test_a_deadline_does_not_take_a_case_out_of_a_staff_members_hands(tmp_path: 
     assert r.deadlines_fired["expire_submitted"] == r.outcomes["expired"] > 100
     assert r.outcomes["accepted"] > 100
     assert sum(r.finished_daily) == r.finished == r.arrived - r.in_progress
+
+
+TWO_DEADLINES = """\
+id: two_deadlines
+version: "1"
+title: {fr: Deux délais, en: Two deadlines}
+authority:
+  ministry: {fr: Ministère, en: Ministry}
+roles:
+  applicant: {label: {fr: Demandeur, en: Applicant}}
+  system: {label: {fr: Système, en: System}}
+states:
+  waiting:
+    label: {fr: En attente, en: Waiting}
+    initial: true
+    deadlines:
+      - {after: "5 business days", trigger: lapse}
+      - {after: "6 days", trigger: expire}
+  done: {label: {fr: Faite, en: Done}, final: accepted}
+  lapsed: {label: {fr: Caduque, en: Lapsed}, final: cancelled}
+  expired: {label: {fr: Expirée, en: Expired}, final: expired}
+transitions:
+  - {trigger: confirm, from: waiting, to: done, roles: [applicant]}
+  - {trigger: lapse, from: waiting, to: lapsed, roles: [system]}
+  - {trigger: expire, from: waiting, to: expired, roles: [system]}
+simulation:
+  delays: {waiting: "100 years"}
+"""
+
+
+def test_deadlines_fall_where_the_workflow_says() -> None:
+    """5 business days come before 6 days only for a stay entered at the weekend (on a
+    Saturday both fall on Friday: the first declared fires); Workflow.timings decides."""
+    procedure, diagnostics = compile_source(TWO_DEADLINES, "two.yaml")
+    assert procedure is not None, diagnostics
+    monday = dt.datetime(2024, 1, 1)
+    first = [Workflow(procedure).timings("waiting", monday + dt.timedelta(days=d))[0]
+             for d in range(7)]
+    assert [t.deadline.trigger for t in first] == ["expire"] * 5 + ["lapse"] * 2
+    r = simulate_load(procedure, LoadParameters.from_procedure(
+        procedure, days=140, arrivals_per_day=50, seed=12))
+    fired = r.deadlines_fired
+    assert r.forced == {"cancelled": fired["lapse"], "expired": fired["expire"]}
+    assert fired["lapse"] + fired["expire"] > 0.99 * r.finished > 6500
+    assert fired["lapse"] / r.finished == pytest.approx(2 / 7, abs=0.02)
 
 
 def test_waiting_for_the_applicant_is_not_administration_time(
