@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import Reason
 from .limits import check_actor
+from .model import SYSTEM_ROLE
 
 
 @dataclass(frozen=True, init=False)
@@ -33,7 +34,7 @@ class Actor:
         object.__setattr__(self, "language", language)
 
 
-SYSTEM = Actor("system", ["system"])
+SYSTEM = Actor("system", [SYSTEM_ROLE])
 
 
 @dataclass(frozen=True)
