@@ -26,16 +26,17 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
 import click
-import sqlalchemy.exc
 import yaml
 
 from engine import (
     Actor,
     Case,
+    DatabaseUnavailable,
     Engine,
     GuichetError,
     HistoryEntry,
     InvalidData,
+    InvalidDatabaseURL,
     ProcedureError,
     compiler,
     limits,
@@ -78,13 +79,9 @@ class Settings:
             url = self.database_url
             clock = utc_now if self.now is None else FakeClock(self.now)
             try:
-                sqlalchemy.engine.make_url(url)  # a malformed port is a ValueError here
-            except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
-                raise _bad_url(url, exc) from None
-            try:
                 engine = Engine(self.procedures or DEFAULT_PROCEDURES, url, clock=clock)
-            except sqlalchemy.exc.ArgumentError as exc:  # e.g. an unknown dialect
-                raise _bad_url(url, exc) from None
+            except InvalidDatabaseURL as exc:  # malformed, or an unknown dialect
+                raise _bad_url(exc) from None
             self._engine = engine
             click.get_current_context().find_root().call_on_close(engine.close)
         return self._engine
@@ -93,9 +90,9 @@ class Settings:
         return Actor(spec.id, spec.roles, self.language)
 
 
-def _bad_url(url: str, exc: Exception) -> click.BadParameter:
-    return click.BadParameter(f"not a usable database URL: {_safe_url(url)!r} "
-                              f"({_first_line(str(exc))})", param_hint="'--db'")
+def _bad_url(exc: InvalidDatabaseURL) -> click.BadParameter:
+    return click.BadParameter(f"not a usable database URL: {exc.url!r} ({exc.problem})",
+                              param_hint="'--db'")
 
 
 def _settings() -> Settings:
@@ -276,7 +273,7 @@ class GuichetGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (GuichetError, ProcedureError, sqlalchemy.exc.OperationalError) as exc:
+        except (GuichetError, ProcedureError) as exc:
             settings = ctx.find_object(Settings) or Settings()
             _report(exc, settings)
             ctx.exit(1)
@@ -292,9 +289,9 @@ def _report(exc: Exception, settings: Settings) -> None:
             "procedure refused: its stored definition is missing from the database"
         payload = {"error": "ProcedureError", "message": message,
                    "diagnostics": [d.as_json() for d in exc.diagnostics]}
-    elif isinstance(exc, sqlalchemy.exc.OperationalError):
-        where = _safe_url(settings.database_url)
-        message = f"database {where}: {_first_line(str(exc.orig or exc))}"
+    elif isinstance(exc, DatabaseUnavailable):  # the database's words, for the operator
+        where = exc.url or _safe_url(settings.database_url)
+        message = f"database {where}: {exc.problem}"
         payload = {"error": "DatabaseError", "message": message}
     else:
         assert isinstance(exc, GuichetError)
@@ -315,11 +312,9 @@ def _report(exc: Exception, settings: Settings) -> None:
 
 
 def _safe_url(url: str) -> str:
-    """The database URL without its password, fit to print."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The database URL without its password, fit to print (the engine's errors carry it so
+    already: this is for one that does not)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def _first_line(text: str) -> str:

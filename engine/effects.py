@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import Blocked, Reason
+from .messages import text
 from .model import IssuedDocument, Notification, Text
 from .workflow import Workflow
 
@@ -42,11 +43,9 @@ def render(workflow: Workflow, notifications: Iterable[Notification],
     except _Unrenderable as failed:
         log.warning("step %s of %s refused: template %s failed: %s", trigger, reference,
                     failed.subject, failed.problem)
-        reason = Reason("template", failed.subject, {
-            "fr": f"« {failed.subject} » n'a pas pu être produit ; le service est prévenu",
-            "en": f'"{failed.subject}" could not be produced; the service has been told'})
-        raise Blocked({"fr": f"« {trigger} » est impossible :",
-                       "en": f'"{trigger}" is not possible:'}, [reason]) from None
+        reason = Reason("template", failed.subject,
+                        text("template_failed", subject=failed.subject))
+        raise Blocked(text("step_impossible", trigger=trigger), [reason]) from None
 
 
 def _notification(workflow: Workflow, note: Notification, context: Mapping[str, Any],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from .messages import text
 
 Severity = Literal["error", "warning"]
 
@@ -127,3 +129,32 @@ class UnknownTrigger(GuichetError):
 
 class UnknownProcedure(GuichetError):
     """No procedure has this id."""
+
+
+class DatabaseUnavailable(GuichetError):
+    """The database cannot be used: it cannot be reached or opened, a connection failed or
+    waited too long (e.g. for a lock), or its tables cannot be set up by this database role.
+
+    The message, fit for a citizen, names no server; `problem` says what failed, in the
+    database's words (one line), and `url` which database (its password hidden; "" if unknown).
+    """
+
+    TEXT: ClassVar[Messages] = text("database_unavailable")
+
+    def __init__(self, problem: str, url: str = "") -> None:
+        self.problem = problem
+        self.url = url
+        super().__init__(self.TEXT)
+
+    def __str__(self) -> str:
+        where = f" {self.url}" if self.url else ""
+        return f"database{where} unavailable: {self.problem}"
+
+
+class InvalidDatabaseURL(DatabaseUnavailable):
+    """The database URL cannot be used: malformed, or naming a kind of database unknown here."""
+
+    TEXT: ClassVar[Messages] = text("database_url_unusable")
+
+    def __str__(self) -> str:
+        return f"not a usable database URL: {self.url!r} ({self.problem})"

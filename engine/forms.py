@@ -20,6 +20,7 @@ from jsonschema.exceptions import ValidationError
 
 from . import limits
 from .countries import COUNTRY_CODES
+from .messages import Texts, text
 from .model import Field
 
 PHONE_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -94,36 +95,30 @@ def _object_schema(fields: Iterable[Field]) -> dict[str, Any]:
 
 
 def _message(error: ValidationError, f: Field | None) -> dict[str, str]:
-    kind, limit = error.validator, error.validator_value
+    kind = error.validator
+    limit: Any = error.validator_value  # a number, or a JSON type's name
     if kind == "pattern" and f is not None and f.pattern_message is not None:
         return {"fr": f.pattern_message.get("fr"), "en": f.pattern_message.get("en")}
-    table: dict[str, Callable[[], tuple[str, str]]] = {
-        "type": lambda: (f"doit être de type {_TYPE_FR.get(str(limit), limit)}",
-                         f"must be {_TYPE_EN.get(str(limit), limit)}"),
-        "enum": lambda: ("n'est pas une valeur proposée", "is not one of the options"),
-        "minimum": lambda: (f"doit être au moins {limit}", f"must be at least {limit}"),
-        "maximum": lambda: (f"doit être au plus {limit}", f"must be at most {limit}"),
-        "minLength": lambda: (f"doit compter au moins {limit} caractère(s)",
-                              f"must be at least {limit} character(s) long"),
-        "maxLength": lambda: (f"doit compter au plus {limit} caractères",
-                              f"must be at most {limit} characters long"),
-        "pattern": lambda: ("n'a pas le format attendu", "does not have the expected format"),
-        "minItems": lambda: (f"au moins {limit} ligne(s) requise(s)",
-                             f"needs at least {limit} row(s)"),
-        "maxItems": lambda: (f"au plus {limit} ligne(s)", f"allows at most {limit} row(s)"),
-        "uniqueItems": lambda: ("contient un doublon", "has a duplicate"),
-        "required": lambda: ("est obligatoire", "is required"),
-        "additionalProperties": lambda: ("n'est pas un champ de ce formulaire",
-                                         "is not a field of this form"),
+    table: dict[str, Callable[[], Texts]] = {
+        "type": lambda: text("wrong_type", type=_TYPE_NAMES.get(str(limit), limit)),
+        "enum": lambda: text("not_an_option"),
+        "minimum": lambda: text("at_least", minimum=limit),
+        "maximum": lambda: text("at_most", maximum=limit),
+        "minLength": lambda: text("too_short", min_length=limit),
+        "maxLength": lambda: text("too_long", max_length=limit),
+        "pattern": lambda: text("wrong_format"),
+        "minItems": lambda: text("too_few_rows", min_rows=limit),
+        "maxItems": lambda: text("too_many_rows", max_rows=limit),
+        "uniqueItems": lambda: text("duplicate"),
+        "required": lambda: text("required"),
+        "additionalProperties": lambda: text("not_a_form_field"),
     }
-    fr, en = table.get(str(kind), lambda: ("est invalide", "is invalid"))()
-    return {"fr": fr, "en": en}
+    return table.get(str(kind), lambda: text("invalid"))()
 
 
-_TYPE_FR = {"integer": "entier", "number": "nombre", "string": "texte", "boolean": "oui/non",
-            "array": "liste", "object": "objet"}
-_TYPE_EN = {"integer": "a whole number", "number": "a number", "string": "text",
-            "boolean": "true or false", "array": "a list", "object": "a set of fields"}
+_TYPE_NAMES = {"integer": text("type_integer"), "number": text("type_number"),
+               "string": text("type_string"), "boolean": text("type_boolean"),
+               "array": text("type_array"), "object": text("type_object")}
 
 
 @dataclass(frozen=True)
@@ -211,8 +206,7 @@ def _normalise(f: Field, value: Any, path: str, today: dt.date, errors: Errors) 
             return "+228" + compact
         if PHONE_E164.fullmatch(compact):
             return compact
-        errors[path] = {"fr": "doit être un numéro international (+228…) ou togolais à 8 chiffres",
-                        "en": "must be an international number (+228…) or a Togolese 8-digit one"}
+        errors[path] = text("bad_phone")
     elif f.type == "date" and isinstance(value, str):
         problem = _date_problem(f, value, today)
         if problem:
@@ -230,22 +224,17 @@ def _date_problem(f: Field, value: str, today: dt.date) -> dict[str, str] | None
     try:
         day = dt.date.fromisoformat(value)
     except ValueError:
-        return {"fr": "n'est pas une date valide (AAAA-MM-JJ)", "en": "is not a valid date "
-                                                                   "(YYYY-MM-DD)"}
+        return text("bad_date")
     low, high = _bound(f.minimum, today), _bound(f.maximum, today)
     if low and day < low:
-        return {"fr": f"doit être le {low.isoformat()} ou après",
-                "en": f"must be on or after {low.isoformat()}"}
+        return text("date_too_early", date=low.isoformat())
     if high and day > high:
-        return {"fr": f"doit être le {high.isoformat()} ou avant",
-                "en": f"must be on or before {high.isoformat()}"}
+        return text("date_too_late", date=high.isoformat())
     years = today.year - day.year - ((today.month, today.day) < (day.month, day.day))
     if f.min_age is not None and years < f.min_age:
-        return {"fr": f"l'âge doit être d'au moins {f.min_age} ans",
-                "en": f"age must be at least {f.min_age}"}
+        return text("too_young", min_age=f.min_age)
     if f.max_age is not None and years > f.max_age:
-        return {"fr": f"l'âge doit être d'au plus {f.max_age} ans",
-                "en": f"age must be at most {f.max_age}"}
+        return text("too_old", max_age=f.max_age)
     return None
 
 

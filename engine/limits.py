@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import InvalidData
+from .messages import text
 
 # --- the numbers --------------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ DEFAULT_MAX_LENGTH = 1_000
 
 Messages = dict[str, str]  # language -> text
 
-_TITLE = {"fr": "Données invalides :", "en": "Invalid data:"}  # as every InvalidData
+_TITLE = text("invalid_data")  # as every InvalidData
 
 _NUL_OR_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # C0, DEL, C1, surrogates
@@ -98,25 +99,21 @@ def text_problem(value: str, controls: bool = False) -> Messages | None:
         return None
     code = f"U+{ord(found.group()):04X}"
     if found.group() == "\x00":
-        return {"fr": f"contient un caractère nul ({code})",
-                "en": f"contains a NUL character ({code})"}
+        return text("nul_character", code=code)
     if "\ud800" <= found.group() <= "\udfff":
-        return {"fr": f"contient un caractère invalide ({code}, demi-paire UTF-16 isolée)",
-                "en": f"contains an invalid character ({code}, a lone UTF-16 surrogate)"}
-    return {"fr": f"contient un caractère de contrôle ({code})",
-            "en": f"contains a control character ({code})"}
+        return text("lone_surrogate", code=code)
+    return text("control_character", code=code)
 
 
 def check_text(name: str, value: object, max_length: int) -> str:
     """An identifier-like text (a reference, a name): a non-empty str of at most
     `max_length` characters without control characters; returns it."""
     if not isinstance(value, str):
-        raise invalid(name, {"fr": "doit être un texte", "en": "must be text"})
+        raise invalid(name, text("must_be_text"))
     if not value:
-        raise invalid(name, {"fr": "est obligatoire", "en": "is required"})
+        raise invalid(name, text("required"))
     if len(value) > max_length:
-        raise invalid(name, {"fr": f"doit compter au plus {max_length} caractères",
-                             "en": f"must be at most {max_length} characters long"})
+        raise invalid(name, text("too_long", max_length=max_length))
     problem = text_problem(value, controls=True)
     if problem is not None:
         raise invalid(name, problem)
@@ -129,8 +126,7 @@ def check_actor(actor_id: str, roles: Iterable[object]) -> None:
         check_text("actor.id", actor_id, MAX_ACTOR_ID)
         given = list(roles)
         if not given:
-            raise invalid("actor.roles", {"fr": "au moins un rôle est requis",
-                                          "en": "at least one role is required"})
+            raise invalid("actor.roles", text("role_required"))
         for role in given:
             check_text("actor.roles", role, MAX_ROLE)
     except InvalidData as exc:
@@ -142,11 +138,9 @@ def check_actor(actor_id: str, roles: Iterable[object]) -> None:
 def check_amount(name: str, value: object, maximum: int = MAX_AMOUNT) -> int:
     """A whole, positive amount in XOF of at most `maximum`; returns it."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise invalid(name, {"fr": "le montant doit être un entier positif (FCFA)",
-                             "en": "amount must be a positive whole number (XOF)"})
+        raise invalid(name, text("amount_not_positive"))
     if value > maximum:
-        raise invalid(name, {"fr": f"le montant ne peut dépasser {maximum} FCFA",
-                             "en": f"amount cannot exceed {maximum} XOF"})
+        raise invalid(name, text("amount_too_large", maximum=maximum))
     return value
 
 
@@ -155,8 +149,7 @@ def check_owed(name: str, amount: int, due: int, paid: int) -> None:
     than what is still due (nor, whatever the fees, past MAX_AMOUNT paid in all)."""
     owed = max(0, min(due, MAX_AMOUNT) - paid)
     if amount > owed:
-        raise invalid(name, {"fr": f"dépasse ce qui reste dû sur le dossier ({owed} FCFA)",
-                             "en": f"is more than what is still due on the case ({owed} XOF)"})
+        raise invalid(name, text("more_than_owed", owed=owed))
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -172,8 +165,7 @@ class _Budget:
         self.left -= size
         if self.left >= 0:
             return None
-        return {"fr": f"les données dépassent {self.max_bytes} octets au total",
-                "en": f"the data exceeds {self.max_bytes} bytes in all"}
+        return text("data_too_large", max_bytes=self.max_bytes)
 
 
 def _text_size(value: str, budget: _Budget) -> int:
@@ -191,15 +183,13 @@ def _scalar_problem(value: object) -> Messages | None:
         return None
     if isinstance(value, int):
         if not -MAX_DATA_INTEGER - 1 <= value <= MAX_DATA_INTEGER:
-            return {"fr": "est un entier hors des limites de 64 bits",
-                    "en": "is an integer beyond 64 bits"}
+            return text("integer_beyond_64_bits")
         return None
     if isinstance(value, float):
         if not math.isfinite(value):
-            return {"fr": "doit être un nombre fini", "en": "must be a finite number"}
+            return text("number_not_finite")
         return None
-    return {"fr": "n'est pas une valeur JSON (texte, nombre, oui/non, null, liste ou objet)",
-            "en": "is not a JSON value (text, number, true/false, null, list or object)"}
+    return text("not_json_value")
 
 
 def _size(value: object, budget: _Budget) -> int:
@@ -217,8 +207,7 @@ def _children(value: object) -> list[tuple[str | int, object]] | Messages | None
         pairs: list[tuple[str | int, object]] = []
         for key, child in value.items():
             if not isinstance(key, str):
-                return {"fr": "a une clé qui n'est pas un texte (les clés JSON sont des textes)",
-                        "en": "has a key that is not text (JSON object keys are text)"}
+                return text("key_not_text")
             problem = text_problem(key)
             if problem is not None:
                 return problem
@@ -287,7 +276,7 @@ def data_problems(data: Mapping[Any, Any], max_depth: int = MAX_DEPTH,
 def _key_problem(key: object, budget: _Budget) -> tuple[str, Messages] | None:
     """What is wrong with the name of a field of data (its size counts in `budget`)."""
     if not isinstance(key, str):
-        return "", {"fr": "n'est pas un nom de champ (texte)", "en": "is not a field name (text)"}
+        return "", text("not_field_name")
     problem = text_problem(key) or budget.spend(_text_size(key, budget) + 1)
     return None if problem is None else ("", problem)
 
@@ -306,8 +295,7 @@ def check_data(data: object, max_depth: int = MAX_DEPTH,
     Raises InvalidData naming each top-level field at fault (with where inside it).
     """
     if not isinstance(data, Mapping):
-        raise invalid("data", {"fr": "doit être un objet associant des champs à des valeurs",
-                               "en": "must be an object mapping fields to values"})
+        raise invalid("data", text("data_not_object"))
     problems = data_problems(data, max_depth, max_bytes)
     if problems:
         raise InvalidData(_TITLE, {field_name(key): _located(path, messages)
@@ -329,11 +317,10 @@ def too_deep(name: str, max_depth: int = MAX_DEPTH) -> InvalidData:
 
 
 def _too_deep(max_depth: int) -> Messages:
-    return {"fr": f"est imbriqué sur plus de {max_depth} niveaux",
-            "en": f"is nested more than {max_depth} levels deep"}
+    return text("nested_too_deep", max_depth=max_depth)
 
 
 def _located(path: str, messages: Messages) -> Messages:
     if not path:
         return messages
-    return {"fr": f"{messages['fr']} (en {path})", "en": f"{messages['en']} (at {path})"}
+    return text("at_path", message=messages, path=path)

@@ -29,6 +29,7 @@ from .errors import (
     UnknownProcedure,
     UnknownTrigger,
 )
+from .messages import Texts, text
 from .model import Document, Procedure, Transition
 from .outbox import Hook, Outbox
 from .registry import Versions
@@ -244,8 +245,7 @@ class Engine:
         limits.check_payload(data or {})
         workflow = self._versions.current(procedure_id)
         if workflow is None:
-            raise UnknownProcedure({"fr": f"procédure inconnue : {procedure_id}",
-                                    "en": f"unknown procedure: {procedure_id}"})
+            raise UnknownProcedure(text("unknown_procedure", procedure_id=procedure_id))
         workflow.check_start(actor)
         procedure = workflow.procedure
         now = self.clock()
@@ -354,8 +354,7 @@ class Engine:
         """What firing `trigger` does to the case as read, effects rendered; or the refusal."""
         workflow = self.workflow(row["procedure_hash"])
         if trigger not in workflow.procedure.triggers:
-            raise UnknownTrigger({"fr": f"étape inconnue : {trigger}",
-                                  "en": f"unknown trigger: {trigger}"})
+            raise UnknownTrigger(text("unknown_trigger", trigger=trigger))
         if expected_version is not None and row["version"] != expected_version:
             raise _concurrent()
         outcome = workflow.decide(_view(row), trigger, actor, data, now.date())
@@ -382,7 +381,7 @@ class Engine:
         if target.id != source or target.deadlines:
             values["state_entered_at"] = now
         step_input = {f.id: decision.data.get(f.id) for f in t.input}
-        changes = _changes(workflow, row["data"], decision.data)
+        changes = _changes(workflow, row["data"], decision.data) if "data" in values else {}
         recorded = {**step_input, **({CHANGES: changes} if changes else {})}
         rendered = self._effects(workflow, (*t.notify, *target.notify), t.issue,
                                  decision.context, row["reference"], target.id, t.trigger)
@@ -449,14 +448,12 @@ class Engine:
         def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any]:
             spec = self.workflow(current["procedure_hash"]).procedure.document(document_id)
             if spec is None:
-                raise _bad(document_id, "pièce inconnue pour cette procédure",
-                           "unknown document for this procedure")
+                raise _bad(document_id, text("unknown_document"))
             self.workflow(current["procedure_hash"]).authorize_change(_view(current), actor,
                                                                       ATTACH)
             _check_file(spec, data, media_type)
             if _counts(current["documents"]).get(document_id, 0) >= spec.max_files:
-                raise _bad(document_id, f"au plus {spec.max_files} fichier(s)",
-                           f"at most {spec.max_files} file(s)")
+                raise _bad(document_id, text("too_many_files", max_files=spec.max_files))
             attached["sha256"] = self.blobs.put(data)  # before the row that points to it
             self._store.insert_document(c, {"case_id": current["id"], **attached,
                                             "actor_id": actor.id, "at": now})
@@ -487,8 +484,7 @@ class Engine:
             if earlier is not None:
                 if earlier["case_id"] == current["id"] and earlier["amount"] == amount:
                     return None  # the same payment again: nothing to do
-                raise _bad("provider_reference", "cette référence de paiement est déjà utilisée",
-                           "this payment reference is already used")
+                raise _bad("provider_reference", text("payment_reference_used"))
             workflow.authorize_change(case, actor, PAY)
             due = _fees_due(workflow, current, now.date())
             limits.check_owed("amount", amount, due, current["fees_paid"])
@@ -596,12 +592,10 @@ def _default_blobs(url: str) -> BlobStore:
 def _check_file(spec: Document, data: bytes, media_type: str | None) -> None:
     """Refuse a file over the document's size or of a type it does not accept."""
     if len(data) > spec.max_size:
-        raise _bad(spec.id, f"fichier trop volumineux (max {spec.max_size} octets)",
-                   f"file too large (max {spec.max_size} bytes)")
+        raise _bad(spec.id, text("file_too_large", max_size=spec.max_size))
     if media_type is None or media_type not in spec.media_types:
         accepted = ", ".join(spec.media_types)
-        raise _bad(spec.id, f"type de fichier refusé (acceptés : {accepted})",
-                   f"file type refused (accepted: {accepted})")
+        raise _bad(spec.id, text("file_type_refused", accepted=accepted))
 
 
 def _fees_due(workflow: Workflow, row: Mapping[str, Any], today: dt.date) -> int:
@@ -631,18 +625,15 @@ def _canonical(reference: str) -> str:
 
 
 def _unknown_case(reference: str) -> UnknownCase:
-    return UnknownCase({"fr": f"aucun dossier ne porte la référence {reference!r}",
-                        "en": f"no case has the reference {reference!r}"})
+    return UnknownCase(text("unknown_case", reference=reference))
 
 
 def _concurrent() -> ConcurrentUpdate:
-    return ConcurrentUpdate({"fr": "le dossier a été modifié entre-temps ; rechargez-le",
-                             "en": "the case was changed meanwhile; reload it"})
+    return ConcurrentUpdate(text("case_changed_meanwhile"))
 
 
-def _bad(name: str, fr: str, en: str) -> InvalidData:
-    return InvalidData({"fr": "Données invalides :", "en": "Invalid data:"},
-                       {name: {"fr": fr, "en": en}})
+def _bad(name: str, problem: Texts) -> InvalidData:
+    return InvalidData(text("invalid_data"), {name: problem})
 
 
 def _counts(documents: Sequence[Mapping[str, Any]]) -> dict[str, int]:

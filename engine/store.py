@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,9 +39,20 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Field, SQLModel
+
+from .errors import DatabaseUnavailable, InvalidDatabaseURL
 
 JSONValue = Any
 
@@ -361,11 +373,50 @@ def _is_memory(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
 
 
+#: What a database that cannot be reached, opened or waited for raises (a pool out of
+#: connections too); the engine says DatabaseUnavailable instead. So it does for the DB-API's
+#: plain DatabaseError (SQLite: "file is not a database"), but not for its subclasses
+#: (IntegrityError and the like are about a statement, not the database).
+_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def _safe_url(url: str) -> str:
+    """`url` without its password, fit to print (also when it does not parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _raise_if_unavailable(engine: Engine, exc: Exception) -> None:
+    """Raise `exc` as DatabaseUnavailable, naming the database, when it says that the database
+    cannot be used (see _UNAVAILABLE); otherwise return, and the caller re-raises `exc`."""
+    if isinstance(exc, _UNAVAILABLE) or type(exc) is DatabaseError:
+        url = engine.url.render_as_string(hide_password=True)
+        orig = getattr(exc, "orig", None)
+        raise DatabaseUnavailable(_first_line(str(orig or exc)), url) from exc
+
+
 def connect(url: str, synchronous: str = "FULL", busy_timeout_ms: int = 10_000) -> Engine:
-    """An SQLAlchemy engine for `url`, configured for Guichet (see the module docstring)."""
-    if url.startswith("sqlite"):
-        return _connect_sqlite(url, synchronous, busy_timeout_ms)
-    return create_engine(url, pool_pre_ping=True)
+    """An SQLAlchemy engine for `url`, configured for Guichet (see the module docstring).
+
+    No connection is opened yet. A URL that does not parse, or names an unknown dialect,
+    raises InvalidDatabaseURL.
+    """
+    try:
+        make_url(url)  # a malformed port is a ValueError here
+    except (ArgumentError, ValueError) as exc:
+        raise InvalidDatabaseURL(_first_line(str(exc)), _safe_url(url)) from None
+    try:
+        if url.startswith("sqlite"):
+            return _connect_sqlite(url, synchronous, busy_timeout_ms)
+        return create_engine(url, pool_pre_ping=True)
+    except ArgumentError as exc:  # e.g. an unknown dialect (NoSuchModuleError)
+        raise InvalidDatabaseURL(_first_line(str(exc)), _safe_url(url)) from None
 
 
 def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
@@ -404,15 +455,12 @@ def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
     return engine
 
 
-class SchemaError(OperationalError):
+class SchemaError(DatabaseUnavailable):
     """The tables or their guards are missing or altered and this database role may not set
     them up: start-up is refused (one line, said as the database would: see `str`)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(None, None, Exception(message))
-
     def __str__(self) -> str:
-        return str(self.orig)
+        return self.problem
 
 
 def create_schema(engine: Engine) -> None:
@@ -423,7 +471,21 @@ def create_schema(engine: Engine) -> None:
     nothing starts on tables its owner created (README, "Running with least privilege"). A
     guard found missing or altered on an existing table is reinstalled with a warning; when
     this role may not reinstall it, start-up is refused with SchemaError.
+
+    The first connection is opened here: a database that cannot be reached or opened raises
+    DatabaseUnavailable (SchemaError is one).
     """
+    try:
+        _create_schema(engine)
+    except SchemaError as exc:
+        exc.url = exc.url or engine.url.render_as_string(hide_password=True)
+        raise
+    except (DBAPIError, PoolTimeout) as exc:
+        _raise_if_unavailable(engine, exc)
+        raise
+
+
+def _create_schema(engine: Engine) -> None:
     dialect = engine.dialect.name
     with engine.begin() as c:
         if dialect == "postgresql":
@@ -712,9 +774,17 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One write transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back whole."""
-        with self.engine.begin() as connection:
-            yield connection
+        """One write transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back whole.
+
+        A connection-level failure (opening, BEGIN, a statement, COMMIT) raises
+        DatabaseUnavailable; Conflict, DuplicatePayment and other errors pass unchanged.
+        """
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except (DBAPIError, PoolTimeout) as exc:
+            _raise_if_unavailable(self.engine, exc)
+            raise
 
     def close(self) -> None:
         """Release the database connections."""
@@ -722,9 +792,14 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        """A connection for reads only (a deferred transaction on SQLite)."""
-        with self.engine.connect() as connection:
-            yield connection.execution_options(guichet_read=True)
+        """A connection for reads only (a deferred transaction on SQLite); a connection-level
+        failure raises DatabaseUnavailable, as in `transaction`."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection.execution_options(guichet_read=True)
+        except (DBAPIError, PoolTimeout) as exc:
+            _raise_if_unavailable(self.engine, exc)
+            raise
 
     # --- procedure versions ---------------------------------------------------------------------
 

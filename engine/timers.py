@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import ConcurrentUpdate, GuichetError
+from .errors import ConcurrentUpdate, DatabaseUnavailable, GuichetError
 from .workflow import Workflow
 
 Timer = Mapping[str, Any]
@@ -60,7 +60,8 @@ def due_text(workflow: Workflow, index: int, case: Mapping[str, Any]) -> str:
 def settle_due(timer: Timer, fire: Callable[[], str],
                settle: Callable[[str], None]) -> str:
     """Run one due timer (`fire` fires its deadline or sends its reminder) and say how it
-    went: fired, reminded, already done, stale, retry or refused: <why>."""
+    went: fired, reminded, already done, stale, retry or refused: <why>. DatabaseUnavailable
+    propagates (the timer stays pending for the next tick)."""
     try:
         return fire()
     except TimerSettled as settled:
@@ -70,6 +71,8 @@ def settle_due(timer: Timer, fire: Callable[[], str],
         return "stale"
     except ConcurrentUpdate:
         return "retry"
+    except DatabaseUnavailable:
+        raise  # not the deadline's fault: it stays pending, the tick stops and says why
     except GuichetError as exc:
         settle("refused")
         return "refused: " + exc.message("en")

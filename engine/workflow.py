@@ -17,17 +17,13 @@ from .errors import Blocked, InvalidData, NotAllowed, Reason
 from .expressions import Expression, age
 from .forms import Errors, Form
 from .machine import StateMachine
+from .messages import text
 from .model import Deadline, Document, Field, Procedure, Requirement, Transition
 from .values import Actor
 
 APPLICANT = "applicant"
 #: The steps that are not transitions, as the history records them.
 START, ATTACH, PAY, EDIT = "@start", "@attach", "@pay", "@edit"
-_NOT_YOURS = {"fr": "ce dossier n'est pas le vôtre", "en": "this case is not yours"}
-
-
-def _reason(code: str, subject: str, fr: str, en: str) -> Reason:
-    return Reason(code, subject, {"fr": fr, "en": en})
 
 
 _MEMO_LIMIT = 50_000
@@ -142,8 +138,7 @@ class Refusal:
     def error(self) -> NotAllowed | Blocked:
         """The engine error that reports this refusal to a caller."""
         error = NotAllowed if self.kind == "refused" else Blocked
-        return error({"fr": f"« {self.trigger} » est impossible :",
-                      "en": f'"{self.trigger}" is not possible:'}, self.reasons)
+        return error(text("step_impossible", trigger=self.trigger), self.reasons)
 
 
 @dataclass(frozen=True)
@@ -264,25 +259,20 @@ class Workflow:
         for t in candidates:
             roles = [r for r in t.roles if r in actor.roles]
             if not roles:
-                reasons.append(_reason("role", t.trigger, "réservé aux rôles : " + ", ".join(
-                    t.roles), "only for roles: " + ", ".join(t.roles)))
+                reasons.append(Reason("role", t.trigger,
+                                      text("roles_only", roles=", ".join(t.roles))))
                 continue
             acting = roles[0]
             if acting == APPLICANT and actor.id != case.applicant_id:
-                reasons.append(_reason("ownership", t.trigger, _NOT_YOURS["fr"],
-                                       _NOT_YOURS["en"]))
+                reasons.append(Reason("ownership", t.trigger, text("not_yours")))
                 continue
             if t.not_applicant and actor.id == case.applicant_id:
-                reasons.append(_reason("separation", t.trigger,
-                                       "vous ne pouvez pas traiter votre propre dossier",
-                                       "you cannot handle your own case"))
+                reasons.append(Reason("separation", t.trigger, text("own_case")))
                 continue
             earlier = [s for s in t.not_actor_of if actor.id in case.actors.get(s, [])]
             if earlier:
-                reasons.append(_reason(
-                    "separation", t.trigger,
-                    f"vous avez déjà réalisé l'étape « {earlier[0]} » de ce dossier",
-                    f'you already did step "{earlier[0]}" on this case'))
+                reasons.append(Reason("separation", t.trigger,
+                                      text("step_already_done", step=earlier[0])))
                 continue
             allowed.append(t)
             role = role or acting
@@ -296,16 +286,12 @@ class Workflow:
         names = None if t.requires_fields == "all" else t.requires_fields
         if names != ():
             for f in self.form.missing(context, visible, names):
-                reasons.append(_reason("field", f.id,
-                                       f"champ obligatoire manquant : {f.label.get('fr')}",
-                                       f"missing field: {f.label.get('en')}"))
+                reasons.append(Reason("field", f.id, text("missing_field", label=f.label)))
         for d in self.documents_missing(case.documents, context, t.requires_documents):
-            reasons.append(_reason("document", d.id, f"pièce manquante : {d.label.get('fr')}",
-                                   f"missing document: {d.label.get('en')}"))
+            reasons.append(Reason("document", d.id, text("missing_document", label=d.label)))
         owed = self.fees_required(t.trigger, context, case.actors) - case.fees_paid
         if owed > 0:
-            reasons.append(_reason("payment", t.trigger, f"reste à payer : {owed} FCFA",
-                                   f"still to pay: {owed} XOF"))
+            reasons.append(Reason("payment", t.trigger, text("still_to_pay", owed=owed)))
         if t.when is not None:
             reasons.extend(_guard_refusal(t, context.truth(t.when)))
         return reasons
@@ -331,9 +317,8 @@ class Workflow:
         """
         candidates = self.candidates(case.state, trigger)
         if not candidates:
-            return Refusal("blocked", (_reason("state", trigger,
-                                               f"impossible depuis l'état « {case.state} »",
-                                               f'not possible from state "{case.state}"'),),
+            return Refusal("blocked", (Reason("state", trigger,
+                                              text("not_from_state", state=case.state)),),
                            trigger)
         allowed, role, refusals = self.authorize(candidates, case, actor)
         if not allowed:
@@ -371,8 +356,7 @@ class Workflow:
         errors: Errors = {}
         if form_part and not editable:
             for key in form_part:
-                errors[key] = {"fr": "ne peut pas être modifié à cette étape",
-                               "en": "cannot be changed at this step"}
+                errors[key] = text("not_editable_here")
             raise _invalid(errors)
         merged = dict(case.data)
         if form_part:
@@ -394,8 +378,7 @@ class Workflow:
     def _require_input(self, t: Transition, data: Mapping[str, Any], language: str) -> None:
         missing = [f for f in t.input if f.required and _blank(data.get(f.id))]
         if missing:
-            raise _invalid({f.id: {"fr": "est obligatoire", "en": "is required"}
-                            for f in missing})
+            raise _invalid({f.id: text("required") for f in missing})
 
     def _ready(self, transition: Transition, context: Mapping[str, Any]) -> bool:
         ready: list[Transition] = context["ready"]
@@ -410,7 +393,7 @@ class Workflow:
         if actor.roles - {APPLICANT}:
             return
         if APPLICANT not in actor.roles or actor.id != case.applicant_id:
-            raise NotAllowed(_NOT_YOURS)
+            raise NotAllowed(text("not_yours"))
 
     def authorize_change(self, case: CaseView, actor: Actor, step: str) -> None:
         """Whether `actor` may make a non-transition step (ATTACH, PAY or EDIT) on the case:
@@ -418,15 +401,14 @@ class Workflow:
         state lets them edit, and only the applicant edits the form. Raises NotAllowed."""
         self.check_owner(case, actor)
         if case.outcome is not None:
-            raise NotAllowed({"fr": "ce dossier est clos", "en": "this case is closed"})
+            raise NotAllowed(text("case_closed"))
         staff = bool(actor.roles - {APPLICANT})
         if step == EDIT and staff and not (APPLICANT in actor.roles
                                            and actor.id == case.applicant_id):
-            raise NotAllowed(_NOT_YOURS)
+            raise NotAllowed(text("not_yours"))
         editable = self.procedure.states[case.state].editable
         if step in (ATTACH, EDIT) and not editable and (step == EDIT or not staff):
-            raise NotAllowed({"fr": "le dossier ne peut pas être modifié à cette étape",
-                              "en": "the case cannot be changed at this step"})
+            raise NotAllowed(text("case_not_editable"))
 
     def role_of(self, case: CaseView | None, actor: Actor) -> str:
         """The role recorded for a step that is not a transition (start, attach, pay, edit):
@@ -450,8 +432,29 @@ class Workflow:
 
     def check_start(self, actor: Actor) -> None:
         if APPLICANT in self.procedure.roles and APPLICANT not in actor.roles:
-            raise NotAllowed({"fr": "seul un demandeur peut ouvrir un dossier",
-                              "en": "only an applicant can open a case"})
+            raise NotAllowed(text("only_applicant_starts"))
+
+    # --- for analysis (explore) -----------------------------------------------------------------
+
+    def start_data(self, data: Mapping[str, Any], today: dt.date, language: str = "fr"
+                   ) -> dict[str, Any]:
+        """The form data a case opens with, as `Engine.start` keeps it: validated and
+        normalised (raises InvalidData naming every bad field), the fields it hides dropped."""
+        cleaned = self.clean(data, today, language)
+        return self.drop_hidden(cleaned, self.context(cleaned, {}, 0, today))
+
+    def weigh(self, case: CaseView, trigger: str, actor: Actor, data: Mapping[str, Any],
+              today: dt.date) -> list[tuple[Transition, tuple[Reason, ...]]]:
+        """What `decide` weighs before the machine chooses: each candidate of `trigger` this
+        actor may fire, with every requirement it does not meet (none: it is ready), seen on
+        the same data (case data, then the step's); [] when the actor may fire none. Raises
+        InvalidData as `decide` does. Analysis reads it to tell which guards hold where."""
+        allowed, role, _ = self.authorize(self.candidates(case.state, trigger), case, actor)
+        if not allowed:
+            return []
+        merged = self._merge(case, allowed, role, data, today, actor.language)
+        context = self.context(merged, case.documents, case.fees_paid, today)
+        return [(t, tuple(self.requirements(t, case, context))) for t in allowed]
 
 
 def _blank(value: Any) -> bool:
@@ -464,10 +467,9 @@ def _guard_refusal(t: Transition, truth: Truth) -> list[Reason]:
     if truth is True:
         return []
     if truth is None:
-        return [_reason("guard", t.trigger, f"condition impossible à évaluer : {t.when.source}",
-                        f"condition cannot be evaluated: {t.when.source}")]
-    return [_reason("guard", t.trigger, f"condition non remplie : {t.when.source}",
-                    f"condition not met: {t.when.source}")]
+        return [Reason("guard", t.trigger,
+                       text("guard_not_evaluable", condition=t.when.source))]
+    return [Reason("guard", t.trigger, text("guard_not_met", condition=t.when.source))]
 
 
 def _unique(reasons: list[Reason]) -> tuple[Reason, ...]:
@@ -482,4 +484,4 @@ def _unique(reasons: list[Reason]) -> tuple[Reason, ...]:
 
 
 def _invalid(errors: Errors) -> InvalidData:
-    return InvalidData({"fr": "Données invalides :", "en": "Invalid data:"}, errors)
+    return InvalidData(text("invalid_data"), errors)

@@ -32,9 +32,9 @@ from helpers import (
     submitted,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from engine import EVENTS, Engine, Event, store
+from engine import EVENTS, DatabaseUnavailable, Engine, Event, store
 
 TABLES = {"history": store.history_t, "payments": store.payments_t,
           "documents": store.documents_t, "outbox": store.outbox_t}
@@ -377,7 +377,7 @@ def test_a_role_that_owns_nothing_refuses_to_start_on_a_tampered_guard(
     make_engine(pg_url).close()
     grant_as_readme(pg_url, role)
     run(pg_url, f"CREATE OR REPLACE FUNCTION guichet_history_append_only() {PERMISSIVE}")
-    with pytest.raises(OperationalError) as refusal:
+    with pytest.raises(DatabaseUnavailable) as refusal:
         make_engine(app_url)
     assert isinstance(refusal.value, store.SchemaError)
     message = str(refusal.value)

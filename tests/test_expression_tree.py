@@ -1,4 +1,4 @@
-"""engine/expressions.py, the expression tree for analysis (proposed for tests/test_expressions.py)."""
+"""engine/expressions.py: the tree API that analysis (rules, explore) reads expressions with."""
 
 from __future__ import annotations
 
