@@ -159,7 +159,7 @@ class Workflow:
         self.form = Form.of(procedure.fields)
         self._input_forms: dict[tuple[int, ...], Form] = {}
         self.results = Results()
-        self.machine = StateMachine(procedure, self._ready)
+        self.machine = StateMachine(procedure, self._ready, self._check_input, self._decision)
         data_fields = [*procedure.fields, *(i for t in procedure.transitions for i in t.input)]
         self._blank = {f.id: None for f in data_fields}
         self._dates = frozenset(f.id for f in data_fields if f.type == "date")
@@ -337,12 +337,12 @@ class Workflow:
                 blocked.extend(problems)
             else:
                 ready.append(t)
-        chosen = self.machine.fire(case.state, trigger, {"ready": ready})
-        if chosen is None:
+        step = {"ready": ready, "role": role, "data": merged, "context": context,
+                "input": data if check_input else None}
+        decision = self.machine.fire(case.state, trigger, step)
+        if decision is None:
             return Refusal("blocked", _unique(blocked), trigger)
-        if check_input:
-            self._require_input(chosen, data, actor.language)
-        return Decision(chosen, role, merged, context)
+        return decision
 
     def _merge(self, case: CaseView, allowed: list[Transition], role: str,
                data: Mapping[str, Any], today: dt.date, language: str) -> dict[str, Any]:
@@ -375,10 +375,20 @@ class Workflow:
             form = self._input_forms[key] = Form.of(unique.values())
         return form
 
-    def _require_input(self, t: Transition, data: Mapping[str, Any], language: str) -> None:
+    def _require_input(self, t: Transition, data: Mapping[str, Any]) -> None:
         missing = [f for f in t.input if f.required and _blank(data.get(f.id))]
         if missing:
             raise _invalid({f.id: text("required") for f in missing})
+
+    def _check_input(self, transition: Transition, step: Mapping[str, Any]) -> None:
+        """The machine's before callback: the step input the chosen transition requires
+        (not checked when only asking what may be fired)."""
+        if step["input"] is not None:
+            self._require_input(transition, step["input"])
+
+    def _decision(self, transition: Transition, step: Mapping[str, Any]) -> Decision:
+        """The machine's after callback: what firing the chosen transition decides."""
+        return Decision(transition, step["role"], step["data"], step["context"])
 
     def _ready(self, transition: Transition, context: Mapping[str, Any]) -> bool:
         ready: list[Transition] = context["ready"]
