@@ -4,8 +4,12 @@
 in the `when:` those fields, documents and fees depend on, and in fee `per`) from their
 declared domains: options, booleans, and the boundary values of the numeric and date comparisons
 the expressions make. It then runs a breadth-first search over (state, data, documents and fees)
-from the initial state, as every role would (system transitions fire only through a deadline of
-their source state: time passes), and reports:
+from the initial state, as every role would, asking the engine's own `Workflow` what each step
+does: `Workflow.decide` says whether a trigger fires for an actor with the step data, which
+transition it takes and the data the case keeps afterwards (hidden fields as the engine handles
+them); `Workflow.timings` says when each deadline of a state falls, and the first one whose
+transition the engine lets fire is the one that fires (system transitions fire only through a
+deadline). Exploration chooses what to try (actors, data, documents, payments) and reports:
 
 - `unreachable-state`: a state no run reaches, with any data;
 - `dead-guard`: a transition whose guard never holds where its source state is reached;
@@ -17,12 +21,16 @@ steps that show it (`counterexample`: only the data that decides the run) and as
 scenario `guichet test` can replay (`scenario()`: sample values for the other required fields
 and inputs, documents attached and fees paid before the steps that need them, expectations).
 
-Exploration assumes that actors supply the required fields, documents and fees (missing ones are
-not logic errors), so only guards decide; guards that read `documents`, `fees_paid` or
-`fees_due` are also tried with nothing attached or paid. Dates are those of a fixed day,
-`TODAY`, which waiting for a deadline does not move. The applicant may change the form when
-firing from an editable state. The search is bounded (depth, nodes, combinations) and
-`ExploreReport.bounds_hit` says when a bound was reached.
+Exploration supplies what a step needs (missing data is not a logic error): sample values for
+the required fields and step inputs that decide nothing, the documents that apply attached and
+the fees paid before each step, so that only guards decide; when guards read `documents`,
+`fees_paid` or `fees_due`, runs where only what each step requires is attached or paid are
+tried too. What nobody may supply any more (a required field in a state the applicant cannot
+edit) is the engine's answer like any other. Every run starts on `TODAY` at 09:00 and actors
+act at once; waiting for a deadline moves the clock to when it falls. The applicant may change
+the form when firing from an editable state. The search is bounded (depth, nodes, combinations)
+and `ExploreReport.bounds_hit` says when a bound was reached. With `trace=True`, the report
+keeps every step tried and the engine's answer (`Trace`), for replaying on a real Engine.
 """
 
 from __future__ import annotations
@@ -39,18 +47,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from jinja2 import nodes
 
-from .expressions import Expression, call_name, constant
+from .errors import InvalidData, NotAllowed
+from .expressions import Expression, Node, called, constant, names_read
 from .forms import Form
-from .model import Duration, Field, Procedure, Transition
-from .workflow import APPLICANT, Context, Workflow
+from .graph import cyclic, strongly_connected_components
+from .model import SYSTEM_ROLE, Duration, Field, Procedure, Transition
+from .values import SYSTEM, Actor
+from .workflow import APPLICANT, ATTACH, PAY, CaseView, Decision, Refusal, Workflow
 
 #: The fixed date of every exploration (ages and day differences are computed from it).
 TODAY = dt.date(2026, 6, 15)
-SYSTEM = "system"
 KINDS = ("unreachable-state", "dead-guard", "deadlock", "no-exit-cycle")
-APPLICANT_ACTOR = "applicant:citizen-1"
+APPLICANT_ID = "citizen-1"
+APPLICANT_ACTOR = f"{APPLICANT}:{APPLICANT_ID}"
 CLOCK_TIME = dt.time(9, 0)  # scenarios start at 09:00 on the exploration day
 
 Data = dict[str, Any]
@@ -144,6 +154,7 @@ class ExploreReport:
     bounds_hit: list[str]
     today: dt.date = TODAY
     domains: dict[str, list[Any]] = field(default_factory=dict)  # relevant field -> values
+    trace: Trace | None = field(default=None, repr=False, compare=False)  # with trace=True
 
     def of_kind(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
@@ -252,28 +263,22 @@ def _expressions(p: Procedure) -> Iterator[Expression]:
             yield fee.when
 
 
-def _mentions(node: nodes.Node, name: str) -> bool:
-    if isinstance(node, nodes.Name):
-        return bool(node.name == name)
-    return any(n.name == name for n in node.find_all(nodes.Name))
-
-
 def _hints(p: Procedure, name: str) -> _Hints:
     hints = _Hints()
     for expression in _expressions(p):
         for left, _op, right in expression.comparisons():
             for side, other in ((left, right), (right, left)):
-                if _mentions(side, name):
+                if name in names_read(side):
                     _hint(hints, side, other)
     return hints
 
 
-def _hint(hints: _Hints, side: nodes.Node, other: nodes.Node) -> None:
+def _hint(hints: _Hints, side: Node, other: Node) -> None:
     value = constant(other)
     values = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
     if not values:
         hints.expressions = True
-    aged = any(call_name(n) == "age" for n in [side, *side.find_all(nodes.Call)])
+    aged = "age" in called(side)
     for value in values:
         if isinstance(value, bool):
             continue
@@ -299,20 +304,25 @@ class _Values:
     def __init__(self, p: Procedure, today: dt.date) -> None:
         self.procedure = p
         self.today = today
-        self._forms: dict[int, Form] = {}
+        self._forms: dict[str, Form] = {}
+        self._hints: dict[str, _Hints] = {}
 
     def valid(self, f: Field, value: Any, today: dt.date) -> bool:
-        form = self._forms.get(id(f))
-        if form is None:
-            form = self._forms[id(f)] = Form.of([f])
+        form = self._forms.get(f.id)
+        if form is None or form.fields[0] is not f:
+            form = self._forms[f.id] = Form.of([f])
         return not form.validate({f.id: value}, today)[1]
 
-    def domain(self, f: Field) -> list[Any]:
-        """Boundary values of `f` (plus None when it is optional), valid for the field."""
-        hints = _hints(self.procedure, f.id)
-        values = self._candidates(f, hints)
+    def domain(self, f: Field, today: dt.date | None = None) -> list[Any]:
+        """Boundary values of `f` (plus None when it is optional), valid for the field on
+        `today` (by default the exploration day, from which dates are counted)."""
+        day = today or self.today
+        hints = self._hints.get(f.id)
+        if hints is None:
+            hints = self._hints[f.id] = _hints(self.procedure, f.id)
+        values = self._candidates(f, hints, day)
         if f.type != "group":
-            values = [v for v in values if self.valid(f, v, self.today)] or values[:1]
+            values = [v for v in values if self.valid(f, v, day)] or values[:1]
         unique = list({json.dumps(v, sort_keys=True): v for v in values}.values())
         if not f.required:
             unique.append(None)
@@ -324,7 +334,7 @@ class _Values:
             rows = max(f.min_rows or 1, 1)
             return [{s.id: self.sample(s, today) for s in f.fields if s.required}
                     for _ in range(rows)]
-        candidates = self._candidates(f, _Hints())
+        candidates = self._candidates(f, _Hints(), today)
         if f.type == "multi_choice":
             candidates = [[o] for o in f.option_values]
         elif f.type == "date":
@@ -334,7 +344,7 @@ class _Values:
         fallback = candidates[0] if candidates else None
         return next((v for v in candidates if self.valid(f, v, today)), fallback)
 
-    def _candidates(self, f: Field, hints: _Hints) -> list[Any]:
+    def _candidates(self, f: Field, hints: _Hints, today: dt.date) -> list[Any]:
         if f.type == "choice":
             return list(f.option_values)
         if f.type == "multi_choice":
@@ -344,14 +354,13 @@ class _Values:
         if f.type in ("integer", "number"):
             return _numbers(f, hints)
         if f.type == "date":
-            return [d.isoformat() for d in self._dates(f, hints)]
+            return [d.isoformat() for d in self._dates(f, hints, today)]
         if f.type == "group":
             lengths = {0, *(max(0, int(n) + k) for n in hints.numbers for k in (-1, 0, 1))}
             return [[{} for _ in range(n)] for n in sorted(lengths)]
-        return self._strings(f, hints)
+        return self._strings(f, hints, today)
 
-    def _dates(self, f: Field, hints: _Hints) -> list[dt.date]:
-        today = self.today
+    def _dates(self, f: Field, hints: _Hints, today: dt.date) -> list[dt.date]:
         days = {today}
         for years in hints.ages:
             days |= {_years_before(today, years + k) for k in (-1, 0, 1) if years + k >= 0}
@@ -364,12 +373,12 @@ class _Values:
         days |= {b for b in (_bound(f.minimum, today), _bound(f.maximum, today)) if b}
         return sorted(days)
 
-    def _strings(self, f: Field, hints: _Hints) -> list[Any]:
+    def _strings(self, f: Field, hints: _Hints, today: dt.date) -> list[Any]:
         """The constants compared with `f`, and one other valid value."""
         length = max(f.min_length or 1, 1)
         samples = _SAMPLES.get(f.type, ("x" * length, "X" * length, "0" * length, "0123456789"))
         other = [s for s in samples
-                 if s not in hints.strings and self.valid(f, s, self.today)]
+                 if s not in hints.strings and self.valid(f, s, today)]
         return [*sorted(hints.strings), *(other[:1] or samples[:1])]
 
 
@@ -453,92 +462,212 @@ def _digits(index: int, sizes: Sequence[int]) -> list[int]:
 
 
 def _key(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _wait_text(delta: dt.timedelta) -> str:
+    """A wait for a scenario (which waits calendar time): whole days, hours or minutes."""
+    for unit, size in (("days", dt.timedelta(days=1)), ("hours", dt.timedelta(hours=1))):
+        if delta % size == dt.timedelta(0):
+            return str(Duration(delta // size, unit))
+    return str(Duration(math.ceil(delta / dt.timedelta(minutes=1)), "minutes"))
 
 
 # --- the search ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class _Env:
-    """Documents and payment: `documents` is "all" (each visible one attached), "none" or "max"."""
+    """Documents and payment before each step: `documents` is "all" (each one that applies
+    attached), "none" (only those the step requires) or "max" (each one that applies, as many
+    files as allowed); `paid`: all that is due, or only what the step requires."""
 
     documents: str = "all"
     paid: bool = True
 
     def describe(self) -> str:
-        attached = {"all": "every document attached", "none": "no document attached",
+        attached = {"all": "every document attached",
+                    "none": "only the documents each step requires attached",
                     "max": "every document attached, as many files as allowed"}[self.documents]
-        return f"{attached}, fees {'paid' if self.paid else 'unpaid'}"
+        paid = "fees paid" if self.paid else "only the fees each step requires paid"
+        return f"{attached}, {paid}"
 
     def files(self, minimum: int, maximum: int) -> int:
         return max(1, maximum if self.documents == "max" else minimum)
 
 
 @dataclass(frozen=True)
-class _Move:
-    """How a node was reached from its parent."""
+class _Supply:
+    """What is attached and paid before a step: the scenario steps, and the case after them."""
 
-    transition: int  # index in procedure.transitions
-    role: str
-    data: Data  # step data: input values and edited form fields
+    steps: tuple[Step, ...]
+    documents: dict[str, int]
+    fees_paid: int
+
+
+@dataclass(frozen=True)
+class _Move:
+    """How a node was reached from its parent: what was done, and what the engine chose."""
+
+    transition: int  # index in procedure.transitions: the one the engine chose
+    role: str  # the role the engine says the actor acted in
+    actor: str  # the actor's id
+    data: Data  # the step data sent (complete: deciding values and samples)
+    supply: tuple[Step, ...]  # attach and pay steps before it
+    waits: tuple[dt.timedelta, ...] = ()  # a deadline: the clock moves, each followed by a tick
+    deadline: Duration | None = None  # a deadline: its `after`, as the counterexample shows it
 
 
 @dataclass
 class _Node:
+    """A case as the engine keeps it, and how exploration first reached it."""
+
     state: str
     data: Data
+    documents: dict[str, int]
+    fees_paid: int
+    actors: dict[str, list[str]]  # trigger -> ids of those who fired it
+    clock: dt.datetime  # now; also when the stay in `state` began (actors act at once)
     env: int
     depth: int
     parent: int | None
     move: _Move | None
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One step exploration asked the engine about (kept with `trace=True`), and the answer.
+
+    `steps` are scenario steps: the attach and pay steps, then the fire step, or the waits for
+    a state's deadlines (`deadlines`: each one's trigger and "fired" or "refused", in the order
+    they fall, up to the one that fires). `outcome` is "fired", "refused" or "blocked" (the
+    kind of the engine's Refusal; for deadlines, none fired) or "invalid" (the data was
+    refused); `target` is the node reached when it fired, None past the node bound.
+    """
+
+    node: int
+    trigger: str
+    role: str
+    steps: tuple[Step, ...]
+    outcome: str
+    target: int | None = None
+    deadlines: tuple[tuple[str, str], ...] = ()
+
+
+class Trace:
+    """Every step exploration tried, with the engine's answers and the cases they lead to."""
+
+    def __init__(self, explorer: _Explorer) -> None:
+        self._x = explorer
+        self.attempts: list[Attempt] = []
+
+    @property
+    def clock(self) -> dt.datetime:
+        """When every run starts (the scenarios' `clock`)."""
+        return self._x.start_clock
+
+    @property
+    def expanded(self) -> list[int]:
+        """The nodes whose every way out was tried (not final, within the bounds)."""
+        return sorted(self._x.expanded)
+
+    def steps_to(self, node: int) -> list[Step]:
+        """The scenario steps that take a new case to `node` (the first run that reached it)."""
+        return self._x.scenario_steps(self._x.chain(node))
+
+    def path(self, node: int) -> list[tuple[int, list[Step]]]:
+        """The first run that reached `node`, node by node: each node of the run (the start
+        first) with the scenario steps that take the case there from the one before."""
+        ids: list[int] = []
+        current: int | None = node
+        while current is not None:
+            ids.append(current)
+            current = self._x.nodes[current].parent
+        ids.reverse()
+        steps = self.steps_to(node)
+        found, at = [], 0
+        for i in ids:
+            move = self._x.nodes[i].move
+            count = 1 if move is None else len(move.supply) + (
+                len(move.waits) if move.deadline is not None else 1)
+            found.append((i, steps[at:at + count]))
+            at += count
+        return found
+
+    def case_at(self, node: int) -> dict[str, Any]:
+        """The case at `node` as exploration expects the engine to keep it: state, data,
+        documents (id -> files attached) and fees_paid."""
+        n = self._x.nodes[node]
+        return {"state": n.state, "data": dict(n.data), "documents": dict(n.documents),
+                "fees_paid": n.fees_paid}
+
+
 Exits = list[tuple[str, list[tuple[str, list[int]]]]]  # trigger -> (role, candidates)
 
 
 class _Explorer:
-    """The breadth-first search over (state, deciding data, documents and fees) and its graph."""
+    """The breadth-first search over cases (state, data, documents and fees) and its graph.
+
+    Every decision is the engine's: `Workflow.decide` for a step, `Workflow.timings` for when
+    the deadlines of a state fall, `Workflow.weigh` for which guards hold (dead guards) and
+    `Workflow.authorize_change` for who may attach a document or pay.
+    """
 
     def __init__(self, procedure: Procedure, max_depth: int, max_nodes: int,
-                 max_combinations: int, today: dt.date, edits: bool) -> None:
+                 max_combinations: int, today: dt.date, edits: bool, trace: bool) -> None:
         self.p = procedure
         self.workflow = Workflow(procedure)
         self.max_depth, self.max_nodes, self.limit = max_depth, max_nodes, max_combinations
         self.today, self.edits = today, edits
+        self.start_clock = dt.datetime.combine(today, CLOCK_TIME)
         self.relevance = relevance(procedure)
-        fields = _all_fields(procedure)
+        self.fields = _all_fields(procedure)
         self.values = _Values(procedure, today)
-        self.domains = {i: self.values.domain(fields[i]) for i in self.relevance.fields}
+        self.domains = {i: self.values.domain(self.fields[i]) for i in self.relevance.fields}
+        self._domains: dict[tuple[str, dt.date], list[Any]] = {}
         self.form_ids = [f.id for f in procedure.fields if f.id in self.domains]
+        self.staff = [r for r in procedure.roles if r not in (APPLICANT, SYSTEM_ROLE)]
+        self.dated = _dated(procedure)
+        self.business_days = any(d.after.unit == "business_days"
+                                 for s in procedure.states.values() for d in s.deadlines)
         self.bounds: list[str] = []
-        self.combos = self._initial_combinations()
         self.envs = self._envs()
+        self.combos = self._initial_combinations()
         self.nodes: list[_Node] = []
-        self.index: dict[tuple[str, str, int], int] = {}
+        self.index: dict[tuple[Any, ...], int] = {}
         self.edges: list[list[int]] = []
         self.expanded: set[int] = set()
         self.truncated: set[int] = set()
-        self.held: set[int] = set()
-        self.tried: dict[int, int] = {}  # transition -> first node where its guard was tried
-        self.contexts: dict[tuple[str, int], Context] = {}
-        self.kept: dict[tuple[str, int], Data] = {}
+        self.held: set[int] = set()  # transitions whose guard held somewhere
+        self.tried: dict[int, int] = {}  # transition -> first node where its guard was weighed
         self.escapes: dict[tuple[str, int], Data] = {}  # (state, env) -> form that left it
+        self.attachers: dict[str, str | None] = {}
         self.exits = {s: self._exits(s) for s in procedure.states}
+        self.trace = Trace(self) if trace else None
 
     # --- setting up -----------------------------------------------------------------------------
 
     def _initial_combinations(self) -> list[Data]:
+        """The start data tried: each combination of the relevant form fields, sample values
+        for the other required fields, as the engine stores it (hidden fields dropped)."""
         domains = [(i, self.domains[i]) for i in self.form_ids]
         combos, total = _combinations(domains, self.limit)
         if total > len(combos):
             self._bound(f"combinations: {total} combinations of the relevant fields, "
                         f"{len(combos)} explored (max_combinations={self.limit})")
-        visible: dict[str, Data] = {}
+        started: dict[str, Data] = {}
         for combo in combos:
-            context = self.workflow.context(combo, {}, 0, self.today)
-            kept = self.workflow.drop_hidden(combo, context)
-            visible.setdefault(_key(kept), kept)
-        return list(visible.values())
+            data: Data = {}
+            for f in self.p.fields:  # in the order of the form
+                if f.id in combo:
+                    data[f.id] = combo[f.id]
+                elif f.required and f.id not in self.domains:
+                    data[f.id] = self.values.sample(f, self.today)
+            try:
+                kept = self.workflow.start_data(data, self.today)
+            except InvalidData:
+                continue
+            started.setdefault(_key(self.deciding(kept)), kept)
+        return list(started.values())
 
     def _envs(self) -> list[_Env]:
         documents = ["all", "none", "max"] if self.relevance.documents else ["all"]
@@ -546,7 +675,8 @@ class _Explorer:
         return [_Env(d, p) for d in documents for p in paid]
 
     def _exits(self, state: str) -> Exits:
-        """Per trigger leaving `state`: each role that can fire it with its candidates."""
+        """Per trigger leaving `state`: each role that can fire it with its candidates (the
+        system's only through a deadline of `state`)."""
         deadlines = {d.trigger for d in self.p.states[state].deadlines}
         by_trigger: dict[str, dict[str, list[int]]] = {}
         for i, t in enumerate(self.p.transitions):
@@ -554,7 +684,7 @@ class _Explorer:
                 continue
             roles = by_trigger.setdefault(t.trigger, {})
             for role in t.roles:
-                if role != SYSTEM or t.trigger in deadlines:
+                if role != SYSTEM_ROLE or t.trigger in deadlines:
                     roles.setdefault(role, []).append(i)
         return [(trigger, list(roles.items())) for trigger, roles in by_trigger.items()]
 
@@ -562,38 +692,97 @@ class _Explorer:
         if message not in self.bounds:
             self.bounds.append(message)
 
-    # --- contexts -------------------------------------------------------------------------------
+    def deciding(self, data: Mapping[str, Any]) -> Data:
+        """The values of `data` that decide a run (the relevant fields)."""
+        return {k: v for k, v in data.items() if k in self.domains}
 
-    def context(self, data: Data, env: int) -> Context:
-        key = (_key(data), env)
-        found = self.contexts.get(key)
+    def domain(self, name: str, day: dt.date) -> list[Any]:
+        """The values tried for a relevant field on `day` (dates counted from it)."""
+        if day == self.today:
+            return self.domains[name]
+        found = self._domains.get((name, day))
         if found is None:
-            found = self.contexts[key] = self._context(data, self.envs[env])
+            found = self._domains[(name, day)] = self.values.domain(self.fields[name], day)
         return found
 
-    def _context(self, data: Data, env: _Env) -> Context:
-        documents: dict[str, int] = {}
-        if self.relevance.documents and env.documents != "none":
-            bare = self.workflow.context(data, {}, 0, self.today)
-            for d in self.p.documents:
-                if d.when is None or d.when.holds(bare):
-                    documents[d.id] = env.files(d.min_files, d.max_files)
-        context = self.workflow.context(data, documents, 0, self.today)
-        if env.paid:
-            context["fees_paid"] = context["fees_due"]
-        return context
+    # --- the cases ------------------------------------------------------------------------------
 
-    def _kept(self, data: Data, env: int, context: Context) -> Data:
-        """`data` without its hidden fields (as stored after a transition), cached."""
-        key = (_key(data), env)
-        found = self.kept.get(key)
-        if found is None:
-            found = self.kept[key] = self.workflow.drop_hidden(data, context)
-        return found
+    def _key(self, node: _Node) -> tuple[Any, ...]:
+        """What the engine's decisions can depend on. The moment counts only where something
+        reads it: expressions or date fields (the day), business days (weekday and time)."""
+        if self.dated:
+            moment = node.clock.isoformat()
+        elif self.business_days:
+            moment = f"{node.clock.weekday()} {node.clock.time()}"
+        else:
+            moment = ""
+        return (node.state, _key(node.data), _key(node.documents), node.fees_paid, node.env,
+                moment)
 
-    def holds(self, index: int, context: Mapping[str, Any]) -> bool:
-        guard = self.p.transitions[index].when
-        return guard is None or guard.holds(context)
+    def view(self, node: _Node, supply: _Supply | None = None) -> CaseView:
+        """The case at `node` as `Workflow.decide` reads it (after `supply`, if any)."""
+        documents = supply.documents if supply else node.documents
+        paid = supply.fees_paid if supply else node.fees_paid
+        return CaseView(node.state, APPLICANT_ID, node.data, documents, paid, node.actors)
+
+    def supply(self, node: _Node, data: Data, candidates: Sequence[Transition],
+               day: dt.date) -> _Supply:
+        """Attach and pay, as the run's environment says, before one of `candidates` fires
+        with `data` (the case's data and the step's): who may do it is the engine's answer."""
+        env = self.envs[node.env]
+        documents = dict(node.documents)
+        steps: list[Step] = []
+        context = self.workflow.context(data, documents, node.fees_paid, day)
+        wanted: dict[str, int] = {}
+        if env.documents == "none":
+            for c in candidates:
+                for d in self.workflow.documents_missing(documents, context,
+                                                         c.requires_documents):
+                    wanted[d.id] = max(wanted.get(d.id, 0), max(1, d.min_files))
+        else:
+            wanted = {d.id: min(env.files(d.min_files, d.max_files), d.max_files)
+                      for d in self.p.documents if context.applies(d.when)}
+        attacher = self._attacher(node)
+        for d in self.p.documents:
+            have = documents.get(d.id, 0)
+            if attacher is None or wanted.get(d.id, 0) <= have:
+                continue
+            step: Step = {"attach": d.id, "as": attacher}
+            if wanted[d.id] - have > 1:
+                step["file"] = {"count": wanted[d.id] - have}
+            steps.append(step)
+            documents[d.id] = wanted[d.id]
+        paid = node.fees_paid
+        # the engine takes at most what the case's stored data makes due
+        room = int(self.workflow.context(node.data, documents, paid, day)["fees_due"]) - paid
+        amount = room
+        if not env.paid:
+            context = self.workflow.context(data, documents, paid, day)
+            need = max((self.workflow.fees_required(c.trigger, context, node.actors)
+                        for c in candidates), default=0)
+            amount = min(room, need - paid)
+        if amount > 0 and self._may(node, Actor(APPLICANT_ID, [APPLICANT]), PAY):
+            steps.append({"pay": amount, "as": APPLICANT_ACTOR})
+            paid += amount
+        return _Supply(tuple(steps), documents, paid)
+
+    def _attacher(self, node: _Node) -> str | None:
+        """Who attaches documents in this state: the applicant, else the first staff role."""
+        if node.state not in self.attachers:
+            found = None
+            for role, actor in [(APPLICANT, APPLICANT_ID), *((r, f"{r}-1") for r in self.staff)]:
+                if self._may(node, Actor(actor, [role]), ATTACH):
+                    found = f"{role}:{actor}"
+                    break
+            self.attachers[node.state] = found
+        return self.attachers[node.state]
+
+    def _may(self, node: _Node, actor: Actor, step: str) -> bool:
+        try:
+            self.workflow.authorize_change(self.view(node), actor, step)
+        except NotAllowed:
+            return False
+        return True
 
     # --- the breadth-first search ---------------------------------------------------------------
 
@@ -601,7 +790,7 @@ class _Explorer:
         initial = self.p.initial_state.id
         for combo in self.combos:
             for env in range(len(self.envs)):
-                self._add(initial, combo, env, 0, None, None)
+                self._add(_Node(initial, combo, {}, 0, {}, self.start_clock, env, 0, None, None))
         queue = deque(range(len(self.nodes)))
         while queue:
             node_id = queue.popleft()
@@ -609,9 +798,8 @@ class _Explorer:
             self._expand(node_id)
             queue.extend(range(before, len(self.nodes)))
 
-    def _add(self, state: str, data: Data, env: int, depth: int, parent: int | None,
-             move: _Move | None) -> int | None:
-        key = (state, _key(data), env)
+    def _add(self, node: _Node) -> int | None:
+        key = self._key(node)
         found = self.index.get(key)
         if found is not None:
             return found
@@ -619,7 +807,7 @@ class _Explorer:
             self._bound(f"nodes: stopped at {self.max_nodes} explored nodes (max_nodes)")
             return None
         self.index[key] = len(self.nodes)
-        self.nodes.append(_Node(state, data, env, depth, parent, move))
+        self.nodes.append(node)
         self.edges.append([])
         return len(self.nodes) - 1
 
@@ -638,65 +826,149 @@ class _Explorer:
             self._leave(node_id, node, True)
 
     def _leave(self, node_id: int, node: _Node, edit_start: bool) -> None:
+        waited = edit_start  # the deadlines do not depend on the applicant's edits
         for trigger, roles in self.exits[node.state]:
             for role, candidates in roles:
+                if role == SYSTEM_ROLE:
+                    if not waited:
+                        waited = True
+                        self._wait(node_id, node)
+                    continue
                 self._fire(node_id, node, trigger, role, candidates, edit_start)
                 if edit_start and self.edges[node_id]:
                     return  # one way out is enough: every start is explored anyway
 
     def _fire(self, node_id: int, node: _Node, trigger: str, role: str, candidates: list[int],
               edit_start: bool) -> None:
-        """Every way `role` can fire `trigger` (one of `candidates`) from `node`."""
-        for step_data, merged in self._variants(node, role, candidates, edit_start):
-            context = self.context(merged, node.env)
-            held = [i for i in candidates if self.holds(i, context)]
-            for i in candidates:
-                self.tried.setdefault(i, node_id)
-            self.held.update(held)
-            if not held or role == SYSTEM and self._preempted(node.state, trigger, context):
+        """Every way `role` can fire `trigger` from `node`, as the engine decides it."""
+        day = node.clock.date()
+        transitions = [self.p.transitions[i] for i in candidates]
+        actor = Actor(_actor(role, transitions, node.actors), [role])
+        for data in self.variants(node, role, transitions, edit_start):
+            supply = self.supply(node, {**node.data, **data}, transitions, day)
+            case = self.view(node, supply)
+            self._weigh(node_id, case, trigger, actor, data, day, candidates)
+            try:
+                outcome = self.workflow.decide(case, trigger, actor, data, day)
+            except InvalidData:
+                self._attempt(node_id, trigger, role, [*supply.steps, _fire_step(
+                    trigger, role, actor.id, data)], "invalid")
                 continue
-            chosen = held[0]  # the machine fires the first ready transition
-            kept = self._kept(merged, node.env, context)
-            target = self.p.transitions[chosen].target
-            added = self._add(target, kept, node.env, node.depth + 1, node_id,
-                              _Move(chosen, role, step_data))
-            if added is None:
-                self.truncated.add(node_id)
-            elif added not in self.edges[node_id]:
-                self.edges[node_id].append(added)
+            fire = _fire_step(trigger, role, actor.id, data)
+            if isinstance(outcome, Refusal):
+                self._attempt(node_id, trigger, role, [*supply.steps, fire], outcome.kind)
+                continue
+            move = _Move(self._index(outcome.transition), outcome.role, actor.id, data,
+                         supply.steps)
+            added = self._follow(node_id, node, outcome, actor, supply, node.clock, move)
+            self._attempt(node_id, trigger, role, [*supply.steps, fire], "fired", added)
             if edit_start and self.edges[node_id]:  # remember the form that left the start
+                merged = {**node.data, **data}
                 escape = {k: merged[k] for k in self.form_ids if k in merged}
                 self.escapes[(node.state, node.env)] = escape
                 return
 
-    def _preempted(self, state: str, trigger: str, context: Mapping[str, Any]) -> bool:
-        """Whether an earlier deadline of `state` fires first (its transition's guard holds)."""
-        deadlines = sorted((d.after.approximate(), i, d.trigger)
-                           for i, d in enumerate(self.p.states[state].deadlines))
-        mine = next(d for d in deadlines if d[2] == trigger)
-        system = [i for _, roles in self.exits[state] for role, candidates in roles
-                  if role == SYSTEM for i in candidates]
-        earlier = {d[2] for d in deadlines if d < mine and d[2] != trigger}
-        return any(self.holds(i, context) for i in system
-                   if self.p.transitions[i].trigger in earlier)
-
-    def _variants(self, node: _Node, role: str, candidates: list[int], edit_start: bool
-                  ) -> Iterator[tuple[Data, Data]]:
-        """(step data, data the guards see): relevant inputs, and edits where allowed."""
-        if role == SYSTEM:
-            yield {}, node.data
+    def _wait(self, node_id: int, node: _Node) -> None:
+        """Wait for the deadlines of the node's state: they fall when `Workflow.timings` says,
+        and the first whose transition the engine lets fire takes the case on."""
+        timings = self.workflow.timings(node.state, node.clock)
+        triggers = {timing.deadline.trigger for timing in timings}
+        transitions = [t for t in self.p.transitions_from(node.state)
+                       if SYSTEM_ROLE in t.roles and t.trigger in triggers]
+        supply = self.supply(node, node.data, transitions, node.clock.date())
+        case = self.view(node, supply)
+        clock, waits, answers = node.clock, [], []
+        for timing in timings:
+            trigger = timing.deadline.trigger
+            if timing.due > clock:
+                waits.append(timing.due - clock)
+                clock = timing.due
+            candidates = [self._index(t) for t in transitions if t.trigger == trigger]
+            self._weigh(node_id, case, trigger, SYSTEM, {}, clock.date(), candidates)
+            try:
+                outcome = self.workflow.decide(case, trigger, SYSTEM, {}, clock.date())
+            except InvalidData:  # a required input nobody gives
+                outcome = None
+            if not isinstance(outcome, Decision):
+                answers.append((trigger, "refused"))
+                continue
+            answers.append((trigger, "fired"))
+            move = _Move(self._index(outcome.transition), outcome.role, SYSTEM.id, {},
+                         supply.steps, tuple(waits), timing.deadline.after)
+            added = self._follow(node_id, node, outcome, SYSTEM, supply, clock, move)
+            self._attempt(node_id, trigger, SYSTEM_ROLE, [*supply.steps, *_waits(waits)],
+                          "fired", added, answers)
             return
-        inputs = [i.id for c in candidates for i in self.p.transitions[c].input
-                  if i.id in self.domains]
-        inputs = list(dict.fromkeys(inputs))
-        combos, total = _combinations([(i, self.domains[i]) for i in inputs], self.limit)
+        if timings:
+            self._attempt(node_id, timings[-1].deadline.trigger, SYSTEM_ROLE,
+                          [*supply.steps, *_waits(waits)], "blocked", None, answers)
+
+    def _follow(self, node_id: int, node: _Node, decision: Decision, actor: Actor,
+                supply: _Supply, clock: dt.datetime, move: _Move) -> int | None:
+        """The case after a decided step (as the engine stores it), added as an edge."""
+        t = decision.transition
+        actors = {trigger: list(ids) for trigger, ids in node.actors.items()}
+        if actor.id not in actors.setdefault(t.trigger, []):
+            actors[t.trigger].append(actor.id)
+        added = self._add(_Node(t.target, decision.data, supply.documents, supply.fees_paid,
+                                actors, clock, node.env, node.depth + 1, node_id, move))
+        if added is None:
+            self.truncated.add(node_id)
+        elif added not in self.edges[node_id]:
+            self.edges[node_id].append(added)
+        return added
+
+    def _weigh(self, node_id: int, case: CaseView, trigger: str, actor: Actor, data: Data,
+               day: dt.date, candidates: list[int]) -> None:
+        """Note which guards of the candidates hold here (`Workflow.weigh`), while some
+        guard has never been seen to hold."""
+        if all(self.p.transitions[i].when is None or i in self.held for i in candidates):
+            return
+        try:
+            weighed = self.workflow.weigh(case, trigger, actor, data, day)
+        except InvalidData:
+            return
+        for t, reasons in weighed:
+            i = self._index(t)
+            self.tried.setdefault(i, node_id)
+            if t.when is not None and not any(r.code == "guard" for r in reasons):
+                self.held.add(i)
+
+    def _index(self, t: Transition) -> int:
+        return next(i for i, c in enumerate(self.p.transitions) if c is t)
+
+    def _attempt(self, node_id: int, trigger: str, role: str, steps: list[Step], outcome: str,
+                 target: int | None = None, deadlines: Sequence[tuple[str, str]] = ()) -> None:
+        if self.trace is not None:
+            self.trace.attempts.append(Attempt(node_id, trigger, role, tuple(steps), outcome,
+                                               target, tuple(deadlines)))
+
+    def variants(self, node: _Node, role: str, transitions: Sequence[Transition],
+                 edit_start: bool) -> Iterator[Data]:
+        """The step data tried: relevant inputs (and the form changes the applicant may make),
+        with sample values for the other required inputs and for the required fields the form
+        then lacks."""
+        day = node.clock.date()
+        inputs = list(dict.fromkeys(i.id for t in transitions for i in t.input
+                                    if i.id in self.domains))
+        combos, total = _combinations([(i, self.domain(i, day)) for i in inputs], self.limit)
         if total > len(combos):
             self._bound(f"inputs: {total} input combinations, {len(combos)} explored "
                         f"(max_combinations={self.limit})")
+        required = list({i.id: i for t in transitions for i in t.input if i.required}.values())
+        fills_form = role == APPLICANT and self.p.states[node.state].editable
         for edit in self._edits(node, role, edit_start):
             for combo in combos:
-                step = {**edit, **combo}
-                yield step, {**node.data, **step}
+                data = {**edit, **combo}
+                for f in required:
+                    if f.id not in data:
+                        data[f.id] = self.values.sample(f, day)
+                if fills_form:
+                    context = self.workflow.context({**node.data, **data}, node.documents,
+                                                    node.fees_paid, day)
+                    for f in self.workflow.form.missing(context, self.workflow.visible(context)):
+                        data[f.id] = self.values.sample(f, day)
+                yield data
 
     def _edits(self, node: _Node, role: str, edit_start: bool) -> list[Data]:
         """Form changes the applicant can make when firing from an editable state."""
@@ -707,7 +979,7 @@ class _Explorer:
         edits: dict[str, Data] = {"{}": {}}
         remembered = self.escapes.get((node.state, node.env)) if edit_start else None
         for combo in [remembered, *self.combos] if remembered else self.combos:
-            change = {k: v for k, v in combo.items() if node.data.get(k) != v}
+            change = {k: v for k, v in self.deciding(combo).items() if node.data.get(k) != v}
             edits.setdefault(_key(change), change)
         return list(edits.values())
 
@@ -748,25 +1020,26 @@ class _Explorer:
             yield self._finding(
                 "deadlock", node_id,
                 f'state "{node.state}" is not final, yet nothing can leave it with '
-                f"{_values(node.data)}: {self._why_stuck(node.state)}")
+                f"{_values(self.deciding(node.data))}: {self._why_stuck(node.state)}")
 
     def _why_stuck(self, state: str) -> str:
         deadlines = {d.trigger for d in self.p.states[state].deadlines}
         reasons = []
         for t in self.p.transitions_from(state):
-            if t.roles == (SYSTEM,) and t.trigger not in deadlines:
+            if t.roles == (SYSTEM_ROLE,) and t.trigger not in deadlines:
                 reasons.append(f"{t.trigger} (system only, and no deadline of this state)")
             elif t.when is not None:
                 reasons.append(f"{t.trigger} (when: {t.when.source})")
         return "; ".join(reasons) + " do not hold" if reasons else "no transition leaves it"
 
     def _cycles(self) -> Iterator[Finding]:
+        graph = {n: [m for m in self.edges[n] if m in self.expanded]
+                 for n in sorted(self.expanded)}
         seen: set[tuple[str, ...]] = set()
-        for component in _components(self.edges, self.expanded):
-            entry = min(component)
-            if not self._closed(component) or (len(component) == 1
-                                               and entry not in self.edges[entry]):
+        for component in strongly_connected_components(graph):
+            if not cyclic(graph, component) or not self._closed(component):
                 continue
+            entry = min(component)
             inside = {self.nodes[n].state for n in component}
             states = tuple(s for s in self.p.states if s in inside)
             if states in seen:
@@ -775,8 +1048,8 @@ class _Explorer:
             names = ", ".join(f'"{s}"' for s in states)
             yield self._finding(
                 "no-exit-cycle", entry,
-                f"runs with {_values(self.nodes[entry].data)} loop forever through {names}: "
-                "no final state can be reached from there", states=states)
+                f"runs with {_values(self.deciding(self.nodes[entry].data))} loop forever "
+                f"through {names}: no final state can be reached from there", states=states)
 
     def _closed(self, component: list[int]) -> bool:
         """No way out: every edge stays inside, nothing was cut by a bound, all supplied."""
@@ -788,11 +1061,16 @@ class _Explorer:
                  transition: Transition | None = None, states: tuple[str, ...] = ()
                  ) -> Finding:
         node = self.nodes[node_id]
-        chain = self._chain(node_id)
+        chain = self.chain(node_id)
+        replay = self.scenario_steps(chain)
+        replay[-1]["expect"] = {"state": node.state}
+        if kind == "deadlock":
+            replay += self._nothing_available(node)
+        elif kind == "dead-guard" and transition is not None:
+            replay += self._refused(node, transition)
         return Finding(kind, message, state=node.state, transition=transition, states=states,
-                       data=dict(node.data), counterexample=tuple(self._steps(chain)),
-                       replay=tuple(_Replay(self, chain).finish(kind, transition)),
-                       note=self._note(node), today=self.today)
+                       data=self.deciding(node.data), counterexample=tuple(self._steps(chain)),
+                       replay=tuple(replay), note=self._note(node), today=self.today)
 
     def _note(self, node: _Node) -> str:
         supplied = ("exploration assumes the required fields, documents and fees are supplied; "
@@ -804,7 +1082,8 @@ class _Explorer:
 
     # --- counterexamples ------------------------------------------------------------------------
 
-    def _chain(self, node_id: int) -> list[_Node]:
+    def chain(self, node_id: int) -> list[_Node]:
+        """The nodes of the first run that reached `node_id`, from its start."""
         chain: list[_Node] = []
         current: int | None = node_id
         while current is not None:
@@ -814,230 +1093,118 @@ class _Explorer:
 
     def _steps(self, chain: list[_Node]) -> list[Step]:
         """The run with the deciding data only."""
-        steps: list[Step] = [{"start": dict(chain[0].data), "as": APPLICANT_ACTOR}]
-        actors: dict[str, list[str]] = {}
-        for before, node in itertools.pairwise(chain):
-            assert node.move is not None
-            t = self.p.transitions[node.move.transition]
-            if node.move.role == SYSTEM:
-                steps.append({"wait": str(self.deadline(before.state, t.trigger))})
+        steps: list[Step] = [{"start": self.deciding(chain[0].data), "as": APPLICANT_ACTOR}]
+        for node in chain[1:]:
+            move = node.move
+            assert move is not None
+            if move.deadline is not None:
+                steps.append({"wait": str(move.deadline)})
                 continue
-            actor = _actor(node.move.role, t, actors)
-            actors.setdefault(t.trigger, []).append(actor)
-            step: Step = {"fire": t.trigger, "as": f"{node.move.role}:{actor}"}
-            if node.move.data:
-                step["data"] = dict(node.move.data)
+            step = _fire_step(self.p.transitions[move.transition].trigger, move.role,
+                              move.actor, self.deciding(move.data))
             steps.append(step)
         return steps
 
-    def deadline(self, state: str, trigger: str) -> Duration:
-        return next(d.after for d in self.p.states[state].deadlines if d.trigger == trigger)
+    def scenario_steps(self, chain: list[_Node]) -> list[Step]:
+        """The run as complete scenario steps: what `guichet test` needs to play it for real
+        (start data, documents attached and fees paid before each step, waits)."""
+        steps: list[Step] = [{"start": dict(chain[0].data), "as": APPLICANT_ACTOR}]
+        for node in chain[1:]:
+            move = node.move
+            assert move is not None
+            steps += [dict(step) for step in move.supply]
+            if move.deadline is not None:
+                steps += _waits(move.waits)
+                continue
+            steps.append(_fire_step(self.p.transitions[move.transition].trigger, move.role,
+                                    move.actor, move.data))
+        copied: list[Step] = json.loads(json.dumps(steps))  # no shared objects
+        return copied
+
+    def _nothing_available(self, node: _Node) -> list[Step]:
+        roles = dict.fromkeys(r for t in self.p.transitions_from(node.state) for r in t.roles
+                              if r != SYSTEM_ROLE)
+        return [{"expect": {"available": []},
+                 "as": f"{role}:{APPLICANT_ID if role == APPLICANT else f'{role}-1'}"}
+                for role in roles]
+
+    def _refused(self, node: _Node, t: Transition) -> list[Step]:
+        """Fire the dead transition where it was tried: the engine blocks it on its guard
+        (unless another transition of its trigger fires, then nothing is added)."""
+        role = next((r for r in t.roles if r != SYSTEM_ROLE), None)
+        if role is None:
+            return []
+        candidates = [c for c in self.p.transitions_from(node.state, t.trigger)
+                      if role in c.roles]
+        actor = Actor(_actor(role, candidates, node.actors), [role])
+        day = node.clock.date()
+        for data in self.variants(node, role, candidates, False):
+            supply = self.supply(node, {**node.data, **data}, candidates, day)
+            try:
+                outcome = self.workflow.decide(self.view(node, supply), t.trigger, actor, data,
+                                               day)
+            except InvalidData:
+                continue
+            if not isinstance(outcome, Refusal) or outcome.kind != "blocked" \
+                    or not any(r.code == "guard" for r in outcome.reasons):
+                return []
+            step = _fire_step(t.trigger, role, actor.id, data)
+            step["expect"] = {"refused": {"error": "blocked", "reasons": ["guard"]},
+                              "state": node.state}
+            return [*(dict(s) for s in supply.steps), step]
+        return []
 
 
-def _actor(role: str, t: Transition, actors: Mapping[str, list[str]]) -> str:
+def _fire_step(trigger: str, role: str, actor: str, data: Data) -> Step:
+    step: Step = {"fire": trigger, "as": f"{role}:{actor}"}
+    if data:
+        step["data"] = dict(data)
+    return step
+
+
+def _waits(waits: Iterable[dt.timedelta]) -> list[Step]:
+    return [{"wait": _wait_text(wait)} for wait in waits]
+
+
+def _actor(role: str, transitions: Sequence[Transition], actors: Mapping[str, list[str]]
+           ) -> str:
     """The actor id for `role`: a new one when separation forbids the earlier ones."""
     if role == APPLICANT:
-        return "citizen-1"
-    earlier = {a for trigger in t.not_actor_of for a in actors.get(trigger, [])}
+        return APPLICANT_ID
+    earlier = {a for t in transitions for trigger in t.not_actor_of
+               for a in actors.get(trigger, [])}
     number = 1
     while f"{role}-{number}" in earlier:
         number += 1
     return f"{role}-{number}"
 
 
-class _Replay:
-    """A run as complete scenario steps: what `guichet test` needs to play it for real."""
-
-    def __init__(self, explorer: _Explorer, chain: list[_Node]) -> None:
-        self.x = explorer
-        self.p = explorer.p
-        self.workflow = explorer.workflow
-        self.chain = chain
-        self.env = explorer.envs[chain[0].env]
-        self.steps: list[Step] = []
-        self.data: Data = {}
-        self.attached: dict[str, int] = {}
-        self.paid = 0
-        self.actors: dict[str, list[str]] = {}
-        self.clock = dt.datetime.combine(explorer.today, CLOCK_TIME)
-        self.state = self.p.initial_state.id
-
-    @property
-    def today(self) -> dt.date:
-        return self.clock.date()
-
-    def context(self, data: Data) -> Context:
-        return self.workflow.context(data, self.attached, self.paid, self.today)
-
-    def finish(self, kind: str, transition: Transition | None) -> list[Step]:
-        self._start(self.chain[0].data)
-        for node in self.chain[1:]:
-            assert node.move is not None
-            self._move(node.move)
-        self.steps[-1]["expect"] = {"state": self.state}
-        if kind == "deadlock":
-            self._nothing_available()
-        elif kind == "dead-guard" and transition is not None:
-            self._refused(transition)
-        return self.steps
-
-    def _start(self, deciding: Data) -> None:
-        data: Data = {}
-        for f in self.p.fields:  # in the order of the form
-            if f.id in deciding:
-                data[f.id] = deciding[f.id]
-            elif f.required and f.id not in self.x.domains:
-                data[f.id] = self.x.values.sample(f, self.today)
-        self.data = self.workflow.drop_hidden(data, self.context(data))
-        self.steps.append({"start": dict(self.data), "as": APPLICANT_ACTOR})
-
-    def _move(self, move: _Move) -> None:
-        t = self.p.transitions[move.transition]
-        data = self._complete(t, move.role, move.data)
-        self._supply(t, data)
-        if move.role == SYSTEM:
-            self._wait(t)
-            self.actors.setdefault(t.trigger, []).append(SYSTEM)
-        else:
-            actor = _actor(move.role, t, self.actors)
-            step: Step = {"fire": t.trigger, "as": f"{move.role}:{actor}"}
-            if data:
-                step["data"] = data
-            self.steps.append(step)
-            self.actors.setdefault(t.trigger, []).append(actor)
-        merged = {**self.data, **data}
-        self.data = self.workflow.drop_hidden(merged, self.context(merged))
-        self.state = t.target
-
-    def _complete(self, t: Transition, role: str, deciding: Data) -> Data:
-        """Step data: the deciding values, samples for required inputs and missing fields."""
-        data = dict(deciding)
-        if role == SYSTEM:
-            return data
-        for f in t.input:
-            if f.required and f.id not in data:
-                data[f.id] = self.x.values.sample(f, self.today)
-        if role == APPLICANT and self.p.states[self.state].editable:
-            context = self.context({**self.data, **data})
-            for f in self.workflow.form.missing(context, self.workflow.visible(context)):
-                data[f.id] = self.x.values.sample(f, self.today)
-        return data
-
-    def _supply(self, t: Transition, data: Data) -> None:
-        """Attach the documents that apply and pay what is due, as exploration assumed."""
-        context = self.context({**self.data, **data})
-        if self.env.documents != "none":
-            for d in self.p.documents:
-                wanted = self.env.files(d.min_files, d.max_files)
-                have = self.attached.get(d.id, 0)
-                if have < wanted and (d.when is None or d.when.holds(context)):
-                    step: Step = {"attach": d.id, "as": self._attacher()}
-                    if wanted - have > 1:
-                        step["file"] = {"count": wanted - have}
-                    self.steps.append(step)
-                    self.attached[d.id] = wanted
-            context = self.context({**self.data, **data})
-        owed = int(context["fees_due"]) - self.paid
-        if self.env.paid and owed > 0:
-            self.steps.append({"pay": owed, "as": APPLICANT_ACTOR})
-            self.paid += owed
-
-    def _attacher(self) -> str:
-        if self.p.states[self.state].editable:
-            return APPLICANT_ACTOR
-        staff = [r for r in self.p.roles if r not in (APPLICANT, SYSTEM)]
-        return f"{staff[0]}:{staff[0]}-1" if staff else APPLICANT_ACTOR
-
-    def _wait(self, t: Transition) -> None:
-        after = self.x.deadline(self.state, t.trigger)
-        wait = str(after)
-        if after.unit == "business_days":  # scenarios wait calendar time
-            delta = after.add_to(self.clock) - self.clock
-            wait = str(Duration(math.ceil(delta / dt.timedelta(days=1)), "days"))
-        self.steps.append({"wait": wait})
-        self.clock += Duration.parse(wait).approximate()
-
-    def _nothing_available(self) -> None:
-        roles = dict.fromkeys(r for t in self.p.transitions_from(self.state) for r in t.roles
-                              if r != SYSTEM)
-        for role in roles:
-            actor = "citizen-1" if role == APPLICANT else f"{role}-1"
-            self.steps.append({"expect": {"available": []}, "as": f"{role}:{actor}"})
-
-    def _refused(self, t: Transition) -> None:
-        """Fire the dead transition: blocked by its guard (unless the trigger goes elsewhere)."""
-        role = next((r for r in t.roles if r != SYSTEM), None)
-        if role is None:
-            return
-        deciding = {i.id: self.x.domains[i.id][0] for i in t.input if i.id in self.x.domains}
-        data = self._complete(t, role, {k: v for k, v in deciding.items() if v is not None})
-        self._supply(t, data)
-        context = self.context({**self.data, **data})
-        others = [c for c in self.p.transitions_from(self.state, t.trigger)
-                  if c is not t and role in c.roles]
-        if any(c.when is None or c.when.holds(context) for c in others):
-            return
-        actor = _actor(role, t, self.actors)
-        step: Step = {"fire": t.trigger, "as": f"{role}:{actor}"}
-        if data:
-            step["data"] = data
-        step["expect"] = {"refused": {"error": "blocked", "reasons": ["guard"]},
-                          "state": self.state}
-        self.steps.append(step)
-
-
-def _components(edges: Sequence[Sequence[int]], within: set[int]) -> Iterator[list[int]]:
-    """Strongly connected components of the graph restricted to `within` (iterative Tarjan)."""
-    index: dict[int, int] = {}
-    low: dict[int, int] = {}
-    stack: list[int] = []
-    on_stack: set[int] = set()
-    for root in sorted(within):
-        if root in index:
-            continue
-        work = [(root, 0)]
-        while work:
-            node, position = work.pop()
-            if position == 0:
-                index[node] = low[node] = len(index)
-                stack.append(node)
-                on_stack.add(node)
-            successors = [m for m in edges[node] if m in within]
-            if position < len(successors):
-                work.append((node, position + 1))
-                nxt = successors[position]
-                if nxt not in index:
-                    work.append((nxt, 0))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            if low[node] == index[node]:
-                yield _pop_component(stack, on_stack, node)
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-
-
-def _pop_component(stack: list[int], on_stack: set[int], root: int) -> list[int]:
-    component = []
-    while True:
-        member = stack.pop()
-        on_stack.discard(member)
-        component.append(member)
-        if member == root:
-            return component
+def _dated(p: Procedure) -> bool:
+    """Whether the day can change a decision: an expression reads `today` or `age`, or a
+    field or step input holds a date (validated against the day)."""
+    if any(expression.names & {"today", "age"} for expression in _expressions(p)):
+        return True
+    pending = [*p.fields, *(i for t in p.transitions for i in t.input)]
+    while pending:
+        f = pending.pop()
+        if f.type == "date":
+            return True
+        pending.extend(f.fields)
+    return False
 
 
 def explore(procedure: Procedure, max_depth: int = 50, max_nodes: int = 100_000, *,
-            max_combinations: int = 256, today: dt.date = TODAY, edits: bool = True
-            ) -> ExploreReport:
+            max_combinations: int = 256, today: dt.date = TODAY, edits: bool = True,
+            trace: bool = False) -> ExploreReport:
     """Explore every reachable (state, relevant data) of `procedure`; see the module docstring.
 
     `max_depth` bounds the steps of a run, `max_nodes` the (state, data) nodes explored and
     `max_combinations` the data combinations tried at the start and at each step. With `edits`,
-    the applicant may change the form when firing from an editable state.
+    the applicant may change the form when firing from an editable state. With `trace`, the
+    report keeps every step tried and the engine's answer (`ExploreReport.trace`).
     """
-    explorer = _Explorer(procedure, max_depth, max_nodes, max_combinations, today, edits)
+    explorer = _Explorer(procedure, max_depth, max_nodes, max_combinations, today, edits,
+                         trace)
     explorer.run()
     reached = {n.state for n in explorer.nodes}
     return ExploreReport(
@@ -1051,4 +1218,5 @@ def explore(procedure: Procedure, max_depth: int = 50, max_nodes: int = 100_000,
         bounds_hit=list(explorer.bounds),
         today=today,
         domains={name: list(values) for name, values in explorer.domains.items()},
+        trace=explorer.trace,
     )

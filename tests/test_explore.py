@@ -97,7 +97,8 @@ def expect(state: str, **more: Any) -> dict[str, Any]:
 
 def test_fixtures_pass_validation_so_only_exploration_finds_their_problems() -> None:
     files = sorted(FIXTURES.glob("*.yaml"))
-    assert [f.stem for f in files] == ["clean", "cycle", "dead_guard", "deadlock"]
+    assert [f.stem for f in files] == ["clean", "cycle", "dead_guard", "deadline_order",
+                                       "deadlock", "hidden_by_input"]
     assert lint(files) == []
 
 
