@@ -30,7 +30,7 @@ from .errors import (
     UnknownTrigger,
 )
 from .messages import Texts, text
-from .model import Document, Procedure, Transition
+from .model import Procedure, Transition
 from .outbox import Hook, Outbox
 from .registry import Versions
 from .timers import TimerSettled, check_stay, due_text, settle_due, timer_rows
@@ -414,16 +414,14 @@ class Engine:
         lets them edit. The step is recorded in the history with the changed fields."""
         limits.check_payload(data)
         now = self.clock()
-        edited: dict[str, Any] = {}  # filled by change(): the payload below holds it
 
-        def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any] | None:
+        def decide(current: Mapping[str, Any]) -> _Change | None:
             workflow = self.workflow(current["procedure_hash"])
             merged = workflow.edit(_view(current), actor, data, now.date())
-            edited.update(_changes(workflow, current["data"], merged))
-            return {"data": merged} if edited else None
+            edited = _changes(workflow, current["data"], merged)
+            return _Change({"data": merged}, {CHANGES: edited}) if edited else None
 
-        return self._change(reference, actor, EDIT, "case_edited", {CHANGES: edited},
-                            change)
+        return self._change(reference, actor, EDIT, "case_edited", decide)
 
     def attach(self, reference: str, document_id: str, filename: str,
                content: bytes | IO[bytes], actor: Actor) -> Case:
@@ -441,25 +439,21 @@ class Engine:
             spec = self.workflow(row["procedure_hash"]).procedure.document(document_id)
             data = _read_at_most(content, (spec.max_size if spec else 0) + 1)
         media_type = sniff(data)
-        now = self.clock()
         attached: dict[str, Any] = {"document_id": document_id, "filename": filename,
                                     "media_type": media_type, "size": len(data)}
 
-        def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any]:
-            spec = self.workflow(current["procedure_hash"]).procedure.document(document_id)
-            if spec is None:
-                raise _bad(document_id, text("unknown_document"))
-            self.workflow(current["procedure_hash"]).authorize_change(_view(current), actor,
-                                                                      ATTACH)
-            _check_file(spec, data, media_type)
-            if _counts(current["documents"]).get(document_id, 0) >= spec.max_files:
-                raise _bad(document_id, text("too_many_files", max_files=spec.max_files))
+        def decide(current: Mapping[str, Any]) -> _Change:
+            workflow = self.workflow(current["procedure_hash"])
+            workflow.accept_file(_view(current), actor, document_id, len(data), media_type)
             attached["sha256"] = self.blobs.put(data)  # before the row that points to it
-            self._store.insert_document(c, {"case_id": current["id"], **attached,
-                                            "actor_id": actor.id, "at": now})
-            return {"documents": [*current["documents"], attached]}
 
-        return self._change(reference, actor, ATTACH, "document_attached", attached, change)
+            def write(c: Any, row: Mapping[str, Any], now: dt.datetime) -> None:
+                self._store.insert_document(c, {"case_id": row["id"], **attached,
+                                                "actor_id": actor.id, "at": now})
+
+            return _Change({"documents": [*current["documents"], attached]}, attached, write)
+
+        return self._change(reference, actor, ATTACH, "document_attached", decide)
 
     def pay(self, reference: str, amount: int, provider: str, provider_reference: str,
             actor: Actor) -> Case:
@@ -473,57 +467,62 @@ class Engine:
         limits.check_text("provider", provider, limits.MAX_PROVIDER)
         limits.check_text("provider_reference", provider_reference,
                           limits.MAX_PROVIDER_REFERENCE)
-        now = self.clock()
         paid = {"amount": amount, "provider": provider, "provider_reference": provider_reference}
 
-        def change(c: Any, current: Mapping[str, Any]) -> dict[str, Any] | None:
+        def decide(current: Mapping[str, Any]) -> _Change | None:
             workflow = self.workflow(current["procedure_hash"])
             case = _view(current)
             workflow.check_owner(case, actor)  # before anything about the case is answered
-            earlier = self._store.find_payment(c, provider, provider_reference)
+            earlier = self._store.payment(provider, provider_reference)
             if earlier is not None:
                 if earlier["case_id"] == current["id"] and earlier["amount"] == amount:
                     return None  # the same payment again: nothing to do
                 raise _bad("provider_reference", text("payment_reference_used"))
-            workflow.authorize_change(case, actor, PAY)
-            due = _fees_due(workflow, current, now.date())
-            limits.check_owed("amount", amount, due, current["fees_paid"])
-            self._store.insert_payment(c, {"case_id": current["id"], **paid,
-                                           "actor_id": actor.id, "at": now})
-            return {"fees_paid": current["fees_paid"] + amount}
+            workflow.accept_payment(case, actor, amount, self.clock().date())
+
+            def write(c: Any, row: Mapping[str, Any], now: dt.datetime) -> None:
+                self._store.insert_payment(c, {"case_id": row["id"], **paid,
+                                               "actor_id": actor.id, "at": now})
+
+            return _Change({"fees_paid": current["fees_paid"] + amount}, paid, write)
 
         try:
-            return self._change(reference, actor, PAY, "payment_recorded", paid, change)
+            return self._change(reference, actor, PAY, "payment_recorded", decide)
         except store.DuplicatePayment:  # a concurrent twin won the race: answer as a repeat
-            return self._change(reference, actor, PAY, "payment_recorded", paid, change)
+            return self._change(reference, actor, PAY, "payment_recorded", decide)
 
     def _change(self, reference: str, actor: Actor, step: str, event: str,
-                payload: dict[str, Any],
-                change: Callable[[Any, Mapping[str, Any]], dict[str, Any] | None]) -> Case:
-        """Apply a non-transition change (attach, pay) as one transaction with its history row."""
+                decide: Callable[[Mapping[str, Any]], _Change | None]) -> Case:
+        """A step that is not a transition (attach, pay, edit): decided on the case as read,
+        outside the write transaction, then written with its history row if the case is
+        still at that version (decided again, a few times, when it changed meanwhile)."""
         canonical = _canonical(reference)
-        now = self.clock()
-        try:
-            with self._write() as c:
-                current = self._store.case_by_reference(c, canonical)
-                if current is None:
-                    raise _unknown_case(reference)
-                values = change(c, current)
-                if values is None:
-                    return self._case_value(current)
-                version = current["version"] + 1
-                values = {**values, "version": version, "updated_at": now}
-                self._store.update_case(c, current["id"], current["version"], values)
-                role = self.workflow(current["procedure_hash"]).role_of(_view(current), actor)
-                self._store.append_history(c, _history(current["id"], version, step,
-                                                       current["state"], current["state"],
-                                                       actor.id, role, payload, now))
-                outbox_id = self._store.add_outbox(c, _outbox(current["id"], event, payload,
-                                                              now))
-        except store.Conflict:
-            raise _concurrent() from None
-        self._outbox.deliver(outbox_id, canonical, event, payload)
-        return self._case_value({**current, **values})
+        for attempt in range(1, _ATTEMPTS + 1):
+            current = self._row(reference)
+            change = decide(current)
+            if change is None:
+                return self._case_value(current)
+            now = self.clock()
+            version = current["version"] + 1
+            values = {**change.values, "version": version, "updated_at": now}
+            role = self.workflow(current["procedure_hash"]).role_of(_view(current), actor)
+            history = _history(current["id"], version, step, current["state"], current["state"],
+                               actor.id, role, change.payload, now)
+            try:
+                with self._write() as c:
+                    if change.write is not None:
+                        change.write(c, current, now)
+                    self._store.update_case(c, current["id"], current["version"], values)
+                    self._store.append_history(c, history)
+                    outbox_id = self._store.add_outbox(c, _outbox(current["id"], event,
+                                                                  change.payload, now))
+            except store.Conflict:
+                if attempt == _ATTEMPTS:
+                    raise _concurrent() from None
+                continue
+            self._outbox.deliver(outbox_id, canonical, event, change.payload)
+            return self._case_value({**current, **values})
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     # --- deadlines ------------------------------------------------------------------------------
 
@@ -589,21 +588,6 @@ def _default_blobs(url: str) -> BlobStore:
     return DirectoryBlobStore("guichet-blobs")
 
 
-def _check_file(spec: Document, data: bytes, media_type: str | None) -> None:
-    """Refuse a file over the document's size or of a type it does not accept."""
-    if len(data) > spec.max_size:
-        raise _bad(spec.id, text("file_too_large", max_size=spec.max_size))
-    if media_type is None or media_type not in spec.media_types:
-        accepted = ", ".join(spec.media_types)
-        raise _bad(spec.id, text("file_type_refused", accepted=accepted))
-
-
-def _fees_due(workflow: Workflow, row: Mapping[str, Any], today: dt.date) -> int:
-    """What a case owes in all, as its current data and documents make the fees apply."""
-    context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"], today)
-    return int(context["fees_due"])
-
-
 def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
     """Read a stream whole, stopping past `limit` bytes (raw streams return short reads)."""
     chunks: list[bytes] = []
@@ -659,6 +643,16 @@ def _history(case_id: int, sequence: int, trigger: str, source: str | None, targ
 def _outbox(case_id: int, event: str, payload: Mapping[str, Any], now: dt.datetime
             ) -> dict[str, Any]:
     return {"case_id": case_id, "event": event, "payload": dict(payload), "created_at": now}
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A decided step that is not a transition: the case columns it sets, what its history
+    and outbox rows say, and what else it writes in its transaction (a document, a payment)."""
+
+    values: dict[str, Any]
+    payload: dict[str, Any]
+    write: Callable[[Any, Mapping[str, Any], dt.datetime], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -916,6 +916,11 @@ class Store:
         }).fetchone()
         return None if row is None else dict(zip(self.hot.payment_columns, row, strict=True))
 
+    def payment(self, provider: str, provider_reference: str) -> dict[str, Any] | None:
+        """The payment with this provider reference, read outside any write transaction."""
+        with self.reading() as c:
+            return self.find_payment(c, provider, provider_reference)
+
     def insert_payment(self, c: Connection, values: Mapping[str, Any]) -> None:
         """Record a payment; a concurrent twin (same provider reference) raises
         DuplicatePayment, and the caller's transaction is then rolled back whole."""

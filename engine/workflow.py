@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from . import limits
 from .errors import Blocked, InvalidData, NotAllowed, Reason
 from .expressions import Expression, age
 from .forms import Errors, Form
@@ -139,6 +140,16 @@ class Refusal:
         """The engine error that reports this refusal to a caller."""
         error = NotAllowed if self.kind == "refused" else Blocked
         return error(text("step_impossible", trigger=self.trigger), self.reasons)
+
+
+@dataclass(frozen=True)
+class _Weighed:
+    """What a decision weighs before the machine chooses (see Workflow._weighed)."""
+
+    role: str
+    data: dict[str, Any]
+    context: Context
+    problems: list[tuple[Transition, list[Reason]]]  # each allowed candidate, what it lacks
 
 
 @dataclass(frozen=True)
@@ -315,6 +326,26 @@ class Workflow:
         Without `check_input`, the step data the actor must still supply is not required
         (to list what may be fired before asking for it).
         """
+        weighed = self._weighed(case, trigger, actor, data, today)
+        if isinstance(weighed, Refusal):
+            return weighed
+        merged = weighed.data
+        if any(f.id in data for f in self.procedure.fields):
+            # the applicant changed the form: fields it now hides are not kept. Otherwise
+            # stored data stays as it was (passing time never erases part of a record).
+            merged = self.drop_hidden(merged, weighed.context)
+        ready = [t for t, problems in weighed.problems if not problems]
+        step = {"ready": ready, "role": weighed.role, "data": merged,
+                "context": weighed.context, "input": data if check_input else None}
+        decision = self.machine.fire(case.state, trigger, step)
+        if decision is None:
+            blocked = [reason for _, problems in weighed.problems for reason in problems]
+            return Refusal("blocked", _unique(blocked), trigger)
+        return decision
+
+    def _weighed(self, case: CaseView, trigger: str, actor: Actor, data: Mapping[str, Any],
+                 today: dt.date) -> _Weighed | Refusal:
+        """Who may fire `trigger`, on what data, and what each candidate still lacks."""
         candidates = self.candidates(case.state, trigger)
         if not candidates:
             return Refusal("blocked", (Reason("state", trigger,
@@ -325,24 +356,8 @@ class Workflow:
             return Refusal("refused", _unique(refusals), trigger)
         merged = self._merge(case, allowed, role, data, today, actor.language)
         context = self.context(merged, case.documents, case.fees_paid, today)
-        if any(f.id in data for f in self.procedure.fields):
-            # the applicant changed the form: fields it now hides are not kept. Otherwise
-            # stored data stays as it was (passing time never erases part of a record).
-            merged = self.drop_hidden(merged, context)
-        blocked: list[Reason] = []
-        ready: list[Transition] = []
-        for t in allowed:
-            problems = self.requirements(t, case, context)
-            if problems:
-                blocked.extend(problems)
-            else:
-                ready.append(t)
-        step = {"ready": ready, "role": role, "data": merged, "context": context,
-                "input": data if check_input else None}
-        decision = self.machine.fire(case.state, trigger, step)
-        if decision is None:
-            return Refusal("blocked", _unique(blocked), trigger)
-        return decision
+        return _Weighed(role, merged, context,
+                        [(t, self.requirements(t, case, context)) for t in allowed])
 
     def _merge(self, case: CaseView, allowed: list[Transition], role: str,
                data: Mapping[str, Any], today: dt.date, language: str) -> dict[str, Any]:
@@ -428,6 +443,34 @@ class Workflow:
         staff = sorted(actor.roles - {APPLICANT})
         return staff[0] if staff else APPLICANT
 
+    def accept_file(self, case: CaseView, actor: Actor, document_id: str, size: int,
+                    media_type: str | None) -> Document:
+        """The document a file may be attached as, or InvalidData / NotAllowed saying why not:
+        a document the procedure declares, an actor allowed to attach, a size and type it
+        accepts (`media_type` sniffed from the bytes), fewer files than its maximum."""
+        spec = self.procedure.document(document_id)
+        if spec is None:
+            raise _invalid({document_id: text("unknown_document")})
+        self.authorize_change(case, actor, ATTACH)
+        if size > spec.max_size:
+            raise _invalid({spec.id: text("file_too_large", max_size=spec.max_size)})
+        if media_type is None or media_type not in spec.media_types:
+            accepted = ", ".join(spec.media_types)
+            raise _invalid({spec.id: text("file_type_refused", accepted=accepted)})
+        if case.documents.get(document_id, 0) >= spec.max_files:
+            raise _invalid({document_id: text("too_many_files", max_files=spec.max_files)})
+        return spec
+
+    def fees_due(self, case: CaseView, today: dt.date) -> int:
+        """What the case owes in all, as its data and documents make the fees apply."""
+        return int(self.context(case.data, case.documents, case.fees_paid, today)["fees_due"])
+
+    def accept_payment(self, case: CaseView, actor: Actor, amount: int, today: dt.date) -> None:
+        """Whether `actor` may pay `amount` on the case now: allowed to pay, and never more
+        than is still due. Raises NotAllowed or InvalidData."""
+        self.authorize_change(case, actor, PAY)
+        limits.check_owed("amount", amount, self.fees_due(case, today), case.fees_paid)
+
     def edit(self, case: CaseView, actor: Actor, data: Mapping[str, Any], today: dt.date
              ) -> dict[str, Any]:
         """The case's form data after its applicant saves `data` without a transition.
@@ -459,12 +502,10 @@ class Workflow:
         actor may fire, with every requirement it does not meet (none: it is ready), seen on
         the same data (case data, then the step's); [] when the actor may fire none. Raises
         InvalidData as `decide` does. Analysis reads it to tell which guards hold where."""
-        allowed, role, _ = self.authorize(self.candidates(case.state, trigger), case, actor)
-        if not allowed:
+        weighed = self._weighed(case, trigger, actor, data, today)
+        if isinstance(weighed, Refusal):
             return []
-        merged = self._merge(case, allowed, role, data, today, actor.language)
-        context = self.context(merged, case.documents, case.fees_paid, today)
-        return [(t, tuple(self.requirements(t, case, context))) for t in allowed]
+        return [(t, tuple(problems)) for t, problems in weighed.problems]
 
 
 def _blank(value: Any) -> bool:

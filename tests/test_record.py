@@ -26,6 +26,7 @@ from helpers import (
 
 from engine import Blocked, Engine, InvalidData, NotAllowed
 from engine.expressions import Template
+from engine.workflow import Workflow
 
 # --- form changes in the history ------------------------------------------------------------
 
@@ -107,10 +108,18 @@ def test_the_history_lists_what_each_step_sent_and_issued(engine: Engine) -> Non
 
 def while_rendering(monkeypatch: pytest.MonkeyPatch, action: Callable[[], Any]) -> list[str]:
     """Run `action` in another thread during the first template rendering; say how it went."""
-    outcome: list[str] = []
-    render = Template.render
+    return during(monkeypatch, Template, "render", action)
 
-    def render_and_act(self: Template, context: Any) -> str:
+
+def during(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str,
+           action: Callable[[], Any]) -> list[str]:
+    """Run `action` in another thread during the first call of `owner.name`; the outcome
+    says "pending" then "done" (or "failed: ..."), or starts with "blocked" when the action
+    had to wait for the caller (that is, the call ran inside a write transaction)."""
+    outcome: list[str] = []
+    original = getattr(owner, name)
+
+    def call_and_act(*args: Any, **kwargs: Any) -> Any:
         if not outcome:
             outcome.append("pending")
             worker = threading.Thread(target=lambda: outcome.append(_attempt(action)))
@@ -119,9 +128,9 @@ def while_rendering(monkeypatch: pytest.MonkeyPatch, action: Callable[[], Any]) 
             if worker.is_alive():
                 outcome[0] = "blocked"
                 worker.join()
-        return render(self, context)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(Template, "render", render_and_act)
+    monkeypatch.setattr(owner, name, call_and_act)
     return outcome
 
 
@@ -246,3 +255,24 @@ def test_pay_and_attach_are_unaffected(sqlite_engine: Engine) -> None:
     attach_required(sqlite_engine, reference)
     paid = pay_outstanding(sqlite_engine, reference)
     assert paid.fees_paid == paid.fees_due > 0
+
+
+def test_pay_and_attach_decide_and_store_files_outside_the_write_transaction(
+        make_engine: MakeEngine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What is owed (fee conditions) and the file's bytes are worked out before the write
+    transaction of pay and attach, so another host's write never waits for them."""
+    engine = make_engine(database_url)
+    other = make_engine(impatient(database_url))
+    reference = engine.start("passport", APPLICANT, passport_data()).reference
+    draft = engine.start("passport", APPLICANT, passport_data()).reference
+
+    def edit_other_case() -> None:
+        other.update(draft, APPLICANT, {"profession": f"p{len(other.history(draft))}"})
+
+    paying = during(monkeypatch, Workflow, "fees_due", edit_other_case)
+    pay_outstanding(engine, reference)
+    attaching = during(monkeypatch, engine.blobs, "put", edit_other_case)
+    engine.attach(reference, "birth_certificate", "acte.pdf", pdf("acte"), APPLICANT)
+    assert (paying, attaching) == (["pending", "done"], ["pending", "done"])
+    assert engine.case(reference).fees_paid == engine.case(reference).fees_due
+    assert len(engine.history(draft)) == 3
