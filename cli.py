@@ -42,11 +42,11 @@ from engine import (
     limits,
     source,
 )
+from engine.analysis.explore import explore
+from engine.analysis.loadsim import LoadParameters, simulate_load
+from engine.analysis.scenarios import Runner, Session, Suite, load_scenario, run_suite
 from engine.clock import FakeClock, utc_now
-from engine.explore import explore
-from engine.loadsim import LoadParameters, simulate_load
 from engine.model import Procedure
-from engine.scenarios import Runner, Session, Suite, load_scenario, run_suite
 from engine.schema import schema_text
 
 DEFAULT_PROCEDURES = "procedures/"

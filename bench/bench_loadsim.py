@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from engine import load_procedure  # noqa: E402
-from engine.loadsim import LoadParameters, LoadReport, simulate_load  # noqa: E402
+from engine.analysis.loadsim import LoadParameters, LoadReport, simulate_load  # noqa: E402
 
 CRIMINAL_RECORD = ROOT / "procedures" / "criminal_record.yaml"
 TARGET_SECONDS = 60.0

@@ -47,11 +47,11 @@ from engine import (
     Procedure,
     load_procedure,
 )
+from engine.analysis.explore import Attempt, ExploreReport, Trace, explore
+from engine.analysis.scenarios import Runner, load_scenario
 from engine.blobs import MemoryBlobStore
 from engine.clock import FakeClock
-from engine.explore import Attempt, ExploreReport, Trace, explore
 from engine.model import Duration
-from engine.scenarios import Runner, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "explore"

@@ -1,4 +1,4 @@
-"""`engine.explore`: planted problems are found, each with its shortest counterexample.
+"""`engine.analysis.explore`: planted problems are found, each with its shortest counterexample.
 
 Counterexamples are played by the scenario runner of `guichet test` (a real Engine on an
 in-memory database, its clock on the exploration day): the short ones (deciding data only) on
@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from engine import Procedure, compile_source, lint, load_procedure
-from engine.explore import TODAY, ExploreReport, Finding, explore, relevance
-from engine.scenarios import Result, Runner, load_scenario
+from engine.analysis.explore import TODAY, ExploreReport, Finding, explore, relevance
+from engine.analysis.scenarios import Result, Runner, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "explore"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine import Procedure, compile_source, load_procedure
-from engine.loadsim import (
+from engine.analysis.loadsim import (
     DAY,
     LoadParameters,
     LoadReport,

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cli import main
 from engine import load_procedure
-from engine.scenarios import Runner, load_scenario, run_suite
+from engine.analysis.scenarios import Runner, load_scenario, run_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "scenarios"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine import lint, load_procedure
+from engine.analysis.scenarios import load_scenario, run_suite
 from engine.errors import Location, ProcedureError
-from engine.scenarios import load_scenario, run_suite
 from engine.source import (
     MAX_ALIASES,
     MAX_BYTES,

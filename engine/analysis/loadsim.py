@@ -75,9 +75,9 @@ from dataclasses import dataclass, field, replace
 from heapq import heappush
 from xml.sax.saxutils import escape, quoteattr
 
-from . import graph
-from .model import SYSTEM_ROLE, Duration, Procedure, State, Transition
-from .workflow import APPLICANT, Workflow
+from .. import graph
+from ..model import SYSTEM_ROLE, Duration, Procedure, State, Transition
+from ..workflow import APPLICANT, Workflow
 
 DAY = 86400.0
 HOUR = 3600.0

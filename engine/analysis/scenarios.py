@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import source
-from .clock import FakeClock
-from .errors import Diagnostic, GuichetError
-from .model import Duration, Procedure
-from .rules import unknown
-from .runtime import Engine
-from .values import Actor, Case, Event
+from .. import source
+from ..clock import FakeClock
+from ..errors import Diagnostic, GuichetError
+from ..model import Duration, Procedure
+from ..rules import unknown
+from ..runtime import Engine
+from ..values import Actor, Case, Event
 
 ACTIONS = ("start", "fire", "attach", "pay", "wait")
 STEP_KEYS = {*ACTIONS, "expect", "as", "data", "file", "provider", "provider_reference"}
@@ -542,7 +542,7 @@ def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path
     folder; a file is a procedure, or a scenario when it has `steps`. Scenarios may also name
     procedures from `extra_procedures` (files or directories).
     """
-    from .compiler import compile_source, procedure_files
+    from ..compiler import compile_source, procedure_files
 
     suite = Suite()
     procedure_paths: list[Path] = []

@@ -48,13 +48,13 @@ from typing import Any
 
 import yaml
 
-from .errors import InvalidData, NotAllowed
-from .expressions import Expression, Node, called, constant, names_read
-from .forms import Form
-from .graph import cyclic, strongly_connected_components
-from .model import SYSTEM_ROLE, Duration, Field, Procedure, Transition
-from .values import SYSTEM, Actor
-from .workflow import APPLICANT, ATTACH, PAY, CaseView, Decision, Refusal, Workflow
+from ..errors import InvalidData, NotAllowed
+from ..expressions import Expression, Node, called, constant, names_read
+from ..forms import Form
+from ..graph import cyclic, strongly_connected_components
+from ..model import SYSTEM_ROLE, Duration, Field, Procedure, Transition
+from ..values import SYSTEM, Actor
+from ..workflow import APPLICANT, ATTACH, PAY, CaseView, Decision, Refusal, Workflow
 
 #: The fixed date of every exploration (ages and day differences are computed from it).
 TODAY = dt.date(2026, 6, 15)
