@@ -249,16 +249,16 @@ class Engine:
         workflow.check_start(actor)
         procedure = workflow.procedure
         now = self.clock()
-        cleaned = workflow.clean(data or {}, now.date(), actor.language)
-        context = workflow.context(cleaned, {}, 0, now.date())
-        cleaned = workflow.drop_hidden(cleaned, context)
+        cleaned = workflow.start_data(data or {}, now.date(), actor.language)
         initial = procedure.initial_state
         reference = None
+        effects: dict[str, Any] = {"notifications": [], "issued": []}
         if initial.notify:  # rendered outside the write transaction, so numbered first
             with self._write() as c:
                 reference = self._next_reference(c, procedure, now)
-        effects = self._effects(workflow, initial.notify, (), context, reference or "",
-                                initial.id, START)
+            context = workflow.context(cleaned, {}, 0, now.date())
+            effects = self._effects(workflow, initial.notify, (), context, reference,
+                                    initial.id, START)
         with self._write() as c:
             reference = reference or self._next_reference(c, procedure, now)
             case_id = self._store.insert_case(c, {

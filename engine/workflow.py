@@ -250,6 +250,13 @@ class Workflow:
             raise _invalid(errors)
         return cleaned
 
+    def start_data(self, data: Mapping[str, Any], today: dt.date, language: str = "fr"
+                   ) -> dict[str, Any]:
+        """The form data a case opens with, as `Engine.start` keeps it: validated and
+        normalised (raises InvalidData naming every bad field), the fields it hides dropped."""
+        cleaned = self.clean(data, today, language)
+        return self.drop_hidden(cleaned, self.context(cleaned, {}, 0, today))
+
     def drop_hidden(self, data: dict[str, Any], context: Context) -> dict[str, Any]:
         """Data without the fields whose `when:` does not hold."""
         visible = self.visible(context)
@@ -488,13 +495,6 @@ class Workflow:
             raise NotAllowed(text("only_applicant_starts"))
 
     # --- for analysis (explore) -----------------------------------------------------------------
-
-    def start_data(self, data: Mapping[str, Any], today: dt.date, language: str = "fr"
-                   ) -> dict[str, Any]:
-        """The form data a case opens with, as `Engine.start` keeps it: validated and
-        normalised (raises InvalidData naming every bad field), the fields it hides dropped."""
-        cleaned = self.clean(data, today, language)
-        return self.drop_hidden(cleaned, self.context(cleaned, {}, 0, today))
 
     def weigh(self, case: CaseView, trigger: str, actor: Actor, data: Mapping[str, Any],
               today: dt.date) -> list[tuple[Transition, tuple[Reason, ...]]]:
