@@ -671,7 +671,7 @@ class _Prepared:
             return {name: converted.get(name) for name in self.names}
         return tuple(converted.get(name) for name in self.order)  # absent: NULL
 
-    def run(self, c: Connection, values: Mapping[str, Any]) -> Any:
+    def run(self, c: Connection | _Raw, values: Mapping[str, Any]) -> Any:
         cursor = c.connection.cursor()
         parameters = self.parameters(values)
         with _as_sqlalchemy_errors(c, self.sql, parameters):
@@ -686,8 +686,17 @@ class _Prepared:
         cursor.close()
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """A pooled driver connection for one hot read, shaped as _Prepared runs on: the
+    statements of the hot path need no SQLAlchemy Connection around them."""
+
+    connection: Any  # the driver's connection (has cursor())
+    dialect: Any
+
+
 @contextmanager
-def _as_sqlalchemy_errors(c: Connection, sql: str, parameters: Any) -> Iterator[None]:
+def _as_sqlalchemy_errors(c: Connection | _Raw, sql: str, parameters: Any) -> Iterator[None]:
     """Driver errors raised as SQLAlchemy's (IntegrityError, OperationalError...), as Core
     would raise them, so callers handle one family whatever path ran the statement."""
     error = c.dialect.loaded_dbapi.Error
@@ -738,8 +747,10 @@ class _Hot:
             for c in cases_t.c if sqlite and isinstance(c.type, SA_JSON | DateTime)}
         self._updates: dict[tuple[str, ...], _Prepared] = {}
 
-    def case_row(self, c: Connection, reference: str) -> dict[str, Any] | None:
-        found = self.case_by_reference.run(c, {"b_reference": reference}).fetchone()
+    def case_row(self, c: Connection | _Raw, reference: str) -> dict[str, Any] | None:
+        cursor = self.case_by_reference.run(c, {"b_reference": reference})
+        found = cursor.fetchone()
+        cursor.close()  # the statement is done: no read snapshot stays open
         if found is None:
             return None
         row = dict(zip(self.case_columns, found, strict=True))
@@ -800,6 +811,25 @@ class Store:
         except (DBAPIError, PoolTimeout) as exc:
             _raise_if_unavailable(self.engine, exc)
             raise
+
+    @contextmanager
+    def _hot_read(self) -> Iterator[_Raw]:
+        """A pooled driver connection for one read of the hot path (a case by reference, a
+        payment): no SQLAlchemy Connection is built around it. On SQLite the read runs
+        outside any transaction (one statement sees one snapshot); elsewhere the pool rolls
+        back the read's transaction when the connection returns."""
+        try:
+            raw = self.engine.raw_connection()
+        except (DBAPIError, PoolTimeout) as exc:
+            _raise_if_unavailable(self.engine, exc)
+            raise
+        try:
+            yield _Raw(raw, self.engine.dialect)
+        except DBAPIError as exc:
+            _raise_if_unavailable(self.engine, exc)
+            raise
+        finally:
+            raw.close()
 
     # --- procedure versions ---------------------------------------------------------------------
 
@@ -887,8 +917,9 @@ class Store:
         return {r[0]["sequence"]: r[0] for r in rows if "sequence" in r[0]}
 
     def read_case(self, reference: str) -> dict[str, Any] | None:
-        with self.reading() as c:
-            return self.case_by_reference(c, reference)
+        """The case row with this reference, read outside any write transaction."""
+        with self._hot_read() as raw:
+            return self.hot.case_row(raw, reference)
 
     def list_cases(self, procedure: str | None, state: str | None, applicant: str | None,
                    limit: int, after_id: int) -> list[dict[str, Any]]:
@@ -908,18 +939,20 @@ class Store:
     def insert_document(self, c: Connection, values: Mapping[str, Any]) -> None:
         self.hot.insert_document.run(c, values)
 
-    def find_payment(self, c: Connection, provider: str, provider_reference: str
+    def find_payment(self, c: Connection | _Raw, provider: str, provider_reference: str
                      ) -> dict[str, Any] | None:
         """The payment with this provider reference (only its ids and amount are read)."""
-        row = self.hot.find_payment.run(c, {
+        cursor = self.hot.find_payment.run(c, {
             "b_provider": provider, "b_provider_reference": provider_reference,
-        }).fetchone()
+        })
+        row = cursor.fetchone()
+        cursor.close()
         return None if row is None else dict(zip(self.hot.payment_columns, row, strict=True))
 
     def payment(self, provider: str, provider_reference: str) -> dict[str, Any] | None:
         """The payment with this provider reference, read outside any write transaction."""
-        with self.reading() as c:
-            return self.find_payment(c, provider, provider_reference)
+        with self._hot_read() as raw:
+            return self.find_payment(raw, provider, provider_reference)
 
     def insert_payment(self, c: Connection, values: Mapping[str, Any]) -> None:
         """Record a payment; a concurrent twin (same provider reference) raises
