@@ -44,7 +44,15 @@ from engine import (
 )
 from engine.analysis.explore import explore
 from engine.analysis.loadsim import LoadParameters, simulate_load
-from engine.analysis.scenarios import Runner, Session, Suite, load_scenario, run_suite
+from engine.analysis.scenarios import (
+    Runner,
+    Session,
+    Suite,
+    actor_of,
+    default_actor,
+    load_scenario,
+    run_suite,
+)
 from engine.clock import FakeClock, utc_now
 from engine.model import Procedure
 from engine.schema import schema_text
@@ -882,7 +890,8 @@ class Interactive:
     def __init__(self, session: Session, language: str) -> None:
         self.session = session
         self.language = language
-        self.actor = Actor("citizen-1", ["applicant"], language)
+        opener = actor_of(default_actor(session.procedure))
+        self.actor = Actor(opener.id, opener.roles, language)
         self.workflow = session.engine.workflow(session.procedure.hash)
         self.pending: dict[str, Any] = {}
 
@@ -893,7 +902,7 @@ class Interactive:
         procedure = self.session.procedure
         echo(f"{self.text(procedure.title)} ({procedure.id} {procedure.version}) — "
              "an in-memory case; Ctrl-C leaves.")
-        self.actor = self.ask_actor("Open the case as", "applicant:citizen-1")
+        self.actor = self.ask_actor("Open the case as", default_actor(procedure))
         while True:
             data = self.ask_fields(procedure.fields, self.workflow.form)
             try:

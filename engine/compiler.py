@@ -26,6 +26,7 @@ from .expressions import (
     compile_template,
 )
 from .model import (
+    COMPATIBLE_START_ROLE,
     Deadline,
     Document,
     Duration,
@@ -40,6 +41,7 @@ from .model import (
     Requirement,
     Role,
     Simulation,
+    Start,
     State,
     Text,
     Transition,
@@ -93,10 +95,22 @@ def _size(value: Any) -> int:
     return int(number) * (1024 * 1024 if unit == "MB" else 1024)
 
 
+def start_rule(data: dict[str, Any]) -> Start:
+    """Who may open a case: the `start:` block, or, without one, a role named "applicant"
+    (the compatibility rule, reported by validate), or no one."""
+    declared = data.get("start")
+    if isinstance(declared, dict):
+        return Start(_names(declared.get("roles")), _names(declared.get("on_behalf")))
+    if COMPATIBLE_START_ROLE in _dict(data.get("roles")):
+        return Start((COMPATIBLE_START_ROLE,), implied=True)
+    return Start()
+
+
 class _Builder:
     def __init__(self, document: source.Document) -> None:
         self.document = document
         self.diagnostics: list[Diagnostic] = []
+        self.starting = start_rule(_dict(document.data))
 
     def error(self, path: Path, rule: str, message: str) -> None:
         self.diagnostics.append(Diagnostic(self.document.at(path), "error", rule, message))
@@ -243,7 +257,7 @@ class _Builder:
             requires_documents=_requirement(requires.get("documents")),
             input=self.fields(d.get("input"), (*path, "input")),
             not_applicant=not_applicant if isinstance(not_applicant, bool)
-            else "applicant" not in roles,
+            else not set(roles) & set(self.starting.roles),
             not_actor_of=_names(separation.get("not_actor_of")),
             notify=self.notifications(d.get("notify"), (*path, "notify")),
             issue=tuple(
@@ -293,6 +307,7 @@ class _Builder:
             retention=self.duration(data.get("retention"), ("retention",)),
             source_path=self.document.path,
             simulation=self.simulation(_dict(data.get("simulation"))),
+            start=self.starting,
         )
 
     def simulation(self, d: dict[str, Any]) -> Simulation:

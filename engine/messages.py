@@ -81,9 +81,12 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "case_not_editable": {
         "fr": "le dossier ne peut pas être modifié à cette étape",
         "en": "the case cannot be changed at this step"},
-    "only_applicant_starts": {
-        "fr": "seul un demandeur peut ouvrir un dossier",
-        "en": "only an applicant can open a case"},
+    "start_roles_only": {
+        "fr": "seuls ces rôles peuvent ouvrir un dossier : {roles}",
+        "en": "only these roles may open a case: {roles}"},
+    "nobody_starts": {
+        "fr": "personne ne peut ouvrir de dossier pour cette procédure",
+        "en": "no one may open a case of this procedure"},
     "roles_only": {
         "fr": "réservé aux rôles : {roles}",
         "en": "only for roles: {roles}"},

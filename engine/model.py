@@ -236,6 +236,12 @@ class Transition:
     issue: tuple[IssuedDocument, ...] = ()
 
 
+#: The role that may open cases of a file that declares no `start:` (the compatibility rule).
+COMPATIBLE_START_ROLE = "applicant"
+#: The party a notification goes to by default: the case's applicant (a person or an
+#: organisation), whatever role they hold.
+APPLICANT_PARTY = "applicant"
+
 #: The role of the engine itself: deadlines fire as it (values.SYSTEM is the actor holding it).
 SYSTEM_ROLE = "system"
 
@@ -246,6 +252,19 @@ class Role:
     label: Text
     path: Path = field(compare=False)
     description: Text | None = None
+
+
+@dataclass(frozen=True)
+class Start:
+    """Who may open a case. Holders of `roles` open their own case and are its applicant
+    party; holders of `on_behalf` roles open one at the counter for a person.
+
+    `implied`: the file declares no `start:` and has a role named `applicant`, which then
+    may open cases (the compatibility rule; validate warns and says what to add)."""
+
+    roles: tuple[str, ...] = ()
+    on_behalf: tuple[str, ...] = ()
+    implied: bool = False
 
 
 @dataclass(frozen=True)
@@ -284,6 +303,17 @@ class Procedure:
     retention: Duration | None = None
     source_path: str = field(default="", compare=False)
     simulation: Simulation = field(default_factory=Simulation, compare=False)
+    start: Start = field(default_factory=Start)
+
+    @property
+    def party_roles(self) -> frozenset[str]:
+        """The roles whose holders act on a case only as its applicant party."""
+        return frozenset(self.start.roles)
+
+    @property
+    def staff_roles(self) -> frozenset[str]:
+        """The declared roles that act on any case of the procedure (not the system's)."""
+        return frozenset(self.roles) - self.party_roles - {SYSTEM_ROLE}
 
     @property
     def initial_state(self) -> State:

@@ -18,6 +18,8 @@ from . import expressions as ex
 from . import graph
 from .errors import Diagnostic, Severity
 from .model import (
+    APPLICANT_PARTY,
+    COMPATIBLE_START_ROLE,
     NUMERIC_TYPES,
     SYSTEM_ROLE,
     Document,
@@ -163,13 +165,44 @@ def undefined_roles(given: RuleInput) -> Iterator[Problem]:
             yield Problem(("simulation", "staff", name), unknown("role", name, roles),
                           at_key=True)
     for note in _notifications(given.procedure):
-        if note.to not in roles:
+        if note.to not in roles and note.to != APPLICANT_PARTY:
             yield Problem((*note.path, "to"), unknown("role", note.to, roles))
+    yield from _undefined_start_roles(given)
+    start = given.procedure.start
     used = {r for t in given.procedure.transitions for r in t.roles}
+    used |= {*start.roles, *start.on_behalf}
     for declared in roles.values():
-        if declared.id not in used and declared.id != "applicant":
+        if declared.id not in used:
             yield Problem(declared.path, f'role "{declared.id}" is never allowed to fire a '
                                          "transition", "warning", at_key=True)
+
+
+def _undefined_start_roles(given: RuleInput) -> Iterator[Problem]:
+    roles, start = given.procedure.roles, given.procedure.start
+    for key, named in (("roles", start.roles), ("on_behalf", start.on_behalf)):
+        for i, role in enumerate(named):
+            if role not in roles:
+                yield Problem(("start", key, i), unknown("role", role, roles))
+
+
+@rule("who-may-start")
+def who_may_start(given: RuleInput) -> Iterator[Problem]:
+    """Who may open a case is declared (`start:`), never implied by a role's name, and the
+    system role (reserved for deadlines) is not among them."""
+    start = given.procedure.start
+    if start.implied:
+        yield Problem(("roles", COMPATIBLE_START_ROLE),
+                      f'no "start:": the role "{COMPATIBLE_START_ROLE}" may open cases and '
+                      "owns the cases it opens; say so with `start: {roles: "
+                      f"[{COMPATIBLE_START_ROLE}]}}`", "warning", at_key=True)
+    elif not start.roles and not start.on_behalf:
+        yield Problem(("roles",), "no one may open a case: add `start: {roles: [...]}` "
+                                  "naming the roles that may", "warning", at_key=True)
+    for key, named in (("roles", start.roles), ("on_behalf", start.on_behalf)):
+        for i, role in enumerate(named):
+            if role == SYSTEM_ROLE:
+                yield Problem(("start", key, i), f'the role "{SYSTEM_ROLE}" is reserved for '
+                                                 "deadlines: it cannot open cases")
 
 
 @rule("undefined-field")

@@ -22,8 +22,8 @@ from .messages import text
 from .model import Deadline, Document, Field, Procedure, Requirement, Transition
 from .values import Actor
 
-APPLICANT = "applicant"
 #: The steps that are not transitions, as the history records them.
+APPLICANT = "applicant"
 START, ATTACH, PAY, EDIT = "@start", "@attach", "@pay", "@edit"
 
 
@@ -281,7 +281,7 @@ class Workflow:
                                       text("roles_only", roles=", ".join(t.roles))))
                 continue
             acting = roles[0]
-            if acting == APPLICANT and actor.id != case.applicant_id:
+            if acting in self.procedure.party_roles and not self.is_applicant(case, actor):
                 reasons.append(Reason("ownership", t.trigger, text("not_yours")))
                 continue
             if t.not_applicant and actor.id == case.applicant_id:
@@ -374,7 +374,8 @@ class Workflow:
         input_ids = {f.id for t in allowed for f in t.input}
         form_part = {k: v for k, v in data.items() if k not in input_ids}
         input_part = {k: v for k, v in data.items() if k in input_ids}
-        editable = self.procedure.states[case.state].editable and role == APPLICANT
+        editable = (self.procedure.states[case.state].editable
+                    and role in self.procedure.party_roles)
         errors: Errors = {}
         if form_part and not editable:
             for key in form_part:
@@ -418,13 +419,19 @@ class Workflow:
 
     # --- steps that are not transitions: attach, pay, edit -----------------------------------
 
+    def is_applicant(self, case: CaseView, actor: Actor) -> bool:
+        """Whether `actor` is the case's applicant party, in a role that opens cases."""
+        return bool(actor.roles & self.procedure.party_roles) and actor.id == case.applicant_id
+
+    def is_staff(self, actor: Actor) -> bool:
+        """Whether `actor` holds a role of this procedure that acts on any of its cases."""
+        return bool(actor.roles & self.procedure.staff_roles)
+
     def check_owner(self, case: CaseView, actor: Actor) -> None:
-        """Staff may act on any case; an applicant only on their own (NotAllowed otherwise).
+        """Staff may act on any case; a party role only on its own (NotAllowed otherwise).
 
         Checked first, before anything about the case is answered."""
-        if actor.roles - {APPLICANT}:
-            return
-        if APPLICANT not in actor.roles or actor.id != case.applicant_id:
+        if not self.is_staff(actor) and not self.is_applicant(case, actor):
             raise NotAllowed(text("not_yours"))
 
     def authorize_change(self, case: CaseView, actor: Actor, step: str) -> None:
@@ -434,21 +441,23 @@ class Workflow:
         self.check_owner(case, actor)
         if case.outcome is not None:
             raise NotAllowed(text("case_closed"))
-        staff = bool(actor.roles - {APPLICANT})
-        if step == EDIT and staff and not (APPLICANT in actor.roles
-                                           and actor.id == case.applicant_id):
+        applicant = self.is_applicant(case, actor)
+        if step == EDIT and not applicant:
             raise NotAllowed(text("not_yours"))
+        staff = self.is_staff(actor)
         editable = self.procedure.states[case.state].editable
         if step in (ATTACH, EDIT) and not editable and (step == EDIT or not staff):
             raise NotAllowed(text("case_not_editable"))
 
     def role_of(self, case: CaseView | None, actor: Actor) -> str:
         """The role recorded for a step that is not a transition (start, attach, pay, edit):
-        applicant for the case's own applicant, else the actor's first staff role."""
-        if APPLICANT in actor.roles and (case is None or actor.id == case.applicant_id):
-            return APPLICANT
-        staff = sorted(actor.roles - {APPLICANT})
-        return staff[0] if staff else APPLICANT
+        the party role of the case's own applicant (of whoever opens it), else the actor's
+        first staff role."""
+        party = [r for r in self.procedure.start.roles if r in actor.roles]
+        if party and (case is None or actor.id == case.applicant_id):
+            return party[0]
+        staff = sorted(actor.roles & self.procedure.staff_roles) or sorted(actor.roles)
+        return staff[0]
 
     def accept_file(self, case: CaseView, actor: Actor, document_id: str, size: int,
                     media_type: str | None) -> Document:
@@ -491,8 +500,13 @@ class Workflow:
         return self.drop_hidden(merged, context)
 
     def check_start(self, actor: Actor) -> None:
-        if APPLICANT in self.procedure.roles and APPLICANT not in actor.roles:
-            raise NotAllowed(text("only_applicant_starts"))
+        """Whether `actor` may open a case: only holders of a role the procedure's `start:`
+        names (NotAllowed otherwise, and always when it names none)."""
+        roles = self.procedure.start.roles
+        if not roles:
+            raise NotAllowed(text("nobody_starts"))
+        if not actor.roles & set(roles):
+            raise NotAllowed(text("start_roles_only", roles=", ".join(roles)))
 
     # --- for analysis (explore) -----------------------------------------------------------------
 

@@ -258,7 +258,7 @@ def test_blocked_prints_every_reason_on_one_line(run: Run) -> None:
 
 ERRORS: list[tuple[str, Callable[[str], list[str]], str]] = [
     ("NotAllowed", lambda ref: ["start", "passport", "--as", AGENT],
-     "seul un demandeur peut ouvrir un dossier"),
+     "seuls ces rôles peuvent ouvrir un dossier : applicant"),
     ("NotAllowed", lambda ref: ["fire", ref, "submit", "--as", "applicant:somebody-else"],
      "ce dossier n'est pas le vôtre"),
     ("InvalidData", lambda ref: ["start", "passport", "--as", APPLICANT, "--data",

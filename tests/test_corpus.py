@@ -132,6 +132,7 @@ authority: {ministry: Ministère}
 roles:
   applicant: {label: {fr: Demandeur, en: Applicant}}
   clerk: {label: {fr: Agent, en: Clerk}}
+start: {roles: [applicant]}
 states:
   draft: {label: {fr: Brouillon, en: Draft}, initial: true}
   submitted: {label: {fr: Soumise, en: Submitted}}
@@ -224,7 +225,7 @@ def test_json_format_without_problems(tmp_path: Path) -> None:
 def test_json_format_warnings_only_exit_zero(at_root: Path) -> None:
     result = validate("--format", "json", "tests/corpus/unused-field.yaml")
     assert result.exit_code == 0
-    assert [i["rule"] for i in json.loads(result.stdout)] == ["unused-field"]
+    assert [i["rule"] for i in json.loads(result.stdout)] == ["who-may-start", "unused-field"]
 
 
 def test_missing_path_is_a_usage_error(at_root: Path) -> None:
@@ -317,7 +318,7 @@ def test_ordinary_patterns_pass(pattern: str) -> None:
 def test_patterns_that_backtrack_are_refused(pattern: str) -> None:
     procedure, diagnostics = compile_source(_with_field(pattern), "p.yaml")
     assert procedure is None
-    assert [(d.rule, d.location.line) for d in diagnostics] == [("pattern-backtracking", 9)]
+    assert [(d.rule, d.location.line) for d in diagnostics] == [("pattern-backtracking", 10)]
 
 
 def test_deeply_nested_pattern_is_a_diagnostic() -> None:

@@ -120,7 +120,8 @@ def test_validate_of_a_billion_item_constant_returns_quickly(tmp_path: Path) -> 
     assert seconds < 20
     assert result.returncode == 1, result.stderr[-2000:]
     assert "goes over a limit" in result.stdout
-    assert all(line.endswith("[expression-limit]") for line in result.stdout.splitlines())
+    found = [line for line in result.stdout.splitlines() if "[who-may-start]" not in line]
+    assert found and all(line.endswith("[expression-limit]") for line in found)
 
 
 # --- operators at run time ------------------------------------------------------------------------

@@ -318,11 +318,19 @@ class Runner:
         return result
 
 
+def default_actor(procedure: Procedure) -> str:
+    """Who a step without `as:` is done by: `ROLE:citizen-1`, ROLE the first role the
+    procedure's `start:` names (the applicant side), else its first declared role."""
+    roles = procedure.start.roles or tuple(procedure.roles)
+    return f"{roles[0] if roles else 'applicant'}:citizen-1"
+
+
 class _Play:
     def __init__(self, session: Session, result: Result, trace: list[str] | None) -> None:
         self.session, self.result, self.trace = session, result, trace
         self.engine, self.events = session.engine, session.events
-        self.current = actor_of("applicant:citizen-1")
+        self.default_actor = default_actor(session.procedure)
+        self.current = actor_of(self.default_actor)
 
     @property
     def reference(self) -> str | None:
@@ -338,7 +346,7 @@ class _Play:
         spec = step.spec
         expect = spec.get("expect") or {}
         self.events.clear()
-        self.current = actor_of(spec.get("as", "applicant:citizen-1"))
+        self.current = actor_of(spec.get("as", self.default_actor))
         action = step.action
         if action is not None and action != "start" and self.reference is None:
             return self.fail(step, "the scenario must start a case first")
