@@ -56,6 +56,7 @@ from engine.analysis.scenarios import (
 from engine.clock import FakeClock, utc_now
 from engine.model import Procedure
 from engine.schema import schema_text
+from engine.values import SYSTEM
 
 DEFAULT_PROCEDURES = "procedures/"
 DEFAULT_DATABASE = "sqlite:///guichet.db"
@@ -405,6 +406,9 @@ def _case_lines(engine: Engine, case: Case, language: str) -> list[str]:
         + (f", {case.fees_outstanding} XOF outstanding" if case.fees_outstanding else ""),
         f"version:   {case.version}",
     ]
+    if case.claim_code is not None:
+        lines.append(f"claim code: {case.claim_code} (for the receipt: the person claims the "
+                     "case with it)")
     return lines
 
 
@@ -488,15 +492,61 @@ _data_option = click.option("--data", type=DataType(), default=None,
                             help="Data: inline JSON, @file.json or @file.yaml.")
 
 
+def _reader_options(function: F) -> F:
+    """--as ROLE:ID or --as-system: who reads, said every time (show, history, list)."""
+    function = click.option("--as-system", "as_system", is_flag=True,
+                            help="Read as the system: every value, nothing masked.")(function)
+    return click.option("--as", "actor", type=ActorType(), default=None,
+                        help="Who reads: ROLE:ID; shows what this actor may see "
+                             "(or use --as-system).")(function)
+
+
+def _reader(settings: Settings, actor: ActorSpec | None, as_system: bool) -> Actor:
+    """The actor a read command reads as: exactly one of --as and --as-system."""
+    if (actor is None) == (not as_system):
+        raise click.UsageError("say who reads: --as ROLE:ID (what that actor may see), "
+                               "or --as-system (everything)")
+    return SYSTEM if actor is None else settings.actor(actor)
+
+
 @case.command()
 @click.argument("procedure")
 @_as_option()
 @_data_option
+@click.option("--on-behalf", is_flag=True,
+              help="Open it at the counter for a person, who claims it later with the code "
+                   "printed here.")
+@click.option("--organisation", metavar="ID", default=None,
+              help="Apply as this organisation (you administer its members on the case).")
 @session_options
-def start(procedure: str, actor: ActorSpec, data: dict[str, Any] | None) -> None:
+def start(procedure: str, actor: ActorSpec, data: dict[str, Any] | None,
+          on_behalf: bool, organisation: str | None) -> None:
     """Open a case of PROCEDURE (its id, e.g. passport)."""
     settings = _settings()
-    _print_case(settings.engine().start(procedure, settings.actor(actor), data))
+    _print_case(settings.engine().start(procedure, settings.actor(actor), data,
+                                        on_behalf=on_behalf, organisation=organisation))
+
+
+@case.command()
+@click.argument("reference")
+@click.argument("members", nargs=-1)
+@_as_option()
+@session_options
+def members(reference: str, members: tuple[str, ...], actor: ActorSpec) -> None:
+    """Name the MEMBERS of your organisation who may act for it on the case REFERENCE."""
+    settings = _settings()
+    _print_case(settings.engine().set_members(reference, settings.actor(actor), members))
+
+
+@case.command()
+@click.argument("reference")
+@click.argument("code")
+@_as_option()
+@session_options
+def claim(reference: str, code: str, actor: ActorSpec) -> None:
+    """Make a case opened for you at the counter yours, with the CODE on its receipt."""
+    settings = _settings()
+    _print_case(settings.engine().claim(reference, settings.actor(actor), code))
 
 
 @case.command()
@@ -560,14 +610,16 @@ def pay(reference: str, amount: int, provider: str, provider_reference: str,
 
 @case.command()
 @click.argument("reference")
-@_as_option(required=False)
+@_reader_options
 @session_options
-def show(reference: str, actor: ActorSpec | None) -> None:
-    """Show a case; with --as, the triggers this actor may fire now (and why not)."""
+def show(reference: str, actor: ActorSpec | None, as_system: bool) -> None:
+    """Show a case as --as ROLE:ID may see it (values they may not see as •••), with the
+    triggers they may fire now (and why not); or everything, --as-system."""
     settings = _settings()
+    reader = _reader(settings, actor, as_system)  # refused before the engine is built
     engine = settings.engine()
-    found = engine.case(reference)
-    available = engine.available(found.reference, settings.actor(actor)) if actor else None
+    found = engine.case(reference, reader)
+    available = engine.available(found.reference, reader) if actor else None
     if settings.as_json:
         result = _case_json(found)
         if available is not None:
@@ -585,7 +637,7 @@ def show(reference: str, actor: ActorSpec | None) -> None:
     lines += [f"  {d.document_id}: {d.filename} ({d.media_type}, {d.size} bytes, "
               f"sha256 {d.sha256[:12]})" for d in found.documents]
     sent = [(e, _step_details(dataclasses.replace(e, changes={}), settings.language))
-            for e in engine.history(found.reference)]
+            for e in engine.history(found.reference, reader)]
     sent = [(e, details) for e, details in sent if details]
     lines.append("sent and issued:" if sent else "sent and issued: (none)")
     lines += [f"  #{e.sequence} {e.trigger}: {detail}" for e, details in sent
@@ -603,11 +655,14 @@ def show(reference: str, actor: ActorSpec | None) -> None:
 
 @case.command()
 @click.argument("reference")
+@_reader_options
 @session_options
-def history(reference: str) -> None:
-    """Every recorded step of a case, oldest first."""
+def history(reference: str, actor: ActorSpec | None, as_system: bool) -> None:
+    """Every recorded step of a case, oldest first, as --as ROLE:ID may see it (or
+    --as-system)."""
     settings = _settings()
-    entries = settings.engine().history(reference)
+    reader = _reader(settings, actor, as_system)
+    entries = settings.engine().history(reference, reader)
     if settings.as_json:
         _print_json(entries)
         return
@@ -646,15 +701,19 @@ def _text(texts: Any, language: str) -> str:
               help="At most this many cases.")
 @click.option("--after", metavar="REFERENCE", default=None,
               help="The page after this case (pass the last reference shown).")
+@_reader_options
 @session_options
-def list_cases(procedure: str | None, state: str | None, limit: int, after: str | None) -> None:
-    """List cases, oldest first, a page at a time."""
+def list_cases(procedure: str | None, state: str | None, limit: int, after: str | None,
+               actor: ActorSpec | None, as_system: bool) -> None:
+    """List the cases --as ROLE:ID may read (or all, --as-system), oldest first, a page at
+    a time."""
     settings = _settings()
+    reader = _reader(settings, actor, as_system)
     for name, value, longest in (("--procedure", procedure, limits.MAX_PROCEDURE_ID),
                                  ("--state", state, limits.MAX_STATE)):
         if value is not None:  # a NUL would reach PostgreSQL as a driver error
             limits.check_text(name, value, longest)
-    found = settings.engine().cases(procedure, state, limit=limit, after=after)
+    found = settings.engine().cases(procedure, state, actor=reader, limit=limit, after=after)
     if settings.as_json:
         _print_json([_case_json(c) for c in found])
         return
@@ -683,6 +742,35 @@ def tick(now: dt.datetime | None) -> None:
     for reference, trigger, result in done:
         echo(f"{reference}  {trigger}  {result}")
     echo(f"{len(done)} timer(s) due", err=True)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True,
+              help="Change nothing: say which cases would be purged and what would be erased.")
+@click.option("--now", metavar="ISO-DATETIME", callback=_parse_now,
+              help="Act as if it were this moment (UTC unless an offset is given) "
+                   "[default: the current time].")
+@session_options
+def purge(dry_run: bool, now: dt.datetime | None) -> None:
+    """Erase the personal data of closed cases past their procedure's retention, keeping
+    the skeleton of their record (states, times, roles) and a record of the purge."""
+    settings = _settings()
+    settings.now = now  # the engine's clock too: the purge is recorded at `now`
+    done = settings.engine().purge(now, dry_run=dry_run)
+    if settings.as_json:
+        _print_json([dataclasses.asdict(r) for r in done])
+        return
+    erase, delete = ("would erase", "to delete") if dry_run else ("erased", "deleted")
+    for r in done:
+        kept = f", {len(r.files_kept)} kept (another case has them)" if r.files_kept else ""
+        echo(f"{r.reference}  {r.procedure_id}  closed {_time(r.closed_at)}  retention "
+             f"{r.retention}  {erase}: {len(r.fields)} field(s), {r.file_names} file name(s), "
+             f"{r.history_rows} history row(s), {r.outbox_rows} outbox row(s); files: "
+             f"{len(r.files_deleted)} {delete}{kept}")
+    if dry_run:
+        echo(f"{len(done)} case(s) to purge (dry run: nothing changed)", err=True)
+    else:
+        echo(f"{len(done)} case(s) purged", err=True)
 
 
 
@@ -1012,7 +1100,7 @@ class Interactive:
             echo(f"  deadline {trigger} on {reference}: {result}")
 
     def history(self, _: str) -> None:
-        for h in self.session.engine.history(self.session.case().reference):
+        for h in self.session.engine.history(self.session.case().reference, self.actor):
             echo(f"  {h.sequence:>3} {h.trigger:<22} {h.from_state or '-'} -> "
                  f"{h.to_state}  {h.actor_id} ({h.actor_role})")
 

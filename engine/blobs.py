@@ -1,7 +1,8 @@
 """Where attached files live: content stored under its SHA-256; media type sniffed from bytes.
 
 No user-supplied name or path ever reaches the filesystem: a blob's only name is its digest.
-A host can pass any object with `put` and `get` (e.g. an object-storage client) instead.
+A host can pass any object with `put`, `get` and `delete` (e.g. an object-storage client)
+instead.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class BlobStore(Protocol):
         """The content stored under `sha256` (KeyError when absent)."""
         ...
 
+    def delete(self, sha256: str) -> None:
+        """Remove the content stored under `sha256` (KeyError when absent). The engine asks
+        it only when purging a case, for a file no case that is not purged still has."""
+        ...
+
 
 class MemoryBlobStore:
     """Blobs kept in memory: for tests, scenarios and simulations."""
@@ -56,6 +62,9 @@ class MemoryBlobStore:
 
     def get(self, sha256: str) -> bytes:
         return self._blobs[sha256]
+
+    def delete(self, sha256: str) -> None:
+        del self._blobs[sha256]
 
 
 class DirectoryBlobStore:
@@ -90,5 +99,11 @@ class DirectoryBlobStore:
     def get(self, sha256: str) -> bytes:
         try:
             return self._path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(sha256) from None
+
+    def delete(self, sha256: str) -> None:
+        try:
+            self._path(sha256).unlink()
         except FileNotFoundError:
             raise KeyError(sha256) from None

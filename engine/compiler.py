@@ -36,6 +36,7 @@ from .model import (
     IssuedDocument,
     Notification,
     Option,
+    Party,
     Path,
     Procedure,
     Requirement,
@@ -100,7 +101,8 @@ def start_rule(data: dict[str, Any]) -> Start:
     (the compatibility rule, reported by validate), or no one."""
     declared = data.get("start")
     if isinstance(declared, dict):
-        return Start(_names(declared.get("roles")), _names(declared.get("on_behalf")))
+        return Start(_names(declared.get("roles")), _names(declared.get("on_behalf")),
+                     organisations=declared.get("organisations") is True)
     if COMPATIBLE_START_ROLE in _dict(data.get("roles")):
         return Start((COMPATIBLE_START_ROLE,), implied=True)
     return Start()
@@ -183,6 +185,7 @@ class _Builder:
             ),
             min_rows=_int(d.get("min_rows")), max_rows=_int(d.get("max_rows")),
             fields=self.fields(d.get("fields"), (*path, "fields")),
+            sensitive=d.get("sensitive") is True, visible_to=_names(d.get("visible_to")),
         )
 
     def fields(self, data: Any, path: Path) -> tuple[Field, ...]:
@@ -199,7 +202,9 @@ class _Builder:
             max_size=self.document_size(d.get("max_size"), (*path, "max_size")),
             min_files=_int(d.get("min_files")) or 0 if "min_files" in d else 1,
             max_files=_int(d.get("max_files")) or 1,
-            original_at_counter=d.get("original_at_counter") is True, **extra,
+            original_at_counter=d.get("original_at_counter") is True,
+            sensitive=d.get("sensitive") is True, visible_to=_names(d.get("visible_to")),
+            **extra,
         )
 
     def fee(self, data: Any, path: Path) -> Fee:
@@ -307,8 +312,19 @@ class _Builder:
             retention=self.duration(data.get("retention"), ("retention",)),
             source_path=self.document.path,
             simulation=self.simulation(_dict(data.get("simulation"))),
-            start=self.starting,
+            start=self.starting, read_roles=_names(data.get("read")),
+            parties=self.parties(_dict(data.get("parties"))),
         )
+
+    def parties(self, d: dict[str, Any]) -> dict[str, Party]:
+        parties = {}
+        for party_id, spec in d.items():
+            given = _dict(spec)
+            contacts = {kind: given[kind] for kind in ("name", "phone", "email")
+                        if isinstance(given.get(kind), str)}
+            parties[party_id] = Party(party_id, text(given.get("label")), ("parties", party_id),
+                                      **contacts)
+        return parties
 
     def simulation(self, d: dict[str, Any]) -> Simulation:
         def durations(key: str) -> dict[str, Duration]:

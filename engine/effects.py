@@ -51,9 +51,14 @@ def render(workflow: Workflow, notifications: Iterable[Notification],
 def _notification(workflow: Workflow, note: Notification, context: Mapping[str, Any],
                   names: Mapping[str, str]) -> dict[str, Any]:
     subject = f"{note.channel} → {note.to}"
-    return {"channel": note.channel, "to": note.to,
+    sent = {"channel": note.channel, "to": note.to,
             "text": _texts(workflow, note.template, context, names, subject),
             "subject": _bilingual(note.subject) if note.subject else None}
+    party = workflow.procedure.parties.get(note.to)
+    if party is not None:  # reached through form fields: the host needs the address
+        sent["contact"] = {kind: context.get(field_id)
+                           for kind, field_id in party.contact_fields.items()}
+    return sent
 
 
 def _document(workflow: Workflow, item: IssuedDocument, context: Mapping[str, Any],

@@ -84,6 +84,21 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "start_roles_only": {
         "fr": "seuls ces rôles peuvent ouvrir un dossier : {roles}",
         "en": "only these roles may open a case: {roles}"},
+    "on_behalf_roles_only": {
+        "fr": "seuls ces rôles peuvent ouvrir un dossier pour une personne : {roles}",
+        "en": "only these roles may open a case for a person: {roles}"},
+    "already_claimed": {
+        "fr": "ce dossier a déjà son demandeur",
+        "en": "this case already has its applicant"},
+    "wrong_claim_code": {
+        "fr": "ce code ne correspond pas au récépissé",
+        "en": "this code does not match the receipt"},
+    "not_administrator": {
+        "fr": "seul l'administrateur de l'organisation peut gérer ses membres sur ce dossier",
+        "en": "only the organisation's administrator manages its members on this case"},
+    "no_organisations": {
+        "fr": "cette procédure n'est pas ouverte aux organisations",
+        "en": "this procedure is not open to organisations"},
     "nobody_starts": {
         "fr": "personne ne peut ouvrir de dossier pour cette procédure",
         "en": "no one may open a case of this procedure"},
@@ -96,6 +111,11 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "step_already_done": {
         "fr": "vous avez déjà réalisé l'étape « {step} » de ce dossier",
         "en": 'you already did step "{step}" on this case'},
+
+    # --- who may read ---------------------------------------------------------------------------
+    "may_not_read": {
+        "fr": "vous n'avez pas accès à ce dossier",
+        "en": "you may not read this case"},
 
     # --- what a step still needs ----------------------------------------------------------------
     "not_from_state": {

@@ -133,6 +133,10 @@ class Field:
     min_rows: int | None = None
     max_rows: int | None = None
     fields: tuple[Field, ...] = ()
+    #: sensitive personal data (never in hook payloads; see Workflow, "who may read what")
+    sensitive: bool = False
+    #: the only roles that see the value, besides the applicant party (empty: not restricted)
+    visible_to: tuple[str, ...] = ()
 
     @property
     def option_values(self) -> tuple[str, ...]:
@@ -154,6 +158,8 @@ class Document:
     min_files: int = 1
     max_files: int = 1
     original_at_counter: bool = False
+    sensitive: bool = False  # as Field.sensitive, for its files' names and hashes
+    visible_to: tuple[str, ...] = ()  # as Field.visible_to
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,26 @@ class Start:
     roles: tuple[str, ...] = ()
     on_behalf: tuple[str, ...] = ()
     implied: bool = False
+    organisations: bool = False  # an organisation may apply, its members acting for it
+
+
+@dataclass(frozen=True)
+class Party:
+    """A party of a case reached through form fields: the ids of the fields holding its
+    name, phone and e-mail (each optional)."""
+
+    id: str
+    label: Text | None
+    path: Path = field(compare=False)
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+    @property
+    def contact_fields(self) -> dict[str, str]:
+        """kind (name, phone, email) -> field id, for those declared."""
+        found = {"name": self.name, "phone": self.phone, "email": self.email}
+        return {kind: field_id for kind, field_id in found.items() if field_id}
 
 
 @dataclass(frozen=True)
@@ -304,6 +330,9 @@ class Procedure:
     source_path: str = field(default="", compare=False)
     simulation: Simulation = field(default_factory=Simulation, compare=False)
     start: Start = field(default_factory=Start)
+    parties: Mapping[str, Party] = field(default_factory=dict)
+    #: roles that may read every case without acting on it (`read:`)
+    read_roles: tuple[str, ...] = ()
 
     @property
     def party_roles(self) -> frozenset[str]:

@@ -115,6 +115,11 @@ def duplicate_ids(given: RuleInput) -> Iterator[Problem]:
             if item.id in field_ids:
                 yield Problem((*item.path, "id"), f'input "{item.id}" has the id of a form field; '
                                                   "give it its own id")
+    for party in p.parties:
+        if party in p.roles:
+            yield Problem(("parties", party), f'party "{party}" has the id of a role: a '
+                                              "notification's `to:` could not tell them apart",
+                          at_key=True)
 
 
 @rule("initial-state")
@@ -165,12 +170,15 @@ def undefined_roles(given: RuleInput) -> Iterator[Problem]:
             yield Problem(("simulation", "staff", name), unknown("role", name, roles),
                           at_key=True)
     for note in _notifications(given.procedure):
-        if note.to not in roles and note.to != APPLICANT_PARTY:
-            yield Problem((*note.path, "to"), unknown("role", note.to, roles))
+        if note.to not in roles and note.to != APPLICANT_PARTY and \
+                note.to not in given.procedure.parties:
+            yield Problem((*note.path, "to"),
+                          unknown("role or party", note.to, [*roles, *given.procedure.parties]))
     yield from _undefined_start_roles(given)
+    yield from _undefined_reader_roles(given)
     start = given.procedure.start
     used = {r for t in given.procedure.transitions for r in t.roles}
-    used |= {*start.roles, *start.on_behalf}
+    used |= {*start.roles, *start.on_behalf, *given.procedure.read_roles}
     for declared in roles.values():
         if declared.id not in used:
             yield Problem(declared.path, f'role "{declared.id}" is never allowed to fire a '
@@ -183,6 +191,21 @@ def _undefined_start_roles(given: RuleInput) -> Iterator[Problem]:
         for i, role in enumerate(named):
             if role not in roles:
                 yield Problem(("start", key, i), unknown("role", role, roles))
+
+
+def _undefined_reader_roles(given: RuleInput) -> Iterator[Problem]:
+    """Roles named by `read:` and by the `visible_to:` of fields (sub-fields and step input
+    included) and documents."""
+    p = given.procedure
+    roles = p.roles
+    for i, role in enumerate(p.read_roles):
+        if role not in roles:
+            yield Problem(("read", i), unknown("role", role, roles))
+    items: list[Field | Document] = [*_all_fields(p), *p.documents]
+    for item in items:
+        for i, role in enumerate(item.visible_to):
+            if role not in roles:
+                yield Problem((*item.path, "visible_to", i), unknown("role", role, roles))
 
 
 @rule("who-may-start")
@@ -214,6 +237,10 @@ def undefined_fields(given: RuleInput) -> Iterator[Problem]:
                 if name not in fields:
                     yield Problem((*t.path, "requires", "fields", i),
                                   unknown("field", name, fields))
+    for party in given.procedure.parties.values():
+        for kind, name in party.contact_fields.items():
+            if name not in fields:
+                yield Problem((*party.path, kind), unknown("field", name, fields))
 
 
 @rule("undefined-document")

@@ -8,16 +8,17 @@ Hooks registered with `on` are called after commit, from the outbox.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from . import effects, limits, references, store
+from . import claims, effects, limits, references, store
 from .blobs import BlobStore, DirectoryBlobStore, MemoryBlobStore, sniff
 from .clock import Clock, utc_now
 from .compiler import load_procedure, procedure_files
@@ -30,7 +31,7 @@ from .errors import (
     UnknownTrigger,
 )
 from .messages import Texts, text
-from .model import Procedure, Transition
+from .model import APPLICANT_PARTY, SYSTEM_ROLE, Duration, Procedure, Transition
 from .outbox import Hook, Outbox
 from .registry import Versions
 from .timers import TimerSettled, check_stay, due_text, settle_due, timer_rows
@@ -41,9 +42,10 @@ from .values import (
     Availability,
     Case,
     HistoryEntry,
+    PurgeResult,
     frozen_mapping,
 )
-from .workflow import ATTACH, EDIT, PAY, START, CaseView, Decision, Workflow
+from .workflow import ATTACH, CLAIM, EDIT, MEMBERS, PAY, START, CaseView, Decision, Workflow
 
 log = logging.getLogger("guichet")
 
@@ -160,22 +162,34 @@ class Engine:
         """The compiled version a case is pinned to (loaded from its stored snapshot if needed)."""
         return self._versions.pinned(procedure_hash)
 
-    def case(self, reference: str) -> Case:
-        """The case with this reference (UnknownCase if none, or if its check is wrong)."""
-        return self._case_value(self._row(reference))
+    def case(self, reference: str, actor: Actor) -> Case:
+        """The case with this reference as `actor` may see it: UnknownCase if none (or if its
+        check is wrong), NotAllowed if they may not read it, values and files they may not
+        see masked (Workflow, "who may read what"). A host reading for no person passes
+        SYSTEM."""
+        row = self._row(reference)
+        self.workflow(row["procedure_hash"]).check_read(_view(row), actor)
+        return self._case_value(row, actor)
 
-    def history(self, reference: str) -> list[HistoryEntry]:
+    def history(self, reference: str, actor: Actor) -> list[HistoryEntry]:
         """Every recorded step of a case, oldest first, with the form fields it changed and
-        the notifications and documents it sent and issued."""
+        the notifications and documents it sent and issued, as `actor` may see them
+        (NotAllowed, masking: as `case`)."""
         canonical = _canonical(reference)
-        self._row(reference)
+        row = self._row(reference)
+        workflow, view = self.workflow(row["procedure_hash"]), _view(row)
+        workflow.check_read(view, actor)
+        mask = workflow.masking(view, actor)
         sent = self._store.step_effects(canonical)
-        return [_entry(r, sent.get(r["sequence"], {})) for r in self._store.history(canonical)]
+        return [workflow.masked_entry(_entry(r, sent.get(r["sequence"], {})), mask)
+                for r in self._store.history(canonical)]
 
     def cases(self, procedure: str | None = None, state: str | None = None, *,
-              applicant: str | None = None, limit: int = 50, after: str | None = None
-              ) -> list[Case]:
-        """A page of cases (oldest first); pass the last reference as `after` for the next page."""
+              actor: Actor, applicant: str | None = None, limit: int = 50,
+              after: str | None = None) -> list[Case]:
+        """A page of the cases `actor` may read (oldest first), masked as `case` masks them;
+        pass the last reference as `after` for the next page ([]: no more). Cases they may
+        not read are passed over: a party role should also name itself as `applicant`."""
         for name, value, longest in (("procedure", procedure, limits.MAX_PROCEDURE_ID),
                                      ("state", state, limits.MAX_STATE),
                                      ("applicant", applicant, limits.MAX_ACTOR_ID)):
@@ -184,9 +198,19 @@ class Engine:
         after_id = 0
         if after is not None:
             after_id = int(self._row(after)["id"])
-        rows = self._store.list_cases(procedure, state, applicant, max(1, min(limit, 1000)),
-                                      after_id)
-        return [self._case_value(r) for r in rows]
+        size = max(1, min(limit, 1000))
+        found: list[Case] = []
+        while len(found) < size:
+            rows = self._store.list_cases(procedure, state, applicant, size, after_id)
+            for r in rows:
+                if self.workflow(r["procedure_hash"]).may_read(_view(r), actor):
+                    found.append(self._case_value(r, actor))
+                    if len(found) == size:
+                        break
+            if len(rows) < size:
+                break
+            after_id = int(rows[-1]["id"])
+        return found
 
     def available(self, reference: str, actor: Actor) -> list[Availability]:
         """Each trigger of the current state: whether `actor` may fire it now, and every reason."""
@@ -221,32 +245,45 @@ class Engine:
             raise _unknown_case(reference)
         return row
 
-    def _case_value(self, row: Mapping[str, Any], fees_due: int | None = None) -> Case:
-        """The Case value of a row (`fees_due` when the caller already knows it)."""
+    def _case_value(self, row: Mapping[str, Any], actor: Actor, fees_due: int | None = None
+                    ) -> Case:
+        """The Case value of a row as `actor` may see it, who may read it (Workflow.masking;
+        `fees_due` when the caller already knows it)."""
+        workflow = self.workflow(row["procedure_hash"])
         if fees_due is None:
-            workflow = self.workflow(row["procedure_hash"])
             fees_due = workflow.context(row["data"], _counts(row["documents"]),
                                         row["fees_paid"], self.clock().date())["fees_due"]
-        return Case(
+        value = Case(
             reference=row["reference"], procedure_id=row["procedure_id"],
             procedure_hash=row["procedure_hash"], state=row["state"], outcome=row["outcome"],
             applicant_id=row["applicant_id"], data=frozen_mapping(row["data"]),
             fees_due=fees_due, fees_paid=row["fees_paid"],
             documents=tuple(AttachedDocument(**d) for d in row["documents"]),
             version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"],
+            opened_for_by=None if row["applicant_id"] else
+            row["parties"].get(APPLICANT_PARTY, {}).get("opened_by"),
         )
+        return workflow.masked_case(value, _view(row), actor)
 
     # --- writing --------------------------------------------------------------------------------
 
-    def start(self, procedure_id: str, actor: Actor, data: Mapping[str, Any] | None = None
-              ) -> Case:
-        """Open a case of the current version of `procedure_id`, owned by `actor`."""
+    def start(self, procedure_id: str, actor: Actor, data: Mapping[str, Any] | None = None,
+              *, on_behalf: bool = False, organisation: str | None = None) -> Case:
+        """Open a case of the current version of `procedure_id`, owned by `actor`.
+
+        With `on_behalf`, an agent (a `start.on_behalf` role) opens it at the counter for a
+        person: the case has no applicant until that person claims it (`claim`) with the
+        code the returned Case carries once (`claim_code`, for the receipt).
+
+        With `organisation` (an id), `actor` opens it as that organisation's administrator
+        (where the procedure's `start:` lets organisations apply); the organisation is the
+        applicant, and the members the administrator names act for it (`set_members`)."""
         limits.check_text("procedure_id", procedure_id, limits.MAX_PROCEDURE_ID)
         limits.check_payload(data or {})
         workflow = self._versions.current(procedure_id)
         if workflow is None:
             raise UnknownProcedure(text("unknown_procedure", procedure_id=procedure_id))
-        workflow.check_start(actor)
+        applicant, parties, code = self._applicant(workflow, actor, on_behalf, organisation)
         procedure = workflow.procedure
         now = self.clock()
         cleaned = workflow.start_data(data or {}, now.date(), actor.language)
@@ -264,20 +301,22 @@ class Engine:
             case_id = self._store.insert_case(c, {
                 "reference": reference, "procedure_id": procedure.id,
                 "procedure_hash": procedure.hash, "state": initial.id, "outcome": None,
-                "applicant_id": actor.id, "data": cleaned, "documents": [], "actors": {},
+                "applicant_id": applicant, "parties": parties,
+                "data": cleaned, "documents": [], "actors": {},
                 "fees_paid": 0, "version": 1, "created_at": now, "updated_at": now,
                 "state_entered_at": now,
             })
             role = workflow.role_of(None, actor)
-            self._store.append_history(c, _history(case_id, 1, START, None, initial.id,
-                                                    actor.id, role, {"data": cleaned}, now))
+            self._store.append_history(c, _history(
+                case_id, 1, START, None, initial.id, actor.id, role, {"data": cleaned}, now,
+                APPLICANT_PARTY if on_behalf else None))
             payload = {"trigger": START, "sequence": 1, "from": None, "to": initial.id,
                        "actor": actor.id, **effects}
             outbox_id = self._store.add_outbox(c, _outbox(case_id, "case_started", payload,
                                                            now))
             self._store.add_timers(c, timer_rows(workflow, case_id, initial.id, now))
         self._outbox.deliver(outbox_id, reference, "case_started", payload)
-        return self.case(reference)
+        return replace(self.case(reference, actor), claim_code=code)
 
     def _next_reference(self, c: Any, procedure: Procedure, now: dt.datetime) -> str:
         key = f"{procedure.reference_prefix}-{now.year}"
@@ -345,7 +384,7 @@ class Engine:
                     raise _concurrent() from None
                 continue
             self._outbox.deliver(outbox_id, canonical, "transition", step.effects)
-            return self._case_value(step.written, step.fees_due)
+            return self._case_value(step.written, actor, step.fees_due)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _decide(self, row: Mapping[str, Any], trigger: str, actor: Actor,
@@ -383,6 +422,8 @@ class Engine:
         step_input = {f.id: decision.data.get(f.id) for f in t.input}
         changes = _changes(workflow, row["data"], decision.data) if "data" in values else {}
         recorded = {**step_input, **({CHANGES: changes} if changes else {})}
+        for_party = workflow.for_party(_view(row), actor)
+        recorded_role = workflow.role_of(_view(row), actor) if for_party else decision.role
         rendered = self._effects(workflow, (*t.notify, *target.notify), t.issue,
                                  decision.context, row["reference"], target.id, t.trigger)
         payload = {
@@ -391,9 +432,9 @@ class Engine:
             "input": step_input, **rendered,
         }
         return _Step(
-            row=row, values=values, effects=payload,
+            row=row, values=values, effects=workflow.hook_payload(payload),
             history=_history(row["id"], version, t.trigger, source, target.id, actor.id,
-                             decision.role, recorded, now),
+                             recorded_role, recorded, now, for_party),
             leaves_deadlines=bool(workflow.procedure.states[source].deadlines),
             timers=timer_rows(workflow, row["id"], target.id, now),
             written={**row, **values}, fees_due=decision.context["fees_due"],
@@ -422,6 +463,61 @@ class Engine:
             return _Change({"data": merged}, {CHANGES: edited}) if edited else None
 
         return self._change(reference, actor, EDIT, "case_edited", decide)
+
+    @staticmethod
+    def _applicant(workflow: Workflow, actor: Actor, on_behalf: bool, organisation: str | None
+                   ) -> tuple[str, dict[str, Any], str | None]:
+        """Who a new case belongs to: (applicant id, parties, claim code). Refuses an actor
+        who may not open it so (NotAllowed)."""
+        if on_behalf:
+            workflow.check_start_for(actor)
+            code = claims.new_code()
+            return "", {APPLICANT_PARTY: {"opened_by": actor.id, "claim": claims.seal(code)}}, code
+        if organisation is not None:
+            limits.check_text("organisation", organisation, limits.MAX_ACTOR_ID)
+            workflow.check_start_as_organisation(actor)
+            return organisation, {APPLICANT_PARTY: {
+                "kind": "organisation", "administrator": actor.id, "members": [actor.id]}}, None
+        workflow.check_start(actor)
+        return actor.id, {}, None
+
+    def set_members(self, reference: str, actor: Actor, members: Iterable[str]) -> Case:
+        """Name the members of the applicant organisation who may act for it on this case
+        (its administrator, who stays a member); recorded as a step with who was added and
+        removed."""
+        wanted = [limits.check_text("member", m, limits.MAX_ACTOR_ID) for m in members]
+
+        def decide(current: Mapping[str, Any]) -> _Change | None:
+            workflow, case = self.workflow(current["procedure_hash"]), _view(current)
+            workflow.check_administrator(case, actor)
+            applicant = dict(current["parties"][APPLICANT_PARTY])
+            now_members = list(dict.fromkeys([actor.id, *wanted]))
+            before = applicant.get("members", [])
+            if now_members == before:
+                return None
+            applicant["members"] = now_members
+            return _Change({"parties": {**current["parties"], APPLICANT_PARTY: applicant}},
+                           {"added": [m for m in now_members if m not in before],
+                            "removed": [m for m in before if m not in now_members]})
+
+        return self._change(reference, actor, MEMBERS, "members_changed", decide)
+
+    def claim(self, reference: str, actor: Actor, code: str) -> Case:
+        """Make a case opened at the counter for a person theirs: `actor` (a role that opens
+        cases) gives the code printed on the receipt and becomes its applicant."""
+        limits.check_text("code", code, 64)
+
+        def decide(current: Mapping[str, Any]) -> _Change:
+            workflow, case = self.workflow(current["procedure_hash"]), _view(current)
+            workflow.accept_claim(case, actor, code)
+            applicant = {k: v for k, v in current["parties"].get(APPLICANT_PARTY, {}).items()
+                         if k != "claim"}
+            parties = {**current["parties"], APPLICANT_PARTY: {**applicant,
+                                                               "claimed_by": actor.id}}
+            return _Change({"applicant_id": actor.id, "parties": parties},
+                           {"opened_by": applicant.get("opened_by")})
+
+        return self._change(reference, actor, CLAIM, "case_claimed", decide)
 
     def attach(self, reference: str, document_id: str, filename: str,
                content: bytes | IO[bytes], actor: Actor) -> Case:
@@ -501,13 +597,15 @@ class Engine:
             current = self._row(reference)
             change = decide(current)
             if change is None:
-                return self._case_value(current)
+                return self._case_value(current, actor)
             now = self.clock()
             version = current["version"] + 1
             values = {**change.values, "version": version, "updated_at": now}
-            role = self.workflow(current["procedure_hash"]).role_of(_view(current), actor)
+            workflow, case = self.workflow(current["procedure_hash"]), _view(current)
             history = _history(current["id"], version, step, current["state"], current["state"],
-                               actor.id, role, change.payload, now)
+                               actor.id, workflow.role_of(case, actor), change.payload, now,
+                               workflow.for_party(case, actor))
+            sent = workflow.hook_payload(change.payload)  # no marked value for hooks
             try:
                 with self._write() as c:
                     if change.write is not None:
@@ -515,13 +613,13 @@ class Engine:
                     self._store.update_case(c, current["id"], current["version"], values)
                     self._store.append_history(c, history)
                     outbox_id = self._store.add_outbox(c, _outbox(current["id"], event,
-                                                                  change.payload, now))
+                                                                  sent, now))
             except store.Conflict:
                 if attempt == _ATTEMPTS:
                     raise _concurrent() from None
                 continue
-            self._outbox.deliver(outbox_id, canonical, event, change.payload)
-            return self._case_value({**current, **values})
+            self._outbox.deliver(outbox_id, canonical, event, sent)
+            return self._case_value({**current, **values}, actor)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     # --- deadlines ------------------------------------------------------------------------------
@@ -576,6 +674,100 @@ class Engine:
         """The pending deadlines and reminders of a case."""
         return self._store.pending_timers(int(self._row(reference)["id"]))
 
+    # --- retention ------------------------------------------------------------------------------
+
+    def purge(self, now: dt.datetime | None = None, *, dry_run: bool = False
+              ) -> list[PurgeResult]:
+        """Erase the personal data of every closed case whose retention has passed.
+
+        A case is due when the `retention:` of the procedure version it is pinned to, counted
+        from when it entered its final state, has ended at `now`; a version without
+        `retention:` is never purged, nor is an open case. Each case is purged in one
+        transaction (see `_purge_plan` for what is erased and kept), recorded by a `@purge`
+        history row (actor SYSTEM) and a `case_purged` event; its files are then deleted from
+        the blob store, but those a case not purged also has. Cases already purged are passed
+        over. With `dry_run` nothing changes: the results say what would be erased.
+        """
+        now = now or self.clock()
+        results: list[PurgeResult] = []
+        for procedure_hash in self._store.closed_versions():
+            retention = self.workflow(procedure_hash).procedure.retention
+            if retention is None:
+                continue
+            # closed_at + retention <= now implies closed_at <= now - approximate(retention)
+            closed_before = now - retention.approximate()
+            after = 0
+            while rows := self._store.purge_candidates(procedure_hash, closed_before, after):
+                for row in rows:
+                    if retention.add_to(row["closed_at"]) <= now:
+                        result = self._purge_one(row, retention, now, dry_run)
+                        if result is not None:
+                            results.append(result)
+                after = int(rows[-1]["id"])
+        return results
+
+    def _purge_one(self, candidate: Mapping[str, Any], retention: Duration, now: dt.datetime,
+                   dry_run: bool) -> PurgeResult | None:
+        """Purge one case, decided on the case and its record as read, written only if the
+        case is still at that version (decided again when it changed); None when another
+        purge came first."""
+        closed_at = candidate["closed_at"]
+        for attempt in range(1, _ATTEMPTS + 1):
+            current = self._store.read_case(candidate["reference"])
+            if current is None or self._store.is_purged(current["id"]):
+                return None
+            plan = _purge_plan(current, self._store.case_record(current["id"]))
+            files = sorted({d["sha256"] for d in plan.documents})
+            if dry_run:
+                kept = self._store.blobs_in_use(files, current["id"])
+                return plan.result(closed_at, retention, [f for f in files if f not in kept],
+                                   sorted(kept), dry_run=True)
+            version = current["version"] + 1
+            payload = {"trigger": PURGE, "sequence": version, "from": current["state"],
+                       "to": current["state"], "actor": SYSTEM.id,
+                       "closed_at": closed_at.isoformat(), "retention": str(retention)}
+            history = _history(current["id"], version, PURGE, current["state"],
+                               current["state"], SYSTEM.id, SYSTEM_ROLE,
+                               {"closed_at": payload["closed_at"],
+                                "retention": payload["retention"]}, now)
+            try:
+                with self._write() as c:
+                    self._store.update_case(c, current["id"], current["version"],
+                                            {**plan.case, "version": version})
+                    self._store.insert_purge(c, {"case_id": current["id"],
+                                                 "pseudonym": plan.pseudonym,
+                                                 "purged_by": SYSTEM.id, "purged_at": now})
+                    for table, rows in plan.rewrites.items():
+                        self._store.rewrite(c, table, rows)
+                    self._store.append_history(c, history)
+                    outbox_id = self._store.add_outbox(c, _outbox(current["id"], "case_purged",
+                                                                  payload, now))
+            except store.Conflict:
+                if attempt == _ATTEMPTS:
+                    raise _concurrent() from None
+                continue
+            self._outbox.deliver(outbox_id, current["reference"], "case_purged", payload)
+            kept = self._store.blobs_in_use(files, current["id"])  # after commit: never lost
+            return plan.result(closed_at, retention,
+                               self._delete_files([f for f in files if f not in kept]),
+                               sorted(kept))
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _delete_files(self, files: Sequence[str]) -> list[str]:
+        """Delete files of a purged case from the blob store (one already gone counts as
+        deleted); one that cannot be deleted is logged, and left for the operator."""
+        deleted = []
+        for sha256 in files:
+            try:
+                self.blobs.delete(sha256)
+            except KeyError:
+                pass
+            except OSError:
+                log.exception("purge: could not delete file %s from the blob store", sha256)
+                continue
+            deleted.append(sha256)
+        return deleted
+
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -629,15 +821,15 @@ def _counts(documents: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 def _view(row: Mapping[str, Any]) -> CaseView:
     return CaseView(row["state"], row["applicant_id"], row["data"], _counts(row["documents"]),
-                    row["fees_paid"], row["actors"], row["outcome"])
+                    row["fees_paid"], row["actors"], row["outcome"], row["parties"])
 
 
 def _history(case_id: int, sequence: int, trigger: str, source: str | None, target: str,
-             actor_id: str, role: str, payload: Mapping[str, Any], now: dt.datetime
-             ) -> dict[str, Any]:
+             actor_id: str, role: str, payload: Mapping[str, Any], now: dt.datetime,
+             for_party: str | None = None) -> dict[str, Any]:
     return {"case_id": case_id, "sequence": sequence, "trigger": trigger, "from_state": source,
             "to_state": target, "actor_id": actor_id, "actor_role": role,
-            "payload": dict(payload), "at": now}
+            "for_party": for_party, "payload": dict(payload), "at": now}
 
 
 def _outbox(case_id: int, event: str, payload: Mapping[str, Any], now: dt.datetime
@@ -676,7 +868,8 @@ def _entry(row: Mapping[str, Any], sent: Mapping[str, Any]) -> HistoryEntry:
                         row["actor_id"], row["actor_role"], frozen_mapping(payload), row["at"],
                         frozen_mapping(changes),
                         tuple(frozen_mapping(n) for n in sent.get("notifications", ())),
-                        tuple(frozen_mapping(i) for i in sent.get("issued", ())))
+                        tuple(frozen_mapping(i) for i in sent.get("issued", ())),
+                        row.get("for_party"))
 
 
 def _changes(workflow: Workflow, before: Mapping[str, Any], after: Mapping[str, Any]
@@ -684,3 +877,159 @@ def _changes(workflow: Workflow, before: Mapping[str, Any], after: Mapping[str, 
     """The form fields whose value differs: {field: {"before": ..., "after": ...}}."""
     return {f.id: {"before": before.get(f.id), "after": after.get(f.id)}
             for f in workflow.procedure.fields if before.get(f.id) != after.get(f.id)}
+
+
+# --- retention: what purging erases and keeps ---------------------------------------------------
+
+#: The history step recording a purge (actor SYSTEM).
+PURGE = "@purge"
+_FILE = frozenset({"document_id", "media_type", "size", "sha256"})
+_PAYMENT = frozenset({"amount", "provider", "provider_reference"})  # a financial record
+_STEP = frozenset({"trigger", "sequence", "from", "to", "role", "outcome", "due_at"})
+_OPENED_BY = frozenset({"opened_by"})  # the agent who opened a case at a counter: staff
+#: The keys of a payload purging keeps (their values being texts, numbers or null), by history
+#: step and by outbox event; every other value is erased. Step input and form fields are
+#: erased whatever their name: a field may well be called `amount` or `to`.
+_KEPT_BY_STEP = {ATTACH: _FILE, PAY: _PAYMENT, CLAIM: _OPENED_BY}
+_KEPT_BY_EVENT = {"case_started": _STEP, "transition": _STEP, "reminder": _STEP,
+                  "document_attached": _FILE, "payment_recorded": _PAYMENT,
+                  "case_claimed": _OPENED_BY}
+#: What is kept of each notification and issued document: its channel, recipient (a role or
+#: party name), id, and the procedure's own title and subject (never rendered from data).
+_EFFECT_KEPT = frozenset({"channel", "to", "id"})
+_PROCEDURE_TEXTS = frozenset({"title", "subject"})
+#: What is kept of a case's parties but their members' ids (pseudonymised): what kind of
+#: party it is, who opened the case at a counter (staff).
+_PARTY_KEPT = frozenset({"kind", "opened_by"})
+
+
+@dataclass(frozen=True)
+class _PurgePlan:
+    """What purging a case writes: the case columns, and the record rows it rewrites by table
+    (each with its id and the columns it changes); plus what the result reports."""
+
+    pseudonym: str
+    case: dict[str, Any]
+    rewrites: dict[str, list[dict[str, Any]]]
+    reference: str
+    procedure_id: str
+    fields: tuple[str, ...]
+    documents: Sequence[Mapping[str, Any]]  # document rows
+
+    def result(self, closed_at: dt.datetime, retention: Duration, deleted: Sequence[str],
+               kept: Sequence[str], dry_run: bool = False) -> PurgeResult:
+        return PurgeResult(
+            reference=self.reference, procedure_id=self.procedure_id, closed_at=closed_at,
+            retention=str(retention), fields=self.fields,
+            file_names=sum(1 for d in self.documents if d["filename"] != store.PURGED),
+            files_deleted=tuple(deleted), files_kept=tuple(kept),
+            history_rows=len(self.rewrites["history"]),
+            outbox_rows=len(self.rewrites["outbox"]), dry_run=dry_run)
+
+
+def pseudonym(reference: str) -> str:
+    """What the applicant's id becomes in a purged case's record: stable for the case,
+    different for each case, and saying nothing about the person."""
+    return "purged:" + hashlib.sha256(reference.encode()).hexdigest()[:12]
+
+
+def _purge_plan(row: Mapping[str, Any], record: Mapping[str, list[dict[str, Any]]]
+                ) -> _PurgePlan:
+    """What purging erases of a closed case, and what it keeps.
+
+    Erased: the form data (`{}`); every value of step input, form changes (`@changes`:
+    which fields changed is kept), `@start` data, rendered notification and issued-document
+    texts, and parties' contacts (each replaced by PURGED, keys and list lengths kept); file
+    names. The applicant's id (and those of an applicant organisation's members) becomes the
+    case's pseudonym wherever it is an actor. Kept: the skeleton of the audit trail (sequence,
+    trigger, states, times, roles, the party acted for, staff actor ids), documents' ids,
+    types, sizes and digests, payments' amounts, providers and provider references.
+    """
+    alias = pseudonym(row["reference"])
+    persons = _applicant_side(row)
+
+    def actor(value: Any) -> Any:
+        return alias if isinstance(value, str) and value in persons else value
+
+    def party(value: Any) -> Any:  # a party's ids pseudonymised, its contacts erased
+        if isinstance(value, Mapping):
+            return {k: v if k in _PARTY_KEPT and _scalar(v) else party(v)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [party(v) for v in value]
+        return alias if actor(value) == alias else _erased(value)
+
+    rewrites = {table: [changed for r in rows if (changed := _rewritten(table, r, actor))]
+                for table, rows in record.items()}
+    case: dict[str, Any] = {
+        "data": {}, "applicant_id": actor(row["applicant_id"]),
+        "documents": [{**d, "filename": store.PURGED} for d in row["documents"]],
+        "actors": {trigger: list(dict.fromkeys(actor(a) for a in ids))
+                   for trigger, ids in row["actors"].items()},
+    }
+    if "parties" in row:
+        case["parties"] = party(row["parties"])
+    return _PurgePlan(alias, case, rewrites, row["reference"], row["procedure_id"],
+                      tuple(sorted(row["data"])), record.get("documents", []))
+
+
+def _rewritten(table: str, row: Mapping[str, Any], actor: Callable[[Any], Any]
+               ) -> dict[str, Any] | None:
+    """What purging changes in one record row: its id and the new values (None: nothing)."""
+    new: dict[str, Any] = {}
+    if "actor_id" in row:
+        new["actor_id"] = actor(row["actor_id"])
+    if table == "documents":
+        new["filename"] = store.PURGED
+    if table == "history" and row["trigger"] != PURGE:
+        new["payload"] = _scrubbed(row["payload"], _KEPT_BY_STEP.get(row["trigger"],
+                                                                      frozenset()), actor)
+    if table == "outbox" and row["event"] != "case_purged":
+        new["payload"] = _scrubbed(row["payload"], _KEPT_BY_EVENT.get(row["event"],
+                                                                      frozenset()), actor)
+    changed = {k: v for k, v in new.items() if v != row[k]}
+    return {"id": row["id"], **changed} if changed else None
+
+
+def _applicant_side(row: Mapping[str, Any]) -> frozenset[str]:
+    """The ids of the applicant: the person (or organisation) and, for an organisation, its
+    administrator and members; a person who claimed a case opened for them."""
+    party = row.get("parties", {}).get(APPLICANT_PARTY, {})
+    ids = {row["applicant_id"], party.get("administrator"), party.get("claimed_by"),
+           *party.get("members", ())}
+    return frozenset(i for i in ids if isinstance(i, str) and i)
+
+
+def _scrubbed(payload: Any, kept: frozenset[str], actor: Callable[[Any], Any]) -> Any:
+    """A payload with its personal data erased: `kept` keys (scalars) and the procedure's own
+    texts stay, an `actor` becomes the pseudonym if it is the applicant, notifications and
+    issued documents keep their skeleton; every other value is erased."""
+    if not isinstance(payload, Mapping):
+        return _erased(payload)
+    result: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key == "actor":
+            result[key] = actor(value)
+        elif key in kept and _scalar(value):
+            result[key] = value
+        elif key in ("notifications", "issued") and isinstance(value, list):
+            result[key] = [_scrubbed(e, _EFFECT_KEPT, actor) for e in value]
+        elif key in _PROCEDURE_TEXTS and kept is _EFFECT_KEPT:
+            result[key] = value
+        else:
+            result[key] = _erased(value)
+    return result
+
+
+def _erased(value: Any) -> Any:
+    """`value` with every text, number and boolean replaced by PURGED (null stays null; the
+    keys of objects and the lengths of lists stay, as the guards require)."""
+    if isinstance(value, Mapping):
+        return {k: _erased(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_erased(v) for v in value]
+    return None if value is None else store.PURGED
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)

@@ -31,7 +31,9 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -84,7 +86,8 @@ class CaseRow(SQLModel, table=True):
     procedure_hash: str = Field(foreign_key="procedure_versions.hash", max_length=64)
     state: str = Field(max_length=64)
     outcome: str | None = Field(default=None, max_length=32)
-    applicant_id: str = Field(index=True, max_length=128)
+    applicant_id: str = Field(index=True, max_length=128)  # "" until claimed (on behalf)
+    parties: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))  # see Case.parties
     data: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
     documents: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
     actors: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))  # trigger -> actor ids
@@ -108,6 +111,7 @@ class HistoryRow(SQLModel, table=True):
     to_state: str = Field(max_length=64)
     actor_id: str = Field(max_length=128)
     actor_role: str = Field(max_length=64)
+    for_party: str | None = Field(default=None, max_length=64)  # the party acted for
     payload: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
     at: dt.datetime = Field(sa_column=_timestamp())
 
@@ -180,6 +184,19 @@ class CounterRow(SQLModel, table=True):
     value: int
 
 
+class PurgeRow(SQLModel, table=True):
+    """A case whose personal data was erased after its retention (append-only). Its row is
+    what lets the guards accept purging's rewrites of that case's record, and only those."""
+
+    __tablename__ = "purges"
+    case_id: int = Field(primary_key=True, foreign_key="cases.id",
+                         sa_column_kwargs={"autoincrement": False})
+    #: what the applicant's id became in the case's record: purged:<12 hex digits>
+    pseudonym: str = Field(max_length=64)
+    purged_by: str = Field(max_length=128)
+    purged_at: dt.datetime = Field(sa_column=_timestamp())
+
+
 procedures_t = ProcedureVersion.__table__  # type: ignore[attr-defined]
 cases_t = CaseRow.__table__  # type: ignore[attr-defined]
 history_t = HistoryRow.__table__  # type: ignore[attr-defined]
@@ -188,21 +205,43 @@ payments_t = PaymentRow.__table__  # type: ignore[attr-defined]
 outbox_t = OutboxRow.__table__  # type: ignore[attr-defined]
 timers_t = TimerRow.__table__  # type: ignore[attr-defined]
 counters_t = CounterRow.__table__  # type: ignore[attr-defined]
+purges_t = PurgeRow.__table__  # type: ignore[attr-defined]
 
 # --- guards: rows that are never rewritten ------------------------------------------------------
 # history, payments and documents are append-only; outbox rows are never deleted and only their
 # delivered_at is set, once (from NULL). Database triggers enforce it, so that no statement,
 # whoever types it, rewrites the record; create_schema checks at every start that each guard is
 # in place and unaltered. Cases, timers and counters change by design.
+#
+# One controlled exception: purging a case's personal data after its retention (Engine.purge).
+# In one transaction, purging first inserts the case's row in `purges` (append-only too; only
+# for a closed case, with a pseudonym of the fixed form purged:<12 hex digits>), then rewrites
+# the case's record. The guards accept an UPDATE of a record row only when a purges row exists
+# for the row's case, every column but those of _PURGEABLE is unchanged, and each of those is
+# unchanged or becomes what purging makes of it: an actor id the case's pseudonym, a file name
+# PURGED, a JSON payload the same document with values (leaves or whole subtrees) replaced by
+# PURGED or the pseudonym -- same keys, same array lengths, every other value as it was
+# (`_sqlite_redacted`, `_pg_redacted`). A purges row lets one erase, never write anything else.
 
 log = logging.getLogger("guichet.store")
 
-#: Tables whose rows are never updated, deleted or replaced.
-_APPEND_ONLY = ("history", "payments", "documents")
+#: Tables whose rows are never updated, deleted or replaced (but as purging rewrites them).
+_APPEND_ONLY = ("history", "payments", "documents", "purges")
 _GUARDED = (*_APPEND_ONLY, "outbox")
 _OUTBOX_MESSAGE = "outbox rows are immutable: only delivered_at is set, once"
+_PURGES_MESSAGE = "purges: only a closed case is purged, under a pseudonym purged:<12 hex digits>"
+#: What purging writes instead of a file name or a value of a JSON payload.
+PURGED = "(purged)"
+#: The columns purging may rewrite, and what each may become: "pseudonym" (the purges row's),
+#: "marker" (PURGED), "redacted" (a JSON payload with values replaced by either).
+_PURGEABLE: dict[str, dict[str, str]] = {
+    "history": {"actor_id": "pseudonym", "payload": "redacted"},
+    "documents": {"filename": "marker", "actor_id": "pseudonym"},
+    "payments": {"actor_id": "pseudonym"},
+    "outbox": {"payload": "redacted"},
+}
 #: pg_trigger.tgtype bits
-_ROW, _BEFORE, _DELETE, _UPDATE, _TRUNCATE = 1, 2, 8, 16, 32
+_ROW, _BEFORE, _INSERT, _DELETE, _UPDATE, _TRUNCATE = 1, 2, 4, 8, 16, 32
 _INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL SQLSTATE
 
 
@@ -224,9 +263,46 @@ def _unique_keys(table: str) -> list[tuple[str, ...]]:
     return keys
 
 
-def _outbox_immutable() -> list[Any]:
-    """Every outbox column but delivered_at (new columns are immutable too)."""
-    return [c for c in outbox_t.c if c.name != "delivered_at"]
+def _kept(table: str, *also: str) -> list[str]:
+    """The columns of `table` every UPDATE must leave as they are: all but those purging may
+    rewrite and `also` (new columns are kept too)."""
+    rewritable = {*_PURGEABLE.get(table, {}), *also}
+    return [c.name for c in SQLModel.metadata.tables[table].c if c.name not in rewritable]
+
+
+def _sqlite_redacted(column: str) -> str:
+    """True when NEW.column is OLD.column (JSON) with values replaced by PURGED or the
+    pseudonym `p.pseudonym`: every node of the new document is at the same path in the old
+    one, of the same type and value, or is one of those two texts; every node of the old one
+    is in the new one unless its parent was replaced. One parse of each document (the
+    materialised subqueries get an automatic index), not one per node."""
+    new, old = f"NEW.{column}", f"OLD.{column}"
+    return (
+        f"json_type({new}) IS json_type({old}) "
+        f"AND NOT EXISTS (SELECT 1 FROM json_tree({new}) n LEFT JOIN (SELECT fullkey AS k, "
+        f"type AS t, atom AS a FROM json_tree({old}) LIMIT -1) o ON o.k = n.fullkey "
+        "WHERE NOT (o.t IS n.type AND (n.type IN ('object', 'array') OR o.a IS n.atom) "
+        f"OR o.k IS NOT NULL AND n.type = 'text' AND n.atom IN ('{PURGED}', p.pseudonym))) "
+        f"AND NOT EXISTS (SELECT 1 FROM json_tree({old}) o CROSS JOIN (SELECT fullkey AS k, "
+        f"type AS t FROM json_tree({new}) LIMIT -1) up ON up.k = o.path LEFT JOIN "
+        f"(SELECT fullkey AS k FROM json_tree({new}) LIMIT -1) n ON n.k = o.fullkey "
+        "WHERE up.t IN ('object', 'array') AND n.k IS NULL)")
+
+
+def _sqlite_purge_allows(table: str) -> str:
+    """True when the case of the updated row has a purges row `p` and each column purging
+    may rewrite is unchanged or as purging makes it (see _PURGEABLE)."""
+    rules = []
+    for column, kind in _PURGEABLE[table].items():
+        becomes = {"pseudonym": f"NEW.{column} = p.pseudonym",
+                   "marker": f"NEW.{column} = '{PURGED}'"}.get(kind) or _sqlite_redacted(column)
+        rules.append(f"(NEW.{column} IS OLD.{column} OR {becomes})")
+    return ("EXISTS (SELECT 1 FROM purges p WHERE p.case_id = OLD.case_id AND "
+            f"{' AND '.join(rules)})")
+
+
+def _sqlite_unchanged(columns: Sequence[str]) -> str:
+    return " AND ".join(f"NEW.{c} IS OLD.{c}" for c in columns)
 
 
 def _sqlite_trigger(table: str, name: str, event_: str, message: str, when: str = "") -> _Guard:
@@ -250,22 +326,31 @@ def _sqlite_conflict(table: str) -> str:
 
 
 def _sqlite_guards() -> list[_Guard]:
-    """The SQLite triggers: no UPDATE, DELETE or replacing INSERT on append-only tables; on the
-    outbox, no DELETE, no replacing INSERT, and no UPDATE but setting delivered_at once."""
+    """The SQLite triggers: no UPDATE (but purging's), DELETE or replacing INSERT on
+    append-only tables, and no INSERT in purges but for a closed case under a pseudonym; on the
+    outbox, no DELETE, no replacing INSERT, and no UPDATE but setting delivered_at once (and
+    purging's)."""
     guards: list[_Guard] = []
     for table in _APPEND_ONLY:
         message = f"{table} is append-only"
+        purged = (f"NOT ({_sqlite_unchanged(_kept(table))} AND {_sqlite_purge_allows(table)})"
+                  if table in _PURGEABLE else "")
         guards += [
-            _sqlite_trigger(table, f"{table}_no_update", "UPDATE", message),
+            _sqlite_trigger(table, f"{table}_no_update", "UPDATE", message, purged),
             _sqlite_trigger(table, f"{table}_no_delete", "DELETE", message),
             _sqlite_trigger(table, f"{table}_no_replace", "INSERT",
                             f"{message}: this row is already recorded", _sqlite_conflict(table)),
         ]
-    changed = " OR ".join(f"NEW.{c.name} IS NOT OLD.{c.name}" for c in _outbox_immutable())
+    guards.append(_sqlite_trigger(
+        "purges", "purges_checked", "INSERT", _PURGES_MESSAGE,
+        f"NOT (NEW.pseudonym GLOB 'purged:{'[0-9a-f]' * 12}' AND EXISTS (SELECT 1 FROM cases c "
+        "WHERE c.id = NEW.case_id AND c.outcome IS NOT NULL))"))
+    kept = _kept("outbox", "delivered_at")
     guards += [
         _sqlite_trigger("outbox", "outbox_immutable", "UPDATE", _OUTBOX_MESSAGE,
-                        f"{changed} OR (OLD.delivered_at IS NOT NULL "
-                        "AND NEW.delivered_at IS NOT OLD.delivered_at)"),
+                        f"NOT ({_sqlite_unchanged(kept)} AND (OLD.delivered_at IS NULL "
+                        "OR NEW.delivered_at IS OLD.delivered_at) AND (NEW.payload IS "
+                        f"OLD.payload OR {_sqlite_purge_allows('outbox')}))"),
         _sqlite_trigger("outbox", "outbox_no_delete", "DELETE", _OUTBOX_MESSAGE),
         _sqlite_trigger("outbox", "outbox_no_replace", "INSERT", _OUTBOX_MESSAGE,
                         _sqlite_conflict("outbox")),
@@ -294,13 +379,13 @@ class _PgTrigger:
     table: str
     name: str
     function: str
-    events: tuple[str, ...]  # UPDATE, DELETE, TRUNCATE
+    events: tuple[str, ...]  # INSERT, UPDATE, DELETE, TRUNCATE
     row: bool
 
     @property
     def tgtype(self) -> int:
         """What pg_trigger.tgtype holds for this trigger."""
-        bits = {"DELETE": _DELETE, "UPDATE": _UPDATE, "TRUNCATE": _TRUNCATE}
+        bits = {"INSERT": _INSERT, "DELETE": _DELETE, "UPDATE": _UPDATE, "TRUNCATE": _TRUNCATE}
         return _BEFORE | (_ROW if self.row else 0) | sum(bits[e] for e in self.events)
 
     @property
@@ -310,24 +395,92 @@ class _PgTrigger:
                 f"EXECUTE FUNCTION {self.function}()")
 
 
-def _pg_outbox_body() -> str:
-    """Allow an UPDATE that changes nothing but a NULL delivered_at; refuse everything else."""
+def _pg_unchanged(table: str, columns: Sequence[str]) -> str:
+    """True when NEW and OLD hold the same `columns` (JSON compared as text)."""
+    t = SQLModel.metadata.tables[table]
+
     def row(side: str) -> str:
-        columns = ", ".join(f"{side}.{c.name}::text" if isinstance(c.type, SA_JSON)
-                            else f"{side}.{c.name}" for c in _outbox_immutable())
-        return f"ROW({columns})"
-    return (f" BEGIN IF TG_OP = 'UPDATE' THEN IF {row('NEW')} IS NOT DISTINCT FROM {row('OLD')} "
-            "AND (OLD.delivered_at IS NULL OR NEW.delivered_at IS NOT DISTINCT FROM "
-            "OLD.delivered_at) THEN RETURN NEW; END IF; END IF; "
+        return "ROW(" + ", ".join(f"{side}.{c}::text" if isinstance(t.c[c].type, SA_JSON)
+                                  else f"{side}.{c}" for c in columns) + ")"
+    return f"{row('NEW')} IS NOT DISTINCT FROM {row('OLD')}"
+
+
+def _pg_redacted(column: str) -> str:
+    """True when NEW.column is OLD.column (JSON) with values replaced by PURGED or the
+    pseudonym `purged_as`: walking both documents together (as jsonb), each node of the new
+    one is one of those two texts where the old one has a node, or an object with the same
+    keys, an array of the same length, or the same scalar."""
+    new, old = f"NEW.{column}::jsonb", f"OLD.{column}::jsonb"
+    return (
+        f"jsonb_typeof({new}) = jsonb_typeof({old}) AND NOT EXISTS (WITH RECURSIVE "
+        f"pair(o, n) AS (SELECT {old}, {new} UNION ALL SELECT c.o, c.n FROM pair CROSS JOIN "
+        "LATERAL (SELECT pair.o -> k, pair.n -> k FROM jsonb_object_keys(CASE WHEN "
+        "jsonb_typeof(pair.n) = 'object' AND jsonb_typeof(pair.o) = 'object' THEN pair.n END) "
+        "AS k UNION ALL SELECT pair.o -> i, pair.n -> i FROM generate_series(0, CASE WHEN "
+        "jsonb_typeof(pair.n) = 'array' AND jsonb_typeof(pair.o) = 'array' THEN "
+        "jsonb_array_length(pair.n) - 1 ELSE -1 END) AS i) AS c(o, n)) "
+        "SELECT 1 FROM pair WHERE NOT coalesce(jsonb_typeof(n) = 'string' "
+        f"AND n #>> '{{}}' IN ('{PURGED}', purged_as) AND o IS NOT NULL "
+        "OR jsonb_typeof(n) = 'object' AND jsonb_typeof(o) = 'object' "
+        "AND ARRAY(SELECT jsonb_object_keys(n) ORDER BY 1) = "
+        "ARRAY(SELECT jsonb_object_keys(o) ORDER BY 1) "
+        "OR jsonb_typeof(n) = 'array' AND jsonb_typeof(o) = 'array' "
+        "AND jsonb_array_length(n) = jsonb_array_length(o) "
+        "OR jsonb_typeof(n) NOT IN ('object', 'array') AND n = o, false))")
+
+
+def _pg_purge_allows(table: str) -> str:
+    """What each column purging may rewrite must be: unchanged or as purging makes it (the
+    function has read the case's pseudonym into `purged_as`)."""
+    t = SQLModel.metadata.tables[table]
+    rules = []
+    for column, kind in _PURGEABLE[table].items():
+        same = (f"NEW.{column}::text = OLD.{column}::text" if isinstance(t.c[column].type, SA_JSON)
+                else f"NEW.{column} IS NOT DISTINCT FROM OLD.{column}")
+        becomes = {"pseudonym": f"NEW.{column} = purged_as",
+                   "marker": f"NEW.{column} = '{PURGED}'"}.get(kind) or _pg_redacted(column)
+        rules.append(f"({same} OR {becomes})")
+    return " AND ".join(rules)
+
+
+def _pg_purged_update(table: str, condition: str) -> str:
+    """The statements letting an UPDATE through when `condition` holds and the case of the
+    row has a purges row whose rewrites it makes (see _PURGEABLE)."""
+    return (f"IF TG_OP = 'UPDATE' THEN IF {condition} THEN SELECT p.pseudonym INTO purged_as "
+            "FROM purges p WHERE p.case_id = OLD.case_id; IF FOUND AND "
+            f"{_pg_purge_allows(table)} THEN RETURN NEW; END IF; END IF; END IF; ")
+
+
+def _pg_append_only_body(table: str) -> str:
+    """Refuse everything but purging's UPDATE (for purges: but a valid INSERT)."""
+    refuse = f"RAISE EXCEPTION '{table} is append-only'; END; "
+    if table == "purges":
+        return (" BEGIN IF TG_OP = 'INSERT' THEN IF NEW.pseudonym ~ '^purged:[0-9a-f]{12}$' "
+                "AND EXISTS (SELECT 1 FROM cases c WHERE c.id = NEW.case_id AND c.outcome IS "
+                f"NOT NULL) THEN RETURN NEW; END IF; RAISE EXCEPTION '{_PURGES_MESSAGE}'; "
+                f"END IF; {refuse}")
+    return (" DECLARE purged_as text; BEGIN "
+            f"{_pg_purged_update(table, _pg_unchanged(table, _kept(table)))}{refuse}")
+
+
+def _pg_outbox_body() -> str:
+    """Allow an UPDATE that changes nothing but a NULL delivered_at (and purging's UPDATE);
+    refuse everything else."""
+    kept = _pg_unchanged("outbox", _kept("outbox", "delivered_at"))
+    delivery = ("(OLD.delivered_at IS NULL OR NEW.delivered_at IS NOT DISTINCT FROM "
+                "OLD.delivered_at)")
+    return (" DECLARE purged_as text; BEGIN IF TG_OP = 'UPDATE' THEN IF "
+            f"{kept} AND {delivery} AND NEW.payload::text = OLD.payload::text THEN RETURN NEW; "
+            f"END IF; END IF; {_pg_purged_update('outbox', f'{kept} AND {delivery}')}"
             f"RAISE EXCEPTION '{_OUTBOX_MESSAGE}'; END; ")
 
 
 def _postgresql_guards() -> tuple[list[_PgFunction], list[_PgTrigger]]:
     """The PostgreSQL functions and triggers: row triggers refuse UPDATE and DELETE (an
     INSERT ... ON CONFLICT DO UPDATE fires them too; PostgreSQL has no REPLACE), statement
-    triggers refuse TRUNCATE (which fires no row trigger)."""
-    functions = [_PgFunction(t, f"guichet_{t}_append_only",
-                             f" BEGIN RAISE EXCEPTION '{t} is append-only'; END; ")
+    triggers refuse TRUNCATE (which fires no row trigger); a row trigger checks each INSERT
+    in purges."""
+    functions = [_PgFunction(t, f"guichet_{t}_append_only", _pg_append_only_body(t))
                  for t in _APPEND_ONLY]
     functions.append(_PgFunction("outbox", "guichet_outbox_immutable", _pg_outbox_body()))
     triggers: list[_PgTrigger] = []
@@ -336,6 +489,8 @@ def _postgresql_guards() -> tuple[list[_PgFunction], list[_PgTrigger]]:
         triggers += [_PgTrigger(f.table, row_name, f.name, ("UPDATE", "DELETE"), row=True),
                      _PgTrigger(f.table, f"{f.table}_no_truncate", f.name, ("TRUNCATE",),
                                 row=False)]
+    triggers.append(_PgTrigger("purges", "purges_checked", "guichet_purges_append_only",
+                               ("INSERT",), row=True))
     return functions, triggers
 
 
@@ -590,7 +745,7 @@ def drop_schema(engine: Engine) -> None:
 
 def _tables() -> Iterator[Any]:
     yield from (procedures_t, cases_t, history_t, documents_t, payments_t, outbox_t, timers_t,
-                counters_t)
+                counters_t, purges_t)
 
 
 def _p(name: str, column: Any = None) -> Any:
@@ -992,3 +1147,81 @@ class Store:
                                                          timers_t.c.status == "pending"))
                              .order_by(timers_t.c.due_at)).mappings().all()
         return [dict(r) for r in rows]
+
+    # --- purging (see the guards above) ---------------------------------------------------------
+
+    def closed_versions(self) -> list[str]:
+        """The procedure versions (hashes) that have closed cases not purged yet."""
+        with self.reading() as c:
+            found = c.execute(select(cases_t.c.procedure_hash).distinct().where(and_(
+                cases_t.c.outcome.is_not(None), ~_purged(cases_t.c.id)))).scalars().all()
+        return sorted(str(h) for h in found)
+
+    def purge_candidates(self, procedure_hash: str, closed_before: dt.datetime, after_id: int,
+                         limit: int = 200) -> list[dict[str, Any]]:
+        """Closed cases of a version, not purged, closed at or before `closed_before`, oldest
+        id first; each row with `closed_at`: when the history records entering the final
+        state (the case's updated_at if it records none)."""
+        h = history_t.c
+        closed_at = func.coalesce(select(func.max(h.at)).where(and_(
+            h.case_id == cases_t.c.id, h.to_state == cases_t.c.state,
+            or_(h.from_state.is_(None), h.from_state != h.to_state))).scalar_subquery(),
+            cases_t.c.updated_at)
+        query = (select(cases_t, closed_at.label("closed_at")).where(and_(
+            cases_t.c.procedure_hash == procedure_hash, cases_t.c.outcome.is_not(None),
+            cases_t.c.id > after_id, ~_purged(cases_t.c.id), closed_at <= closed_before))
+            .order_by(cases_t.c.id).limit(limit))
+        with self.reading() as c:
+            rows = c.execute(query).mappings().all()
+        return [dict(r) for r in rows]
+
+    def is_purged(self, case_id: int) -> bool:
+        with self.reading() as c:
+            return c.execute(select(purges_t.c.case_id)
+                             .where(purges_t.c.case_id == case_id)).first() is not None
+
+    def case_record(self, case_id: int) -> dict[str, list[dict[str, Any]]]:
+        """Every row of a case's record, by table: history, outbox, documents, payments."""
+        record = {}
+        with self.reading() as c:
+            for name, t in _RECORD.items():
+                rows = c.execute(select(t).where(t.c.case_id == case_id).order_by(t.c.id))
+                record[name] = [dict(r) for r in rows.mappings().all()]
+        return record
+
+    def insert_purge(self, c: Connection, values: Mapping[str, Any]) -> None:
+        """Record that a case is purged (first, in the purging transaction: the guards accept
+        its rewrites only then); a case purged meanwhile raises Conflict."""
+        try:
+            c.execute(insert(purges_t).values(dict(values)))
+        except IntegrityError:
+            raise Conflict() from None
+
+    def rewrite(self, c: Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Purging's rewrite of record rows of `table` ("history", "outbox", "documents" or
+        "payments"): each row gives its id and the new values of the columns it changes."""
+        t = _RECORD[table]
+        for row in rows:
+            c.execute(update(t).where(t.c.id == row["id"])
+                      .values({k: v for k, v in row.items() if k != "id"}))
+
+    def blobs_in_use(self, sha256s: Sequence[str], except_case: int) -> set[str]:
+        """Which of these files a case other than `except_case`, not purged, still has."""
+        if not sha256s:
+            return set()
+        d = documents_t.c
+        with self.reading() as c:
+            found = c.execute(select(d.sha256).distinct().where(and_(
+                d.sha256.in_(list(sha256s)), d.case_id != except_case,
+                ~_purged(d.case_id)))).scalars().all()
+        return {str(s) for s in found}
+
+
+#: The tables of a case's record that purging rewrites.
+_RECORD = {"history": history_t, "outbox": outbox_t, "documents": documents_t,
+           "payments": payments_t}
+
+
+def _purged(case_id: Any) -> Any:
+    """True for a case that has a purges row."""
+    return select(purges_t.c.case_id).where(purges_t.c.case_id == case_id).exists()

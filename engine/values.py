@@ -63,6 +63,16 @@ class Case:
     version: int
     created_at: dt.datetime
     updated_at: dt.datetime
+    #: who opened the case for its applicant, while they have not claimed it (or None)
+    opened_for_by: str | None = None
+    #: the code a person opened for at the counter claims the case with: only in the Case
+    #: `start(..., on_behalf=True)` returns (print it on the receipt); stored hashed
+    claim_code: str | None = None
+
+    @property
+    def claimed(self) -> bool:
+        """Whether the case has its applicant (false while opened for someone, unclaimed)."""
+        return self.applicant_id != ""
 
     @property
     def closed(self) -> bool:
@@ -93,6 +103,7 @@ class HistoryEntry:
     changes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     notifications: tuple[Mapping[str, Any], ...] = ()  # as rendered and sent
     issued: tuple[Mapping[str, Any], ...] = ()  # documents issued, as rendered
+    for_party: str | None = None  # the party the actor acted for ("applicant" at a counter)
 
 
 @dataclass(frozen=True)
@@ -113,3 +124,21 @@ class Event:
     name: str
     reference: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """A closed case whose personal data `Engine.purge` erased (with `dry_run`: would erase)
+    because its retention has passed."""
+
+    reference: str
+    procedure_id: str
+    closed_at: dt.datetime  # when it entered its final state
+    retention: str  # of the procedure version it is pinned to, e.g. "5 years"
+    fields: tuple[str, ...]  # the form fields whose values were erased
+    file_names: int  # attached files whose name was erased
+    files_deleted: tuple[str, ...]  # SHA-256 of the files deleted from the blob store
+    files_kept: tuple[str, ...]  # SHA-256 of files another case (not purged) still has
+    history_rows: int  # history rows whose personal data was erased
+    outbox_rows: int  # outbox rows whose personal data was erased
+    dry_run: bool = False

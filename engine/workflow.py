@@ -9,22 +9,31 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from typing import Any
 
-from . import limits
+from . import claims, limits
 from .errors import Blocked, InvalidData, NotAllowed, Reason
 from .expressions import Expression, age
 from .forms import Errors, Form
 from .machine import StateMachine
 from .messages import text
-from .model import Deadline, Document, Field, Procedure, Requirement, Transition
-from .values import Actor
+from .model import (
+    APPLICANT_PARTY,
+    SYSTEM_ROLE,
+    Deadline,
+    Document,
+    Field,
+    Procedure,
+    Requirement,
+    Transition,
+)
+from .values import Actor, Case, HistoryEntry, frozen_mapping
 
 #: The steps that are not transitions, as the history records them.
-APPLICANT = "applicant"
-START, ATTACH, PAY, EDIT = "@start", "@attach", "@pay", "@edit"
+START, ATTACH, PAY, EDIT, CLAIM = "@start", "@attach", "@pay", "@edit", "@claim"
+MEMBERS = "@members"
 
 
 _MEMO_LIMIT = 50_000
@@ -116,6 +125,7 @@ class CaseView:
     fees_paid: int
     actors: Mapping[str, list[str]]  # trigger -> ids of those who fired it
     outcome: str | None = None  # set once the case is closed
+    parties: Mapping[str, Any] = field(default_factory=dict)  # see Case.parties in store
 
 
 @dataclass(frozen=True)
@@ -275,7 +285,7 @@ class Workflow:
         allowed: list[Transition] = []
         role = ""
         for t in candidates:
-            roles = [r for r in t.roles if r in actor.roles]
+            roles = [r for r in t.roles if r in actor.roles] or self._for_applicant(t, case, actor)
             if not roles:
                 reasons.append(Reason("role", t.trigger,
                                       text("roles_only", roles=", ".join(t.roles))))
@@ -284,7 +294,7 @@ class Workflow:
             if acting in self.procedure.party_roles and not self.is_applicant(case, actor):
                 reasons.append(Reason("ownership", t.trigger, text("not_yours")))
                 continue
-            if t.not_applicant and actor.id == case.applicant_id:
+            if t.not_applicant and self.is_party(case, actor):
                 reasons.append(Reason("separation", t.trigger, text("own_case")))
                 continue
             earlier = [s for s in t.not_actor_of if actor.id in case.actors.get(s, [])]
@@ -420,8 +430,49 @@ class Workflow:
     # --- steps that are not transitions: attach, pay, edit -----------------------------------
 
     def is_applicant(self, case: CaseView, actor: Actor) -> bool:
-        """Whether `actor` is the case's applicant party, in a role that opens cases."""
-        return bool(actor.roles & self.procedure.party_roles) and actor.id == case.applicant_id
+        """Whether `actor` acts as the case's applicant party: the applicant, in a role that
+        opens cases, or an agent at the counter acting for them (see acts_for_applicant)."""
+        if actor.roles & self.procedure.party_roles and self.is_party(case, actor):
+            return True
+        return self.acts_for_applicant(case, actor)
+
+    def is_party(self, case: CaseView, actor: Actor) -> bool:
+        """Whether `actor` is the case's applicant, or a member of the organisation that is
+        (whatever role they hold: separation of duties asks this)."""
+        if actor.id == case.applicant_id and case.applicant_id:
+            return True
+        return actor.id in _members(case)
+
+    def check_administrator(self, case: CaseView, actor: Actor) -> None:
+        """Whether `actor` administers the organisation that applied (NotAllowed if not)."""
+        administrator = case.parties.get(APPLICANT_PARTY, {}).get("administrator")
+        if administrator is None or actor.id != administrator or case.outcome is not None:
+            raise NotAllowed(text("not_administrator"))
+
+    def check_start_as_organisation(self, actor: Actor) -> None:
+        """Whether `actor` may open a case for an organisation (NotAllowed if the procedure's
+        `start:` does not let organisations apply, or the actor may not open cases)."""
+        self.check_start(actor)
+        if not self.procedure.start.organisations:
+            raise NotAllowed(text("no_organisations"))
+
+    def _for_applicant(self, t: Transition, case: CaseView, actor: Actor) -> list[str]:
+        """The party roles of `t` an agent at the counter fires it in, for the applicant."""
+        if not self.acts_for_applicant(case, actor):
+            return []
+        return [r for r in t.roles if r in self.procedure.party_roles]
+
+    def for_party(self, case: CaseView, actor: Actor) -> str | None:
+        """The party `actor` acts for on this case: "applicant" for an agent at the counter
+        filling a case opened for a person, None when they act for themselves or as staff."""
+        if self.acts_for_applicant(case, actor) and not actor.id == case.applicant_id:
+            return APPLICANT_PARTY
+        return None
+
+    def acts_for_applicant(self, case: CaseView, actor: Actor) -> bool:
+        """Whether `actor` fills a case for the person it was opened for at the counter:
+        they hold a `start.on_behalf` role and the person has not claimed the case yet."""
+        return case.applicant_id == "" and bool(actor.roles & set(self.procedure.start.on_behalf))
 
     def is_staff(self, actor: Actor) -> bool:
         """Whether `actor` holds a role of this procedure that acts on any of its cases."""
@@ -454,7 +505,7 @@ class Workflow:
         the party role of the case's own applicant (of whoever opens it), else the actor's
         first staff role."""
         party = [r for r in self.procedure.start.roles if r in actor.roles]
-        if party and (case is None or actor.id == case.applicant_id):
+        if party and (case is None or self.is_party(case, actor)):
             return party[0]
         staff = sorted(actor.roles & self.procedure.staff_roles) or sorted(actor.roles)
         return staff[0]
@@ -499,6 +550,26 @@ class Workflow:
         context = self.context(merged, case.documents, case.fees_paid, today)
         return self.drop_hidden(merged, context)
 
+    def check_start_for(self, actor: Actor) -> None:
+        """Whether `actor` may open a case at the counter for a person (NotAllowed unless
+        they hold a role the procedure's `start.on_behalf` names)."""
+        roles = self.procedure.start.on_behalf
+        if not actor.roles & set(roles):
+            raise NotAllowed(text("on_behalf_roles_only", roles=", ".join(roles) or "-"))
+
+    def accept_claim(self, case: CaseView, actor: Actor, code: str) -> None:
+        """Whether `actor` may claim a case opened for them at the counter with `code`:
+        they hold a role that opens cases, the case has no applicant yet, the code is the
+        one on the receipt. Raises NotAllowed or InvalidData."""
+        if not actor.roles & self.procedure.party_roles:
+            roles = ", ".join(self.procedure.start.roles)
+            raise NotAllowed(text("start_roles_only", roles=roles or "-"))
+        sealed = case.parties.get(APPLICANT_PARTY, {}).get("claim")
+        if case.applicant_id != "" or not isinstance(sealed, Mapping):
+            raise NotAllowed(text("already_claimed"))
+        if not claims.matches(code, sealed):
+            raise _invalid({"code": text("wrong_claim_code")})
+
     def check_start(self, actor: Actor) -> None:
         """Whether `actor` may open a case: only holders of a role the procedure's `start:`
         names (NotAllowed otherwise, and always when it names none)."""
@@ -520,6 +591,232 @@ class Workflow:
         if isinstance(weighed, Refusal):
             return []
         return [(t, tuple(problems)) for t, problems in weighed.problems]
+
+    # --- who may read what ----------------------------------------------------------------------
+    # The one answer to "may this actor read this case, and which of its values": Engine.case,
+    # history and cases, the Case the write methods return, hook payloads, scenarios and the
+    # CLI all ask here (README, "Who may read what").
+
+    def may_read(self, case: CaseView, actor: Actor) -> bool:
+        """Whether `actor` may see the case: its applicant party (is_applicant), a role that
+        acts on the procedure (acting_roles), a role `read:` names, or the system."""
+        return bool(actor.roles & self.reader_roles) or self.is_applicant(case, actor)
+
+    def check_read(self, case: CaseView, actor: Actor) -> None:
+        """NotAllowed unless `actor` may read the case (may_read)."""
+        if not self.may_read(case, actor):
+            raise NotAllowed(text("may_not_read"))
+
+    @cached_property
+    def acting_roles(self) -> frozenset[str]:
+        """The roles that act on any case of the procedure: named by a transition or by
+        `start.on_behalf`, except the party roles (they act on their own cases only)."""
+        p = self.procedure
+        named = {r for t in p.transitions for r in t.roles} | set(p.start.on_behalf)
+        return frozenset(named - p.party_roles)
+
+    @cached_property
+    def reader_roles(self) -> frozenset[str]:
+        """The roles that may read every case: those that act on it, `read:`, the system."""
+        return self.acting_roles | set(self.procedure.read_roles) | {SYSTEM_ROLE}
+
+    def sees(self, item: Field | Document, case: CaseView | None, actor: Actor | None
+             ) -> bool:
+        """Whether a reader of the case sees a field's value, or a document's files' names and
+        hashes (None: a hook, through the outbox). Every reader sees an unmarked one; a marked
+        one (`sensitive`, `visible_to`) only the applicant party, the system, and the roles
+        `visible_to` names or, without it, the roles that act on the procedure. Hooks never."""
+        if not (item.sensitive or item.visible_to):
+            return True
+        if actor is None or case is None:
+            return False
+        if SYSTEM_ROLE in actor.roles or self.is_applicant(case, actor):
+            return True
+        return bool(actor.roles & set(item.visible_to or self.acting_roles))
+
+    def visible_fields(self, case: CaseView, actor: Actor) -> frozenset[str]:
+        """Ids of the form fields and step inputs whose whole value `actor` sees."""
+        hidden = self.masking(case, actor).fields
+        return frozenset(f.id for f in self._data_fields if f.id not in hidden)
+
+    def masking(self, case: CaseView | None, actor: Actor | None) -> Masking:
+        """What a reader of the case may not see (None: what hook payloads leave out)."""
+        if not self._marked_fields and not self._marked_documents:
+            return Masking()
+        fields: set[str] = set()
+        rows: dict[str, frozenset[str]] = {}
+        for f in self._marked_fields:
+            if not self.sees(f, case, actor):
+                fields.add(f.id)
+            hidden = {s.id for s in f.fields if not self.sees(s, case, actor)}
+            if hidden:
+                rows[f.id] = rows.get(f.id, frozenset()) | hidden
+        documents = {d.id for d in self._marked_documents if not self.sees(d, case, actor)}
+        return Masking(frozenset(fields), rows, frozenset(documents))
+
+    def masked_case(self, value: Case, case: CaseView, actor: Actor) -> Case:
+        """The Case as `actor` may see it: masked values and files' names and hashes."""
+        mask = self.masking(case, actor)
+        if mask.empty:
+            return value
+        return replace(value, data=frozen_mapping(mask.data(value.data)),
+                       documents=tuple(replace(d, filename=MASKED, sha256=MASKED)
+                                       if d.document_id in mask.documents else d
+                                       for d in value.documents))
+
+    def masked_entry(self, entry: HistoryEntry, mask: Masking) -> HistoryEntry:
+        """A history entry as a reader with `mask` may see it: the values and files' names it
+        may not see masked, and the text of a notification or issued document whose template
+        reads one of them."""
+        if mask.empty:
+            return entry
+        payload: Mapping[str, Any] = entry.payload
+        if entry.trigger == START and isinstance(payload.get("data"), Mapping):
+            payload = {**payload, "data": mask.data(payload["data"])}
+        elif entry.trigger == ATTACH:
+            payload = mask.file(payload)
+        elif entry.trigger == EDIT or not entry.trigger.startswith("@"):
+            payload = mask.data(payload)  # a transition's payload is its step input
+        hidden = mask.names
+        notes = tuple(_masked_text(n, self._template_reads(("notify", n.get("channel"),
+                                                                n.get("to"))), hidden)
+                      for n in entry.notifications)
+        issued = tuple(_masked_text(i, self._template_reads(("issue", i.get("id"))), hidden)
+                       for i in entry.issued)
+        return replace(entry, payload=frozen_mapping(payload),
+                       changes=frozen_mapping(mask.changes(entry.changes)),
+                       notifications=notes, issued=issued)
+
+    def hook_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """An outbox payload as hooks receive it: no value of a marked field (step input,
+        start data, changed fields), no name or hash of a marked document's file. Rendered
+        texts stay: they are the messages the hooks deliver."""
+        mask = self._hook_masking
+        if mask.empty:
+            return payload
+        masked = dict(payload)
+        for key in ("input", "data"):
+            if isinstance(masked.get(key), Mapping):
+                masked[key] = mask.data(masked[key])
+        if isinstance(masked.get(CHANGES), Mapping):
+            masked[CHANGES] = mask.changes(masked[CHANGES])
+        return mask.file(masked)
+
+    @cached_property
+    def _hook_masking(self) -> Masking:
+        return self.masking(None, None)
+
+    @cached_property
+    def _data_fields(self) -> tuple[Field, ...]:
+        """Form fields and step inputs: everything a case's data may hold."""
+        p = self.procedure
+        return (*p.fields, *(f for t in p.transitions for f in t.input))
+
+    @cached_property
+    def _marked_fields(self) -> tuple[Field, ...]:
+        """Data fields that are marked, or whose sub-fields are."""
+        return tuple(f for f in self._data_fields
+                     if _marked(f) or any(_marked(s) for s in f.fields))
+
+    @cached_property
+    def _marked_documents(self) -> tuple[Document, ...]:
+        return tuple(d for d in self.procedure.documents if _marked(d))
+
+    @cached_property
+    def _reads(self) -> dict[tuple[Any, ...], frozenset[str]]:
+        """Names read by the templates of each notification (by channel and addressee) and
+        issued document (by id); under ("notify",) and ("issue",), those of all of them."""
+        found: dict[tuple[Any, ...], frozenset[str]] = {}
+
+        def add(key: tuple[Any, ...], templates: Mapping[str, Any]) -> None:
+            names = frozenset().union(*(t.names for t in templates.values()))
+            for k in (key, key[:1]):
+                found[k] = found.get(k, frozenset()) | names
+
+        p = self.procedure
+        for state in p.states.values():
+            for note in (*state.notify, *(d.reminder for d in state.deadlines if d.reminder)):
+                add(("notify", note.channel, note.to), note.template)
+        for t in p.transitions:
+            for note in t.notify:
+                add(("notify", note.channel, note.to), note.template)
+            for item in t.issue:
+                add(("issue", item.id), item.template)
+        return found
+
+    def _template_reads(self, key: tuple[Any, ...]) -> frozenset[str]:
+        """The names the templates of a sent effect read; when it cannot be told which
+        template it came from, those of every template of its kind (fail closed)."""
+        reads = self._reads
+        return reads.get(key, reads.get(key[:1], frozenset()))
+
+
+#: What a reader sees instead of a value they may not see (the key stays).
+MASKED = "•••"
+#: The key of a history or outbox payload holding the form fields a step changed
+#: (runtime.CHANGES).
+CHANGES = "@changes"
+
+
+def _marked(item: Field | Document) -> bool:
+    return item.sensitive or bool(item.visible_to)
+
+
+@dataclass(frozen=True)
+class Masking:
+    """What one reader may not see of a case (Workflow.masking): the fields whose values are
+    masked, the sub-fields masked in the rows of a group, the documents whose files' names
+    and hashes are masked."""
+
+    fields: frozenset[str] = frozenset()
+    rows: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    documents: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.fields or self.rows or self.documents)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The fields a template must not read for its text to be shown."""
+        return self.fields | set(self.rows)
+
+    def value(self, field_id: str, value: Any) -> Any:
+        if field_id in self.fields:
+            return MASKED
+        hidden = self.rows.get(field_id)
+        if hidden and isinstance(value, list):
+            return [{k: MASKED if k in hidden else v for k, v in row.items()}
+                    if isinstance(row, Mapping) else row for row in value]
+        return value
+
+    def data(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: self.value(k, v) for k, v in data.items()}
+
+    def changes(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """{field: {"before": ..., "after": ...}} with both sides masked."""
+        return {k: {side: self.value(k, v) for side, v in change.items()}
+                if isinstance(change, Mapping) else change for k, change in changes.items()}
+
+    def file(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """An attachment's payload with its name and hash masked if its document is."""
+        if payload.get("document_id") not in self.documents:
+            return dict(payload)
+        return {**payload, **{k: MASKED for k in ("filename", "sha256") if k in payload}}
+
+
+def _masked_text(sent: Mapping[str, Any], reads: frozenset[str], hidden: frozenset[str]
+                 ) -> Mapping[str, Any]:
+    """A sent notification or issued document, its text masked if its template reads a
+    hidden name."""
+    if not reads & hidden or not isinstance(sent.get("text"), Mapping):
+        return sent
+    return frozen_mapping({**sent, "text": {lang: MASKED for lang in sent["text"]}})
+
+
+def _members(case: CaseView) -> list[str]:
+    members = case.parties.get(APPLICANT_PARTY, {}).get("members", [])
+    return [str(m) for m in members] if isinstance(members, list) else []
 
 
 def _blank(value: Any) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import Actor, Case, Engine, Event
+from engine.values import SYSTEM
 
 PROCEDURES = Path(__file__).resolve().parent.parent / "procedures"
 PDF = b"%PDF-1.4\n% a scanned page\n"
@@ -32,7 +33,8 @@ class Notifier:
         if note["to"] != "applicant":
             print(f"  [portal -> {note['to']}] {event.reference}: {text}")
             return
-        data = self.engine.case(event.reference).data  # whom to reach: the applicant's data
+        # whom to reach: the applicant's data, read by the host itself (no person: SYSTEM)
+        data = self.engine.case(event.reference, SYSTEM).data
         if note["channel"] == "sms":
             print(f"  [SMS -> {data['phone']}] {text}")
         elif note["channel"] == "email" and data.get("email"):
@@ -97,7 +99,7 @@ def run(directory: Path) -> None:
 
         print()
         print(f"History of {case.reference} (outcome: {case.outcome}):")
-        for entry in engine.history(case.reference):
+        for entry in engine.history(case.reference, citizen):  # as the applicant sees it
             print(f"{entry.sequence:>3}  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.trigger:<20} "
                   f"{entry.from_state or '-'} → {entry.to_state}  "
                   f"{entry.actor_id} ({entry.actor_role})")

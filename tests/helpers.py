@@ -17,6 +17,7 @@ from typing import Any
 
 from engine import Actor, Blocked, Case, ConcurrentUpdate, Engine, HistoryEntry
 from engine.clock import FakeClock
+from engine.values import SYSTEM
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCEDURES = ROOT / "procedures"
@@ -135,7 +136,7 @@ REQUIRED_DOCUMENTS: Mapping[str, Mapping[str, tuple[int, Any]]] = {
 
 def attach_required(engine: Engine, reference: str, actor: Actor = APPLICANT) -> Case:
     """Attach every document the happy-path case requires (each file with distinct bytes)."""
-    case = engine.case(reference)
+    case = engine.case(reference, actor)
     for document_id, (count, make) in REQUIRED_DOCUMENTS[case.procedure_id].items():
         for i in range(count):
             case = engine.attach(reference, document_id, f"{document_id}-{i}.bin",
@@ -146,7 +147,7 @@ def attach_required(engine: Engine, reference: str, actor: Actor = APPLICANT) ->
 def pay_outstanding(engine: Engine, reference: str, actor: Actor = APPLICANT,
                     amount: int | None = None, provider: str = "tmoney") -> Case:
     """Pay `amount` (by default all the case still owes), under a fresh provider reference."""
-    case = engine.case(reference)
+    case = engine.case(reference, actor)
     amount = case.fees_outstanding if amount is None else amount
     if amount == 0:
         return case
@@ -271,7 +272,7 @@ def toggle_worker(url: str, reference: str, fires: int, expected_version: bool, 
         go.wait()
         pause = random.Random(os.getpid())
         while done < fires:
-            case = engine.case(reference)
+            case = engine.case(reference, SYSTEM)
             trigger, actor, data = LOOP[case.state]
             time.sleep(pause.uniform(0, 0.003))  # think a little: others may act meanwhile
             try:
@@ -297,7 +298,7 @@ def fire_until_killed(url: str, reference: str, running: Any) -> None:
     engine = Engine(PASSPORT, url)
     give_up = time.monotonic() + PATIENCE  # only if the parent died without killing us
     while time.monotonic() < give_up:
-        case = engine.case(reference)
+        case = engine.case(reference, SYSTEM)
         trigger, actor, data = LOOP[case.state]
         engine.fire(reference, trigger, actor, data)
         if not running.is_set():

@@ -14,10 +14,12 @@ client would type them.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,19 +30,24 @@ from helpers import (
     ROOT,
     FakeClock,
     MakeEngine,
+    criminal_record_collected,
     criminal_record_data,
     submitted,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from engine import EVENTS, DatabaseUnavailable, Engine, Event, store
+from engine import EVENTS, DatabaseUnavailable, Engine, Event, runtime, store
+from engine.values import SYSTEM
 
 TABLES = {"history": store.history_t, "payments": store.payments_t,
           "documents": store.documents_t, "outbox": store.outbox_t}
 #: A column of each append-only table, and a value that would forge it.
 FORGERIES = {"history": ("actor_id", "'forger'"), "payments": ("amount", "1"),
              "documents": ("sha256", "'forged'")}
+#: The columns the README grants UPDATE on for purging (the guards bound what they become).
+PURGE_GRANTS = {"history": ("actor_id", "payload"), "documents": ("filename", "actor_id"),
+                "payments": ("actor_id",), "outbox": ("payload", "delivered_at")}
 
 
 # --- raw SQL ------------------------------------------------------------------------------------
@@ -164,7 +171,114 @@ def test_outbox_rows_change_only_their_delivery_time_once(
         assert "outbox rows are immutable" in refused(database_url, statement,
                                                       id=delivered[-1].id)
     assert rows(database_url, "outbox") == before
-    assert a.case(case.reference).state == "submitted"
+    assert a.case(case.reference, SYSTEM).state == "submitted"
+
+
+# --- purging: the one rewrite the guards accept -------------------------------------------------
+
+def purge_rewrites(engine: Engine, reference: str) -> list[tuple[str, dict[str, Any]]]:
+    """What Engine.purge would write over the case's record rows: (table, row) pairs, each row
+    with its id and its new values (JSON as text, as a database client would send it)."""
+    case = engine._store.read_case(reference)
+    assert case is not None
+    plan = runtime._purge_plan(case, engine._store.case_record(case["id"]))
+    return [(table, {k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()})
+            for table, changed in plan.rewrites.items() for row in changed]
+
+
+def rewrite(url: str, table: str, row: dict[str, Any]) -> None:
+    columns = ", ".join(f"{k} = :{k}" for k in row if k != "id")
+    run(url, f"UPDATE {table} SET {columns} WHERE id = :id", **row)
+
+
+def refused_rewrite(url: str, table: str, row: dict[str, Any]) -> str:
+    with pytest.raises(DBAPIError) as caught:
+        rewrite(url, table, row)
+    return str(caught.value.orig)
+
+
+def record(url: str) -> dict[str, list[Any]]:
+    return {table: rows(url, table) for table in TABLES}
+
+
+def case_id(engine: Engine, reference: str) -> int:
+    case = engine._store.read_case(reference)
+    assert case is not None
+    return int(case["id"])
+
+
+def replacing_purge(dialect: str) -> list[str]:
+    """Statements writing a copy of the purges row of case :id over it (another pseudonym)."""
+    columns = "case_id, pseudonym, purged_by, purged_at"
+    copy = (f"INTO purges ({columns}) SELECT case_id, 'purged:000000000000', purged_by, "
+            "purged_at FROM purges WHERE case_id = :id")
+    upsert = f"INSERT {copy} ON CONFLICT (case_id) DO UPDATE SET pseudonym = 'purged:0'"
+    return [f"REPLACE {copy}", f"INSERT OR REPLACE {copy}", upsert] if dialect == "sqlite" \
+        else [upsert]
+
+
+def test_only_a_purges_row_lets_purging_rewrite_the_record_and_only_as_purging_does(
+        engine: Engine, database_url: str) -> None:
+    closed = criminal_record_collected(engine).reference
+    open_case = submitted(engine, "criminal_record", OTHER_APPLICANT).reference
+    rewrites = purge_rewrites(engine, closed)
+    assert {table for table, _ in rewrites} == {"history", "outbox", "documents", "payments"}
+    before = record(database_url)
+
+    # what purging writes, without a purges row: refused
+    for table, row in [*rewrites, *purge_rewrites(engine, open_case)]:
+        message = refused_rewrite(database_url, table, row)
+        assert "append-only" in message or "immutable" in message, (table, row)
+    assert record(database_url) == before
+
+    # a purges row: only for a closed case, under a pseudonym of the fixed form
+    insert = ("INSERT INTO purges (case_id, pseudonym, purged_by, purged_at) "
+              "VALUES (:c, :p, 'system', :t)")
+    when = dt.datetime(2031, 1, 1)
+    alias = runtime.pseudonym(closed)
+    for target, pseudonym in ((open_case, runtime.pseudonym(open_case)), (closed, "clerk-1"),
+                              (closed, "purged:xyz"), (closed, alias + "0")):
+        message = refused(database_url, insert, c=case_id(engine, target), p=pseudonym, t=when)
+        assert "only a closed case is purged" in message, (target, pseudonym)
+    run(database_url, insert, c=case_id(engine, closed), p=alias, t=when)
+
+    # with it, nothing but erasing: no other value, key, actor, file name or column
+    start = next(row for table, row in rewrites if table == "history")
+    erased = json.loads(start["payload"])
+    paid = next(r for r in rows(database_url, "history") if r.trigger == "@pay")
+    first = {table: rows(database_url, table)[0].id
+             for table in ("documents", "payments", "outbox")}
+    forgeries = [
+        ("history", {**start, "payload": json.dumps(
+            {**erased, "data": {**erased["data"], "surname": "Forged"}})}),
+        ("history", {**start, "payload": json.dumps({**erased, "forged": "(purged)"})}),
+        ("history", {**start, "payload": json.dumps(
+            {"data": dict(list(erased["data"].items())[1:])})}),  # a key less
+        ("history", {**start, "payload": '"(purged)"'}),  # the whole payload
+        ("history", {"id": paid.id, "payload": json.dumps({**paid.payload, "amount": 1})}),
+        ("history", {**start, "actor_id": "clerk-1"}),
+        ("history", {**start, "trigger": "forged"}),
+        ("documents", {"id": first["documents"], "filename": "other.pdf"}),
+        ("documents", {"id": first["documents"], "sha256": "forged"}),
+        ("payments", {"id": first["payments"], "amount": 1}),
+        ("payments", {"id": first["payments"], "actor_id": "someone"}),
+        ("outbox", {"id": first["outbox"], "event": "forged"}),
+        ("outbox", {"id": first["outbox"], "payload": '{"forged": "(purged)"}'}),
+        *purge_rewrites(engine, open_case),  # another case: it has no purges row
+    ]
+    for table, row in forgeries:
+        message = refused_rewrite(database_url, table, row)
+        assert "append-only" in message or "immutable" in message, (table, row)
+    assert record(database_url) == before
+
+    # what purging writes passes, row by row; the purges row stays as it is
+    for table, row in rewrites:
+        rewrite(database_url, table, row)
+    assert record(database_url) != before
+    for statement in ["UPDATE purges SET pseudonym = 'purged:000000000000'",
+                      "DELETE FROM purges", *replacing_purge(dialect_of(database_url))]:
+        message = refused(database_url, statement, id=case_id(engine, closed))
+        assert "purges is append-only" in message, statement
 
 
 # --- the guards are checked at every start ------------------------------------------------------
@@ -215,6 +329,7 @@ def test_truncate_is_refused_on_postgresql(make_engine: MakeEngine, pg_url: str)
         message = refused(pg_url, f"TRUNCATE {table}")
         assert "append-only" in message or "immutable" in message, table
     assert "append-only" in refused(pg_url, "TRUNCATE cases CASCADE")  # reaches history
+    assert "purges is append-only" in refused(pg_url, "TRUNCATE purges")
     assert {table: rows(pg_url, table) for table in TABLES} == before
 
 
@@ -244,6 +359,8 @@ TAMPERING = {
         "function guichet_payments_append_only() on table payments was replaced"),
     "truncate trigger dropped": (["DROP TRIGGER outbox_no_truncate ON outbox"],
                                  "trigger outbox_no_truncate on table outbox was missing"),
+    "purges check dropped": (["DROP TRIGGER purges_checked ON purges"],
+                             "trigger purges_checked on table purges was missing"),
 }
 
 
@@ -358,16 +475,57 @@ def test_the_engine_runs_as_a_role_that_cannot_disable_the_guards(
         "DROP TRIGGER history_append_only ON history",
         f"CREATE OR REPLACE FUNCTION guichet_history_append_only() {PERMISSIVE}",
         "SET session_replication_role = replica",
-        "UPDATE outbox SET payload = '{}'",
         "DELETE FROM outbox",
+        "UPDATE purges SET pseudonym = 'purged:000000000000'",
+        "DELETE FROM purges",
+        "TRUNCATE purges",
     ]
     for table in FORGERIES:
         column, value = FORGERIES[table]
-        attempts += [f"UPDATE {table} SET {column} = {value}", f"DELETE FROM {table}",
-                     f"TRUNCATE {table}"]
+        attempts += [f"DELETE FROM {table}", f"TRUNCATE {table}"]
+        if column not in PURGE_GRANTS.get(table, ()):
+            attempts.append(f"UPDATE {table} SET {column} = {value}")
     for statement in attempts:
         message = refused(app_url, statement)
         assert "must be owner" in message or "permission denied" in message, statement
+    # the columns purging rewrites are granted: the triggers refuse what purging would not do
+    for statement in ["UPDATE outbox SET payload = '{}'",
+                      "UPDATE history SET actor_id = 'forger'",
+                      "UPDATE history SET payload = '{}'",
+                      "UPDATE documents SET filename = '(purged)'",
+                      "UPDATE payments SET actor_id = 'forger'"]:
+        message = refused(app_url, statement)
+        assert "append-only" in message or "immutable" in message, statement
+    assert {table: rows(pg_url, table) for table in TABLES} == before
+
+
+def test_the_engine_role_purges_and_still_cannot_rewrite_the_record(
+        make_engine: MakeEngine, pg_url: str, app_role: tuple[str, str], clock: FakeClock,
+        tmp_path: Path) -> None:
+    role, app_url = app_role
+    source = (ROOT / "procedures" / "criminal_record.yaml").read_text(encoding="utf-8")
+    source = re.sub(r"(?m)^retention:.*\n", "", source)
+    path = tmp_path / "criminal_record.yaml"
+    path.write_text(re.sub(r"(?m)^(validity:.*\n)", r'\1retention: "1 year"\n', source,
+                           count=1), encoding="utf-8")
+    make_engine(pg_url, procedures=[path]).close()
+    grant_as_readme(pg_url, role)
+    app = make_engine(app_url, procedures=[path])
+    closed = criminal_record_collected(app).reference
+    clock.advance(dt.timedelta(days=365))
+    assert [r.reference for r in app.purge()] == [closed]
+    assert app.case(closed, SYSTEM).data == {}
+    before = {table: rows(pg_url, table) for table in TABLES}
+    for statement, refusal in [
+            ("UPDATE history SET actor_id = 'forger'", "append-only"),
+            ("UPDATE history SET payload = '{\"data\": \"forged\"}'", "append-only"),
+            ("UPDATE outbox SET payload = '{\"forged\": \"(purged)\"}'", "immutable"),
+            ("UPDATE documents SET filename = 'forged.pdf'", "append-only"),
+            ("UPDATE payments SET actor_id = 'forger'", "append-only"),
+            ("UPDATE purges SET pseudonym = 'purged:000000000000'", "permission denied"),
+            ("DELETE FROM purges", "permission denied"),
+            ("ALTER TABLE purges DISABLE TRIGGER purges_checked", "must be owner")]:
+        assert refusal in refused(app_url, statement), statement
     assert {table: rows(pg_url, table) for table in TABLES} == before
 
 

@@ -133,14 +133,14 @@ def test_a_passport_from_start_to_issued(run: Run) -> None:
         '"fingerprints_captured": true, "signature_captured": true}')
     run("fire", reference, "approve", "--as", SUPERVISOR)
     run("fire", reference, "mark_ready", "--as", AGENT)
-    version = as_json(run("show", reference, "--json"))["version"]
+    version = as_json(run("show", reference, "--as", AGENT, "--json"))["version"]
     issued = run("fire", reference, "hand_over", "--as", AGENT, "--expected-version",
                  str(version), "--data", '{"passport_number": "TG1234567", '
                  '"holder_verified": true}', "--lang", "en").stdout
     assert "state:     issued (Issued)" in issued
     assert "outcome:   accepted" in issued
 
-    shown = run("show", reference).stdout
+    shown = run("show", reference, "--as", APPLICANT).stdout
     assert "  appointment_date: 2099-12-10" in shown
     assert "  passport_number: TG1234567" in shown
     assert "  holder_verified: true" in shown
@@ -148,7 +148,7 @@ def test_a_passport_from_start_to_issued(run: Run) -> None:
     assert "  photos: back.jpg (image/jpeg, " in shown
     assert "version:   16" in shown
 
-    lines = run("history", reference, "--lang", "en").stdout.splitlines()
+    lines = run("history", reference, "--as", APPLICANT, "--lang", "en").stdout.splitlines()
     details = [line.strip() for line in lines if line.startswith("    ")]
     assert "issued acknowledgement (portal): Acknowledgement of receipt" in details
     assert "issued delivery_record (portal): Passport delivery record" in details
@@ -167,23 +167,25 @@ def test_a_passport_from_start_to_issued(run: Run) -> None:
                                      "agent-1", "(agent)"]
 
     everything = str(ROOT / "procedures")  # a directory of procedures, as in production
-    listed = run("list", "--procedure", "passport", "--state", "issued", procedures=everything)
+    listed = run("list", "--procedure", "passport", "--state", "issued", "--as", AGENT,
+                 procedures=everything)
     assert listed.stdout.splitlines()[1].split()[:5] == [reference, "passport", "issued",
                                                          "accepted", "16"]
     assert listed.stderr == "1 case(s)\n"
-    assert run("list", "--state", "draft").stdout == ""
-    assert run("list", "--procedure", "criminal_record", procedures=everything).stdout == ""
+    assert run("list", "--state", "draft", "--as-system").stdout == ""
+    assert run("list", "--procedure", "criminal_record", "--as-system",
+               procedures=everything).stdout == ""
 
 
 def test_list_pages_with_limit_and_after(run: Run) -> None:
     first = started(run)
     second = as_json(run("start", "passport", "--as", "applicant:citizen-2", "--json"))
-    page = run("list", "--limit", "1")
+    page = run("list", "--limit", "1", "--as-system")
     assert [line.split()[0] for line in page.stdout.splitlines()[1:]] == [first]
     assert page.stderr == f"1 case(s); next page: --after {first}\n"
-    rest = as_json(run("list", "--limit", "1", "--after", first, "--json"))
+    rest = as_json(run("list", "--limit", "1", "--after", first, "--as-system", "--json"))
     assert [c["reference"] for c in rest] == [second["reference"]]
-    assert as_json(run("list", "--after", second["reference"], "--json")) == []
+    assert as_json(run("list", "--after", second["reference"], "--as-system", "--json")) == []
 
 
 # --- JSON ---------------------------------------------------------------------------------------
@@ -202,23 +204,24 @@ def test_json_outputs_parse(run: Run) -> None:
     assert {"code": "payment", "subject": "submit",
             "message": "still to pay: 30000 XOF"} in submit["reasons"]
 
-    entries = as_json(run("history", reference, "--json"))
+    entries = as_json(run("history", reference, "--as", APPLICANT, "--json"))
     assert [(e["sequence"], e["trigger"], e["from_state"], e["to_state"], e["actor_id"],
              e["actor_role"]) for e in entries] == [
         (1, "@start", None, "draft", "citizen-1", "applicant")]
     assert entries[0]["payload"]["data"]["surname"] == "Amegah"
     assert entries[0]["at"].startswith("20")
 
-    listed = as_json(run("list", "--json"))
+    listed = as_json(run("list", "--as", APPLICANT, "--json"))
     assert [c["reference"] for c in listed] == [reference]
     assert as_json(run("--json", command="tick")) == []
 
 
 def test_a_subcommand_option_wins_over_the_group_option(run: Run) -> None:
     reference = started(run)
-    shown = run("--lang", "en", "show", reference, "--lang", "fr").stdout
+    shown = run("--lang", "en", "show", reference, "--as", APPLICANT, "--lang", "fr").stdout
     assert "state:     draft (Brouillon)" in shown
-    assert "state:     draft (Draft)" in run("--lang", "en", "show", reference).stdout
+    assert "state:     draft (Draft)" in run("--lang", "en", "show", reference,
+                                              "--as-system").stdout
 
 
 def test_several_roles_in_as(run: Run) -> None:
@@ -270,10 +273,16 @@ ERRORS: list[tuple[str, Callable[[str], list[str]], str]] = [
     ("ConcurrentUpdate", lambda ref: ["fire", ref, "withdraw", "--as", APPLICANT,
                                       "--expected-version", "7"],
      "le dossier a été modifié entre-temps"),
-    ("UnknownCase", lambda ref: ["show", ref[:-1] + ("0" if ref[-1] != "0" else "1")],
-     "aucun dossier ne porte la référence"),
-    ("UnknownCase", lambda ref: ["history", "PAS-2026-1"], "aucun dossier ne porte"),
-    ("UnknownCase", lambda ref: ["list", "--after", "nope"], "aucun dossier ne porte"),
+    ("UnknownCase", lambda ref: ["show", ref[:-1] + ("0" if ref[-1] != "0" else "1"), "--as",
+                                 APPLICANT], "aucun dossier ne porte la référence"),
+    ("UnknownCase", lambda ref: ["history", "PAS-2026-1", "--as", APPLICANT],
+     "aucun dossier ne porte"),
+    ("UnknownCase", lambda ref: ["list", "--after", "nope", "--as-system"],
+     "aucun dossier ne porte"),
+    ("NotAllowed", lambda ref: ["show", ref, "--as", "applicant:somebody-else"],
+     "vous n'avez pas accès à ce dossier"),
+    ("NotAllowed", lambda ref: ["history", ref, "--as", "registrar:reg-1"],
+     "vous n'avez pas accès à ce dossier"),
     ("UnknownTrigger", lambda ref: ["fire", ref, "teleport", "--as", AGENT],
      "étape inconnue : teleport"),
     ("UnknownProcedure", lambda ref: ["start", "visa", "--as", APPLICANT],
@@ -297,7 +306,7 @@ def test_each_refusal_is_one_line_and_exit_1(run: Run, kind: str,
         assert error["errors"] and all(isinstance(v, str) for v in error["errors"].values())
     else:
         assert isinstance(error["reasons"], list)
-    assert as_json(run("show", reference, "--json"))["version"] == 1  # nothing changed
+    assert as_json(run("show", reference, "--as-system", "--json"))["version"] == 1  # as it was
 
 
 def test_invalid_data_names_every_field(run: Run) -> None:
@@ -311,12 +320,12 @@ def test_a_broken_procedure_is_one_line_and_exit_1(workdir: Path) -> None:
     Path("broken", "x.yaml").write_text("id: [\n", encoding="utf-8")
     runner = CliRunner()
     result = runner.invoke(main, ["case", "--db", "sqlite:///c.db", "--procedures", "broken",
-                                  "list"])
+                                  "list", "--as-system"])
     line = one_error_line(result)
     assert line.startswith("error: procedure refused (1 error(s)): broken/x.yaml:2:1: error: ")
     assert line.endswith("[yaml-syntax]")
     result = runner.invoke(main, ["case", "--db", "sqlite:///c.db", "--procedures", "broken",
-                                  "list", "--json"])
+                                  "list", "--as-system", "--json"])
     assert result.exit_code == 1
     error = json.loads(result.stdout)
     assert error["error"] == "ProcedureError"
@@ -327,7 +336,7 @@ def test_a_broken_procedure_is_one_line_and_exit_1(workdir: Path) -> None:
 
 def test_an_unopenable_database_is_one_line_and_exit_1(workdir: Path) -> None:
     result = CliRunner().invoke(main, ["case", "--db", f"sqlite:///{workdir}/no/such/dir.db",
-                                       "--procedures", PROCEDURES, "list"])
+                                       "--procedures", PROCEDURES, "list", "--as-system"])
     assert "unable to open database file" in one_error_line(result)
     refused = CliRunner().invoke(main, ["tick", "--db", "postgresql+psycopg://guichet:secret@"
                                         "127.0.0.1:1/cases", "--procedures", PROCEDURES])
@@ -363,6 +372,9 @@ USAGE = [
     (["list", "--limit", "0"], "--limit"),
     (["list", "--bogus"], "No such option"),
     (["--lang", "de", "list"], "'de' is not one of 'fr', 'en'"),
+    (["show", "PAS-2026-000001-7"], "say who reads: --as ROLE:ID"),
+    (["history", "PAS-2026-000001-7", "--as", APPLICANT, "--as-system"], "say who reads"),
+    (["list"], "or --as-system (everything)"),
 ]
 
 
@@ -386,12 +398,13 @@ def test_usage_errors_of_tick_and_db(workdir: Path) -> None:
     assert result.exit_code == 2
     assert "'next tuesday' is not an ISO date-time" in result.stderr
     result = runner.invoke(main, ["case", "--db", "nonsense", "--procedures", PROCEDURES,
-                                  "list"])
+                                  "list", "--as-system"])
     assert result.exit_code == 2
     assert "Invalid value for '--db': not a usable database URL: 'nonsense'" in result.stderr
     assert "Traceback" not in result.output
     for url in ("postgresql://guichet:secret@db:port/cases", "nosuchdialect://guichet:secret@x/"):
-        result = runner.invoke(main, ["case", "--db", url, "--procedures", PROCEDURES, "list"])
+        result = runner.invoke(main, ["case", "--db", url, "--procedures", PROCEDURES, "list",
+                                      "--as-system"])
         assert result.exit_code == 2
         assert "not a usable database URL: '" in result.stderr
         assert "guichet:***@" in result.stderr and "secret" not in result.output
@@ -417,9 +430,9 @@ def test_tick_now_expires_an_abandoned_draft(run: Run) -> None:
     assert result.stdout.splitlines() == [f"{reference}  abandon_draft  reminded",
                                           f"{reference}  abandon_draft  fired"]
     assert result.stderr == "2 timer(s) due\n"
-    shown = as_json(run("show", reference, "--json"))
+    shown = as_json(run("show", reference, "--as", APPLICANT, "--json"))
     assert (shown["state"], shown["outcome"]) == ("expired", "expired")
-    last = run("history", reference).stdout.splitlines()[-1].split()
+    last = run("history", reference, "--as", APPLICANT).stdout.splitlines()[-1].split()
     assert last[1:] == ["2099-01-01", "00:00:00", "abandon_draft", "draft", "→", "expired",
                         "system", "(system)"]
     assert run("--now", "2099-01-02T00:00:00+01:00", command="tick").stdout == ""
@@ -428,7 +441,7 @@ def test_tick_now_expires_an_abandoned_draft(run: Run) -> None:
 def test_tick_leaves_a_submitted_case_alone(run: Run) -> None:
     reference = submitted(run)
     assert run("--now", "2099-01-01", "--json", command="tick").stdout == "[]\n"
-    assert as_json(run("show", reference, "--json"))["state"] == "submitted"
+    assert as_json(run("show", reference, "--as-system", "--json"))["state"] == "submitted"
 
 
 # --- settings -----------------------------------------------------------------------------------
@@ -442,7 +455,8 @@ def test_database_from_environment_then_default(workdir: Path,
     assert result.exit_code == 0, result.output
     assert (workdir / "env.db").exists() and not (workdir / "guichet.db").exists()
     monkeypatch.delenv(cli.DATABASE_ENV)
-    result = runner.invoke(main, ["case", "--procedures", PROCEDURES, "list", "--json"])
+    result = runner.invoke(main, ["case", "--procedures", PROCEDURES, "list", "--as-system",
+                                  "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
     assert (workdir / "guichet.db").exists()
@@ -473,31 +487,33 @@ def test_edit_saves_a_draft_and_history_shows_the_change(run: Run) -> None:
     reference = started(run)
     edited = run("edit", reference, "--as", APPLICANT, "--data", '{"profession": "nurse"}')
     assert "version:   2" in edited.stdout
-    lines = run("history", reference).stdout.splitlines()
+    lines = run("history", reference, "--as", APPLICANT).stdout.splitlines()
     assert lines[2].split()[3:] == ["@edit", "draft", "→", "draft", "citizen-1", "(applicant)"]
     assert lines[3].strip() == "changed profession: teacher → nurse"
     refused = run("edit", reference, "--as", AGENT, "--data", '{"profession": "x"}',
                   "--lang", "en", code=1)
     assert refused.stdout == "" and "this case is not yours" in refused.stderr
-    assert "version:   2" in run("show", reference).stdout
+    assert "version:   2" in run("show", reference, "--as", AGENT).stdout
 
 
 def test_fire_keep_data_saves_the_form_of_a_blocked_step(run: Run) -> None:
     reference = started(run)
     run("fire", reference, "submit", "--as", APPLICANT, "--data", '{"profession": "nurse"}',
         code=1)
-    assert as_json(run("show", reference, "--json"))["data"]["profession"] == "teacher"
+    assert as_json(run("show", reference, "--as", APPLICANT, "--json"))["data"][
+        "profession"] == "teacher"
     run("fire", reference, "submit", "--as", APPLICANT, "--data", '{"profession": "nurse"}',
         "--keep-data", code=1)
-    assert as_json(run("show", reference, "--json"))["data"]["profession"] == "nurse"
+    assert as_json(run("show", reference, "--as", APPLICANT, "--json"))["data"][
+        "profession"] == "nurse"
 
 
 def test_show_lists_what_each_step_sent_and_issued(run: Run) -> None:
     reference = submitted(run)
-    shown = run("show", reference, "--lang", "en").stdout.splitlines()
+    shown = run("show", reference, "--as", AGENT, "--lang", "en").stdout.splitlines()
     start = shown.index("sent and issued:")
     assert any(line.startswith("  #") and "submit: issued acknowledgement (portal)" in line
                for line in shown[start:])
-    history = as_json(run("history", reference, "--json"))
+    history = as_json(run("history", reference, "--as", AGENT, "--json"))
     [submit] = [h for h in history if h["trigger"] == "submit"]
     assert [i["id"] for i in submit["issued"]] == ["acknowledgement"]

@@ -39,6 +39,7 @@ from helpers import (
 from engine import Engine, load_procedure, references
 from engine.blobs import MemoryBlobStore
 from engine.compiler import canonical_json
+from engine.values import SYSTEM
 
 SPAWN = mp.get_context("spawn")
 FORKSERVER = mp.get_context("forkserver")
@@ -72,8 +73,8 @@ def count(url: str, sql: str, **params: Any) -> int:
 
 def assert_whole(engine: Engine, url: str, reference: str) -> None:
     """No half-written change: the case, its history, outbox and timers agree."""
-    case = engine.case(reference)
-    history = engine.history(reference)
+    case = engine.case(reference, SYSTEM)
+    history = engine.history(reference, SYSTEM)
     assert_consistent(case, history)
     case_id = "(SELECT id FROM cases WHERE reference = :r)"
     # every change writes exactly one outbox row in the same transaction as its history row
@@ -168,7 +169,7 @@ def test_four_processes_on_one_case_lose_and_duplicate_nothing(make_engine: Make
                                                                database_url: str) -> None:
     setup = make_engine(database_url)  # creates the schema before the children arrive
     ref = passport_under_review(setup).reference
-    before = setup.case(ref).version
+    before = setup.case(ref, SYSTEM).version
     startup, go, results = SPAWN.Lock(), SPAWN.Barrier(WORKERS), SPAWN.Queue()
     workers = [SPAWN.Process(target=toggle_worker, args=(database_url, ref, FIRES_PER_WORKER,
                                                   i % 2 == 0, startup, go, results))
@@ -183,8 +184,8 @@ def test_four_processes_on_one_case_lose_and_duplicate_nothing(make_engine: Make
     assert successes == WORKERS * FIRES_PER_WORKER
 
     fresh = make_engine(database_url)
-    case = fresh.case(ref)
-    history = fresh.history(ref)
+    case = fresh.case(ref, SYSTEM)
+    history = fresh.history(ref, SYSTEM)
     assert_consistent(case, history)  # sequences 1..N, chained, version == N
     fired = history[before:]
     assert len(fired) == successes
@@ -202,7 +203,7 @@ def test_a_process_killed_while_firing_leaves_no_half_written_transition(
     rng = random.Random()
     seed = rng.randrange(1 << 30)
     rng.seed(seed)
-    lengths = [setup.case(ref).version]
+    lengths = [setup.case(ref, SYSTEM).version]
     for _ in range(KILLS):
         running = FORKSERVER.Event()
         child = FORKSERVER.Process(target=fire_until_killed, args=(database_url, ref, running))
@@ -217,7 +218,7 @@ def test_a_process_killed_while_firing_leaves_no_half_written_transition(
 
         fresh = make_engine(database_url)  # as after a restart
         assert_whole(fresh, database_url, ref)
-        lengths.append(len(fresh.history(ref)))
+        lengths.append(len(fresh.history(ref, SYSTEM)))
         fresh.close()
     # each child fired at least once before it was killed, and that committed step stayed
     assert all(later > earlier for earlier, later in zip(lengths, lengths[1:], strict=False)), (

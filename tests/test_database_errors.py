@@ -27,6 +27,7 @@ from engine import (
     InvalidDatabaseURL,
     store,
 )
+from engine.values import SYSTEM
 
 UNREACHABLE = "postgresql+psycopg://guichet:secret@127.0.0.1:1/cases"  # nothing listens on 1
 UNREACHABLE_SHOWN = "postgresql+psycopg://guichet:***@127.0.0.1:1/cases"
@@ -142,7 +143,7 @@ def test_a_schema_error_is_database_unavailable_with_its_message(
     assert str(error) == line and error.problem == line
     assert error.url == url  # filled in by create_schema
     result = CliRunner().invoke(main, ["case", "--db", url, "--procedures", str(PROCEDURES),
-                                       "list"])
+                                       "list", "--as-system"])
     assert result.exit_code == 1
     assert result.stderr == f"error: database {url}: {line}\n"
 
@@ -152,7 +153,7 @@ def test_the_cli_says_a_file_is_not_a_database_in_one_line(tmp_path: Path) -> No
     path.write_bytes(b"not a database, " * 64)
     url = f"sqlite:///{path}"
     result = CliRunner().invoke(main, ["case", "--db", url, "--procedures", str(PROCEDURES),
-                                       "list", "--json"])
+                                       "list", "--as-system", "--json"])
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.stdout.replace("\n", "").replace(" ", "") == (
@@ -180,4 +181,4 @@ def test_a_tick_that_cannot_reach_the_database_leaves_its_timer_pending(
         engine.tick()
     assert sorted(t["kind"] for t in engine.timers(reference)) == ["deadline", "reminder"]
     assert sorted(result for _, _, result in engine.tick()) == ["fired", "reminded"]
-    assert engine.case(reference).outcome is not None
+    assert engine.case(reference, SYSTEM).outcome is not None

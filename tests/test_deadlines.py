@@ -21,6 +21,7 @@ from helpers import (
 )
 
 from engine import Engine
+from engine.values import SYSTEM
 
 DAY = dt.timedelta(days=1)
 FORKSERVER = mp.get_context("forkserver")
@@ -50,9 +51,9 @@ def test_a_timer_cancelled_after_it_was_read_never_fires(engine: Engine, clock: 
     monkeypatch.setattr(engine._store, "due_timers", read_then_move)
     done = engine.tick()
     assert sorted(result for _, _, result in done) == ["stale", "stale"]
-    case = engine.case(reference)
+    case = engine.case(reference, SYSTEM)
     assert (case.state, case.outcome) == ("info_requested", None)
-    assert [h.trigger for h in engine.history(reference)][-2:] == [
+    assert [h.trigger for h in engine.history(reference, SYSTEM)][-2:] == [
         "provide_information", "request_information"]
     new = engine.timers(reference)
     assert sorted(t["kind"] for t in new) == ["deadline", "reminder"]
@@ -70,7 +71,7 @@ def test_a_timer_of_an_earlier_stay_is_stale_even_if_still_pending(
                         lambda now, limit=500: [{**deadline, "reference": reference,
                                                  "state_entered_at": entered}])
     assert engine.tick() == [(reference, "abandon_draft", "stale")]
-    assert engine.case(reference).state == "draft"
+    assert engine.case(reference, SYSTEM).state == "draft"
 
 
 def test_a_timer_is_claimed_with_its_fire(engine: Engine, clock: FakeClock,
@@ -84,7 +85,7 @@ def test_a_timer_is_claimed_with_its_fire(engine: Engine, clock: FakeClock,
         assert engine._store.settle_timer(c, due[0]["id"], "fired", clock())
     monkeypatch.setattr(engine._store, "due_timers", lambda now, limit=500: due)
     assert engine.tick() == [(reference, "abandon_draft", "already done")]
-    case = engine.case(reference)
+    case = engine.case(reference, SYSTEM)
     assert (case.state, case.version) == ("draft", 1)
 
 
@@ -112,7 +113,7 @@ def test_two_tickers_fire_each_of_1000_due_timers_exactly_once(
     fired = _execute(postgresql_url, "SELECT count(*) FROM history "
                                      "WHERE trigger = 'abandon_draft'")
     assert fired == 1000
-    assert {engine.case(r).state for r in references} == {"expired"}
+    assert {engine.case(r, SYSTEM).state for r in references} == {"expired"}
 
 
 def _execute(url: str, sql: str) -> Any:

@@ -52,6 +52,7 @@ from engine.analysis.scenarios import Runner, load_scenario
 from engine.blobs import MemoryBlobStore
 from engine.clock import FakeClock
 from engine.model import Duration
+from engine.values import SYSTEM
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "explore"
@@ -202,7 +203,7 @@ class Replayed:
         return []
 
     def case(self) -> Case:
-        return self.engine.case(self.reference)
+        return self.engine.case(self.reference, SYSTEM)
 
 
 def seen(case: Case) -> dict[str, Any]:

@@ -97,8 +97,8 @@ def expect(state: str, **more: Any) -> dict[str, Any]:
 
 def test_fixtures_pass_validation_so_only_exploration_finds_their_problems() -> None:
     files = sorted(FIXTURES.glob("*.yaml"))
-    assert [f.stem for f in files] == ["clean", "cycle", "dead_guard", "deadline_order",
-                                       "deadlock", "hidden_by_input"]
+    assert [f.stem for f in files] == ["architect", "clean", "cycle", "dead_guard",
+                                       "deadline_order", "deadlock", "hidden_by_input"]
     assert lint(files) == []
 
 
@@ -242,6 +242,116 @@ def test_clean_fixture_has_no_findings() -> None:
     assert report.fields == ["kind", "birth_date", "amount", "checked"]
     assert report.domains["birth_date"] == [
         "1900-01-01", "2007-06-15", "2008-06-15", "2009-06-15", "2026-06-15"]
+
+
+# --- who opens cases: declared, not named (issue 9) ---------------------------------------------
+
+ARCHITECT = "architect:citizen-1"
+
+
+def test_a_filer_role_not_named_applicant_is_the_applicant_party() -> None:
+    procedure = fixture("architect")
+    assert "applicant" not in procedure.roles
+    report = explore(procedure, trace=True)
+    assert report.findings == []
+    assert report.bounds_hit == []
+    assert report.states_reached == report.states
+    assert report.trace is not None
+    steps = [s for a in report.trace.attempts for s in a.steps]
+    steps += [s for n in report.trace.expanded for s in report.trace.steps_to(n)]
+    done: dict[str, set[str]] = {}  # actor -> kinds of step
+    for step in steps:
+        if "as" in step:
+            done.setdefault(str(step["as"]), set()).update(set(step) & {
+                "start", "attach", "pay", "fire"})
+    # the architect opens the case, attaches, pays and submits; the instructor decides
+    assert done == {ARCHITECT: {"start", "attach", "pay", "fire"},
+                    "instructor:instructor-1": {"fire"}}
+
+
+def test_a_role_named_applicant_means_nothing_when_start_names_another() -> None:
+    text = (FIXTURES / "architect.yaml").read_text(encoding="utf-8")
+    procedure = compiled(text.replace("instructor", "applicant"))
+    assert procedure.staff_roles == {"applicant"}
+    report = explore(procedure, trace=True)
+    assert report.findings == []
+    assert report.states_reached == report.states
+    assert report.trace is not None
+    fired = {(a.trigger, a.steps[-1]["as"]) for a in report.trace.attempts
+             if a.outcome == "fired" and "fire" in a.steps[-1]}
+    assert ("approve", "applicant:applicant-1") in fired  # staff, acting on any case
+    assert ("submit", ARCHITECT) in fired
+
+
+def test_findings_on_the_architects_permit_replay_as_the_architect(tmp_path: Path) -> None:
+    text = (FIXTURES / "architect.yaml").read_text(encoding="utf-8")
+    for old, new in [
+            ('    deadlines:\n      - {after: "30 days", trigger: lapse}\n', ""),
+            ("    from: corrections\n    to: review\n    roles: [architect]\n",
+             "    from: corrections\n    to: review\n    roles: [architect]\n"
+             "    when: surface > 10000\n"),
+            ("from: [draft, review, corrections]", "from: [draft, review]")]:
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    procedure = compiled(text)
+    report = explore(procedure)
+    assert summary(report) == [("dead-guard", "corrections", "resubmit"),
+                               ("deadlock", "corrections", None)]
+    dead_guard, deadlock = report.findings
+    assert deadlock.counterexample is not None
+    assert deadlock.counterexample[0]["as"] == ARCHITECT
+    assert [s.get("fire") for s in deadlock.counterexample] == [
+        None, "submit", "request_corrections"]
+    for finding in report.findings:
+        steps = finding.scenario(procedure.id)["steps"]
+        assert steps[0]["as"] == ARCHITECT
+        assert not any(str(s.get("as", "")).startswith("applicant:") for s in steps)
+        play_finding(procedure, finding, tmp_path)
+    assert deadlock.scenario(procedure.id)["steps"][-1] == {
+        "expect": {"available": []}, "as": ARCHITECT}
+    assert dead_guard.scenario(procedure.id)["steps"][-1]["as"] == ARCHITECT
+    assert "start as architect:citizen-1 with" in "\n".join(report.lines())
+
+
+NOBODY = """
+id: inline
+version: "1"
+title: {fr: Essai, en: Test}
+authority: {ministry: {fr: Ministère, en: Ministry}}
+roles:
+  architect: {label: {fr: Architecte, en: Architect}}
+  clerk: {label: {fr: Agent, en: Clerk}}
+states:
+  draft: {label: {fr: Brouillon, en: Draft}, initial: true}
+  done: {label: {fr: Terminée, en: Done}, final: accepted}
+transitions:
+  - {trigger: submit, from: draft, to: done, roles: [architect]}
+"""
+
+
+def test_without_a_start_role_nothing_is_explored_and_the_report_says_why() -> None:
+    procedure = compiled(NOBODY)
+    assert procedure.start.roles == ()
+    report = explore(procedure, trace=True)
+    assert summary(report) == [("nobody-starts", "draft", None)]
+    finding = report.findings[0]
+    assert finding.message.startswith("no one may open a case of this procedure: the engine "
+                                      "refuses to open any case, so nothing was explored; ")
+    assert "`start: {roles: [...]}`" in finding.message
+    assert finding.counterexample is None
+    assert (report.states_reached, report.nodes, report.combinations) == ([], 0, 0)
+    assert report.trace is not None and report.trace.attempts == []
+    assert report.lines()[1:] == ["", f"nobody-starts: {finding.message}"]
+    with pytest.raises(ValueError, match="no counterexample"):
+        finding.scenario(procedure.id)
+
+
+def test_without_start_a_role_named_applicant_still_opens_cases() -> None:
+    """The compatibility rule: the engine lets the role "applicant" open cases."""
+    procedure = compiled(NOBODY.replace("architect", "applicant"))
+    assert procedure.start.implied
+    report = explore(procedure)
+    assert (report.findings, report.states_reached) == ([], ["draft", "done"])
 
 
 # --- the shipped procedures ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from helpers import APPLICANT, CLERK, MakeEngine, pdf
 
 from engine import Blocked, Engine, GuichetError
+from engine.values import SYSTEM
 
 DOUBTFUL = """\
 id: doubtful
@@ -92,19 +93,19 @@ def test_a_when_that_cannot_be_evaluated_makes_field_document_and_fee_apply(
         doubtful.fire(reference, "submit", APPLICANT)
     assert codes(blocked.value) == [("field", "detail"), ("document", "proof"),
                                     ("payment", "submit")]
-    assert doubtful.case(reference).fees_due == 700
+    assert doubtful.case(reference, SYSTEM).fees_due == 700
     assert doubtful.documents_missing(reference) == ["proof"]
 
 
 def test_a_when_that_holds_or_fails_cleanly_behaves_as_written(doubtful: Engine) -> None:
     reference = doubtful.start("doubtful", APPLICANT, {"count": 1}).reference
-    assert doubtful.case(reference).fees_due == 0
+    assert doubtful.case(reference, SYSTEM).fees_due == 0
     assert doubtful.fire(reference, "submit", APPLICANT).state == "submitted"
 
 
 def test_a_field_whose_when_fails_keeps_its_value(doubtful: Engine) -> None:
     reference = doubtful.start("doubtful", APPLICANT, {"detail": "kept"}).reference
-    assert doubtful.case(reference).data["detail"] == "kept"
+    assert doubtful.case(reference, SYSTEM).data["detail"] == "kept"
 
 
 def submitted_without_proof(engine: Engine) -> str:
@@ -133,5 +134,5 @@ def test_a_guard_that_evaluates_to_an_undefined_value_refuses(doubtful: Engine) 
     assert "impossible à évaluer" in blocked.value.message("fr")
     probe = {a.trigger: a for a in doubtful.available(reference, CLERK)}["probe"]
     assert not probe.allowed and [r.code for r in probe.reasons] == ["guard"]
-    assert doubtful.case(reference).state == "submitted"
-    assert len(doubtful.history(reference)) == 2
+    assert doubtful.case(reference, SYSTEM).state == "submitted"
+    assert len(doubtful.history(reference, SYSTEM)) == 2

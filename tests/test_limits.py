@@ -35,15 +35,16 @@ import cli
 from engine import Actor, Engine, InvalidData, limits
 from engine.forms import Form
 from engine.model import Field, Text
+from engine.values import SYSTEM
 
 # --- helpers ------------------------------------------------------------------------------------
 
 
 def snapshot(engine: Engine, reference: str) -> tuple[int, int, int, int, dict[str, Any]]:
     """What a refused call must leave as it was: version, history, fees, files, data."""
-    case = engine.case(reference)
-    return (case.version, len(engine.history(reference)), case.fees_paid, len(case.documents),
-            dict(case.data))
+    case = engine.case(reference, SYSTEM)
+    return (case.version, len(engine.history(reference, SYSTEM)), case.fees_paid,
+            len(case.documents), dict(case.data))
 
 
 def refused(call: Any, *args: Any) -> InvalidData:
@@ -129,7 +130,7 @@ def test_bad_provider_texts_are_refused_and_change_nothing(engine: Engine,
     # at their limits they are accepted, and stored whole
     long_reference = "R" * limits.MAX_PROVIDER_REFERENCE
     engine.pay(ref, 100, "p" * limits.MAX_PROVIDER, long_reference, APPLICANT)
-    assert engine.history(ref)[-1].payload["provider_reference"] == long_reference
+    assert engine.history(ref, SYSTEM)[-1].payload["provider_reference"] == long_reference
 
 
 def test_amounts_beyond_the_integer_columns_are_refused(engine: Engine) -> None:
@@ -144,7 +145,7 @@ def test_amounts_beyond_the_integer_columns_are_refused(engine: Engine) -> None:
 
 def test_a_payment_above_what_is_still_due_is_refused(engine: Engine, database_url: str) -> None:
     ref = criminal_case(engine)  # 500 XOF due (the bulletin; collected in person)
-    assert engine.case(ref).fees_outstanding == 500
+    assert engine.case(ref, SYSTEM).fees_outstanding == 500
     before = snapshot(engine, ref)
     error = refused(engine.pay, ref, 501, "tmoney", "TM-1", APPLICANT)
     assert set(error.errors) == {"amount"}
@@ -188,7 +189,7 @@ def test_a_twin_payment_committed_between_the_look_and_the_insert_is_a_repeat(
     assert looks == ["TM-RACE", "TM-RACE"]  # the retry looked again and found the twin
     assert (again.version, again.fees_paid) == (twin.version, twin.fees_paid) == (2, 200)
     assert count(database_url, "SELECT count(*) FROM payments") == 1
-    assert_consistent(engine.case(ref), engine.history(ref))
+    assert_consistent(engine.case(ref, SYSTEM), engine.history(ref, SYSTEM))
 
 
 def test_a_payment_racing_an_uncommitted_twin_is_answered_as_a_repeat(
@@ -218,7 +219,7 @@ def test_a_payment_racing_an_uncommitted_twin_is_answered_as_a_repeat(
     assert len(outcome) == 1 and not isinstance(outcome[0], str), outcome
     assert (outcome[0].version, outcome[0].fees_paid) == (2, 500)
     assert count(database_url, "SELECT count(*) FROM payments") == 1
-    assert_consistent(engine.case(ref), engine.history(ref))
+    assert_consistent(engine.case(ref, SYSTEM), engine.history(ref, SYSTEM))
 
 
 # --- attached files -----------------------------------------------------------------------------
@@ -243,7 +244,7 @@ def test_bad_file_names_and_document_ids_are_refused_and_change_nothing(
     longest = "x" * (limits.MAX_FILENAME - 4) + ".pdf"  # never truncated
     case = engine.attach(ref, "identity_proof", longest, pdf(), APPLICANT)
     assert [d.filename for d in case.documents] == [longest]
-    assert engine.case(ref).documents[0].filename == longest
+    assert engine.case(ref, SYSTEM).documents[0].filename == longest
 
 
 # --- form data ----------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def test_nul_and_lone_surrogates_in_data_are_refused_at_start(engine: Engine,
         error = refused(engine.start, procedure, APPLICANT, data)
         assert len(error.errors) == 1
         assert next(iter(error.errors)).startswith(field)
-    assert engine.cases() == []
+    assert engine.cases(actor=SYSTEM) == []
 
 
 def test_nul_and_lone_surrogates_in_step_data_change_nothing(engine: Engine) -> None:
@@ -284,7 +285,7 @@ def test_data_nested_thousands_deep_is_refused_without_recursion_error(engine: E
         error = refused(engine.start, "association", APPLICANT, {**association_data(), **data})
         assert len(error.errors) == 1
         assert "32" in next(iter(error.errors.values()))["en"]
-    assert engine.cases() == []
+    assert engine.cases(actor=SYSTEM) == []
     ref = engine.start("criminal_record", APPLICANT, criminal_record_data()).reference
     before = snapshot(engine, ref)
     refused(engine.fire, ref, "withdraw", APPLICANT, {"surname": deep})
@@ -403,6 +404,9 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield invoke
 
 
+ME = "applicant:citizen-1"  # who reads in the CLI tests: the applicant who wrote the data
+
+
 def one_error_line(result: Result) -> str:
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -447,8 +451,9 @@ def test_cli_refuses_nul_and_surrogates_in_data_and_actors(run: Any) -> None:
                                            "--data", '{"surname": "A\\u0000"}', code=1))
     assert "actor.id" in one_error_line(run("start", "passport", "--as",
                                             "applicant:citizen\x1b[2J", code=1))
-    assert "--state" in one_error_line(run("list", "--state", "draft\ud800", code=1))
-    assert "--procedure" in one_error_line(run("list", "--procedure", "pass\x00port", code=1))
+    assert "--state" in one_error_line(run("list", "--as", ME, "--state", "draft\ud800", code=1))
+    assert "--procedure" in one_error_line(run("list", "--as", ME, "--procedure", "pass\x00port",
+                                               code=1))
 
 
 def test_cli_output_never_carries_terminal_control_characters(run: Any) -> None:
@@ -460,23 +465,23 @@ def test_cli_output_never_carries_terminal_control_characters(run: Any) -> None:
     reference = json.loads(started.stdout)["reference"]
     outputs = [
         started,
-        run("show", reference),
-        run("show", reference, "--json"),
-        run("history", reference),
-        run("history", reference, "--json"),
-        run("list", "--json"),
+        run("show", "--as", ME, reference),
+        run("show", "--as", ME, reference, "--json"),
+        run("history", "--as", ME, reference),
+        run("history", "--as", ME, reference, "--json"),
+        run("list", "--as", ME, "--json"),
         run("fire", reference, "\x1b[2Jteleport", "--as", "agent:agent-1", code=1),
         run("fire", reference, "\x1b[2Jteleport", "--as", "agent:agent-1", "--json", code=1),
     ]
     for result in outputs:
         text = result.stdout + result.stderr
         assert not any(c in text for c in "\x1b\x07\x9b\x7f\x08"), repr(text)
-    shown = run("show", reference).stdout
+    shown = run("show", "--as", ME, reference).stdout
     assert "  address: Amegah31m" in shown.splitlines()
     # JSON output stays lossless: control characters are escaped, not dropped
-    data = json.loads(run("show", reference, "--json").stdout)["data"]
+    data = json.loads(run("show", "--as", ME, reference, "--json").stdout)["data"]
     assert data["address"] == hostile
-    history = json.loads(run("history", reference, "--json").stdout)
+    history = json.loads(run("history", "--as", ME, reference, "--json").stdout)
     assert history[0]["payload"]["data"]["address"] == hostile
 
 
@@ -502,12 +507,12 @@ def test_cli_prints_text_stored_before_the_limits_without_crashing(run: Any,
                 {"c": case_id, "p": json.dumps({"provider_reference": "\udfff"})})
     finally:
         raw.dispose()
-    listed = json.loads(run("list", "--json").stdout)
+    listed = json.loads(run("list", "--as", ME, "--json").stdout)
     assert listed[0]["data"]["surname"] == "A\ud800\x1b[2J"
-    assert "  surname: A\ufffd" in run("show", reference).stdout.splitlines()
-    history = json.loads(run("history", reference, "--json").stdout)
+    assert "  surname: A\ufffd" in run("show", "--as", ME, reference).stdout.splitlines()
+    history = json.loads(run("history", "--as", ME, reference, "--json").stdout)
     assert history[-1]["payload"] == {"provider_reference": "\udfff"}
-    run("history", reference)
+    run("history", "--as", ME, reference)
 
 
 def test_cli_output_helpers_escape_and_strip() -> None:
@@ -530,5 +535,5 @@ def test_the_cli_prints_only_through_its_safe_helpers() -> None:
 @pytest.mark.parametrize("name", ["procedure", "state", "applicant"])
 def test_case_list_filters_are_checked_before_the_database(engine: Engine, name: str) -> None:
     with pytest.raises(InvalidData) as refused:
-        engine.cases(**{name: "draft\ud800"})
+        engine.cases(**{name: "draft\ud800"}, actor=SYSTEM)
     assert set(refused.value.errors) == {name}

@@ -25,6 +25,7 @@ from engine.model import Simulation
 from engine.workflow import Workflow
 
 PROCEDURES = Path(__file__).resolve().parent.parent / "procedures"
+ARCHITECT = Path(__file__).resolve().parent / "fixtures" / "explore" / "architect.yaml"
 SVG = "{http://www.w3.org/2000/svg}"
 
 MINI = """\
@@ -266,6 +267,40 @@ def test_finished_cases_stay_finished(criminal_record: Procedure) -> None:
     assert r.final_states["collected"] > 300
     assert r.deadlines_fired["expire_uncollected"] == 0
     assert r.final_states["expired"] == r.forced.get("expired", 0) < 5
+
+
+# --- who acts: declared, not named (issue 9) ------------------------------------------------------
+
+def test_the_steps_of_a_start_role_not_named_applicant_are_applicant_delays() -> None:
+    procedure = load_procedure(ARCHITECT)  # `start: {roles: [architect]}`, no "applicant"
+    table = routes(procedure, {})
+    assert {(s.trigger, s.actor, s.party) for s in table["draft"]} == {
+        ("submit", "architect", True), ("withdraw", "architect", True)}
+    assert {(s.trigger, s.actor, s.party) for s in table["review"]} == {
+        ("request_corrections", "instructor", False), ("approve", "instructor", False),
+        ("refuse", "instructor", False), ("withdraw", "architect", True)}
+    params = LoadParameters.from_procedure(procedure, days=60, arrivals_per_day=20, seed=3,
+                                           delays={"draft": "3 days", "corrections": "5 days"})
+    assert params.staff == sufficient_staff(procedure, params) == {"instructor": 2}
+    assert set(params.handling) == {"request_corrections", "approve", "refuse"}
+    assert params.defaults == ("handling.request_corrections", "handling.approve",
+                               "handling.refuse", "delays.review", "staff.instructor")
+    r = simulate_load(procedure, params)
+    assert set(r.utilisation) == {"instructor"}
+    assert r.p50 is not None and r.admin_p50 is not None
+    assert r.p50 > 2 * DAY  # the architect takes 3 days on average to submit...
+    assert r.admin_p50 < DAY  # ...which is not the administration's time
+
+
+def test_a_role_named_applicant_that_start_does_not_name_is_staff() -> None:
+    text = ARCHITECT.read_text(encoding="utf-8").replace("instructor", "applicant")
+    procedure, diagnostics = compile_source(text, "architect.yaml")
+    assert procedure is not None, diagnostics
+    params = LoadParameters.from_procedure(procedure, days=10)
+    assert set(params.staff) == {"applicant"}  # a queue of people, not a delay
+    assert "staff.applicant" in params.defaults
+    assert set(params.handling) == {"request_corrections", "approve", "refuse"}
+    assert {"delays.draft", "delays.corrections"} <= set(params.defaults)
 
 
 # --- parameters and routing ----------------------------------------------------------------------

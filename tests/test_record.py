@@ -26,6 +26,7 @@ from helpers import (
 
 from engine import Blocked, Engine, InvalidData, NotAllowed
 from engine.expressions import Template
+from engine.values import SYSTEM
 from engine.workflow import Workflow
 
 # --- form changes in the history ------------------------------------------------------------
@@ -36,11 +37,11 @@ def test_a_step_that_changes_the_form_records_before_and_after(engine: Engine) -
     engine.fire(reference, "request_information", AGENT, {"message": "Adresse incomplète."})
     engine.fire(reference, "provide_information", APPLICANT,
                 {"address": "Rue 2, Lomé", "phone": "90 12 34 56"})
-    last = engine.history(reference)[-1]
+    last = engine.history(reference, SYSTEM)[-1]
     assert last.trigger == "provide_information"
     assert dict(last.changes) == {"address": {"before": "Rue 1, Lomé", "after": "Rue 2, Lomé"}}
     assert dict(last.payload) == {}  # the step has no input of its own
-    asked = engine.history(reference)[-2]
+    asked = engine.history(reference, SYSTEM)[-2]
     assert dict(asked.payload) == {"message": "Adresse incomplète."} and not asked.changes
 
 
@@ -48,7 +49,7 @@ def test_a_draft_is_saved_without_submitting(engine: Engine) -> None:
     case = engine.start("passport", APPLICANT, passport_data())
     saved = engine.update(case.reference, APPLICANT, {"profession": "nurse"})
     assert (saved.state, saved.version, saved.data["profession"]) == ("draft", 2, "nurse")
-    last = engine.history(case.reference)[-1]
+    last = engine.history(case.reference, SYSTEM)[-1]
     assert (last.trigger, last.from_state, last.to_state) == ("@edit", "draft", "draft")
     assert dict(last.changes) == {"profession": {"before": "teacher", "after": "nurse"}}
     same = engine.update(case.reference, APPLICANT, {"profession": "nurse"})
@@ -60,20 +61,20 @@ def test_only_the_applicant_saves_a_draft(sqlite_engine: Engine, actor: Any) -> 
     reference = sqlite_engine.start("passport", APPLICANT, passport_data()).reference
     with pytest.raises(NotAllowed):
         sqlite_engine.update(reference, actor, {"profession": "nurse"})
-    assert sqlite_engine.case(reference).version == 1
+    assert sqlite_engine.case(reference, SYSTEM).version == 1
 
 
 def test_a_draft_cannot_be_saved_where_the_state_is_not_editable(sqlite_engine: Engine) -> None:
     reference = submitted(sqlite_engine, "passport").reference
-    version = sqlite_engine.case(reference).version
+    version = sqlite_engine.case(reference, SYSTEM).version
     with pytest.raises(NotAllowed):
         sqlite_engine.update(reference, APPLICANT, {"profession": "nurse"})
     with pytest.raises(InvalidData) as invalid:
         draft = sqlite_engine.start("passport", APPLICANT, passport_data()).reference
         sqlite_engine.update(draft, APPLICANT, {"birth_date": "not a date", "nope": 1})
     assert set(invalid.value.errors) >= {"birth_date"}
-    assert sqlite_engine.case(reference).version == version
-    assert sqlite_engine.case(draft).version == 1
+    assert sqlite_engine.case(reference, SYSTEM).version == version
+    assert sqlite_engine.case(draft, SYSTEM).version == 1
 
 
 def test_a_blocked_step_keeps_its_form_data_when_asked(sqlite_engine: Engine) -> None:
@@ -81,12 +82,12 @@ def test_a_blocked_step_keeps_its_form_data_when_asked(sqlite_engine: Engine) ->
     reference = engine.start("passport", APPLICANT, passport_data()).reference
     with pytest.raises(Blocked):  # documents and payment still missing
         engine.fire(reference, "submit", APPLICANT, {"profession": "nurse"})
-    assert engine.case(reference).data["profession"] == "teacher"
+    assert engine.case(reference, SYSTEM).data["profession"] == "teacher"
     with pytest.raises(Blocked):
         engine.fire(reference, "submit", APPLICANT, {"profession": "nurse"}, keep_data=True)
-    case = engine.case(reference)
+    case = engine.case(reference, SYSTEM)
     assert (case.state, case.data["profession"]) == ("draft", "nurse")
-    assert engine.history(reference)[-1].trigger == "@edit"
+    assert engine.history(reference, SYSTEM)[-1].trigger == "@edit"
 
 
 # --- notifications and issued documents of each step ----------------------------------------
@@ -95,7 +96,7 @@ def test_a_blocked_step_keeps_its_form_data_when_asked(sqlite_engine: Engine) ->
 def test_the_history_lists_what_each_step_sent_and_issued(engine: Engine) -> None:
     reference = passport_under_review(engine).reference
     engine.fire(reference, "request_information", AGENT, {"message": "Photo floue, merci."})
-    steps = {h.trigger: h for h in engine.history(reference)}
+    steps = {h.trigger: h for h in engine.history(reference, SYSTEM)}
     [acknowledgement] = steps["submit"].issued
     assert acknowledgement["id"] == "acknowledgement"
     assert reference in acknowledgement["text"]["fr"]
@@ -163,8 +164,8 @@ def test_a_fire_renders_without_holding_the_write_lock(
                                                                  {"profession": "nurse"}))
     engine.fire(reference, "request_information", AGENT, {"message": "Photo floue, merci."})
     assert outcome == ["pending", "done"]
-    assert engine.case(reference).state == "info_requested"
-    assert engine.case(draft).data["profession"] == "nurse"
+    assert engine.case(reference, SYSTEM).state == "info_requested"
+    assert engine.case(draft, SYSTEM).data["profession"] == "nurse"
 
 
 def test_a_case_changed_while_rendering_is_decided_again(
@@ -176,7 +177,7 @@ def test_a_case_changed_while_rendering_is_decided_again(
         reference, "birth_certificate", "verso.pdf", pdf("verso"), AGENT))
     case = engine.fire(reference, "request_information", AGENT, {"message": "Photo floue."})
     assert outcome == ["pending", "done"]
-    history = engine.history(reference)
+    history = engine.history(reference, SYSTEM)
     assert [h.trigger for h in history][-2:] == ["@attach", "request_information"]
     assert case.version == len(history) and case.state == "info_requested"
 
@@ -230,7 +231,7 @@ def test_a_start_with_notifications_renders_them_outside_the_write_transaction(
                               lambda: opened.append(other.start("noisy", APPLICANT).reference))
     first = noisy.start("noisy", APPLICANT).reference
     assert outcome == ["pending", "done"]
-    [step] = noisy.history(first)
+    [step] = noisy.history(first, SYSTEM)
     assert step.notifications[0]["text"]["fr"] == f"Dossier {first} ouvert"
     assert len({first, *opened}) == 2
 
@@ -242,12 +243,12 @@ def test_a_template_that_cannot_be_rendered_refuses_the_step(noisy: Engine) -> N
     [reason] = blocked.value.reasons
     assert (reason.code, reason.subject) == ("template", "certificate")
     assert "ZeroDivision" not in reason.message("fr") and "service" in reason.message("fr")
-    case = noisy.case(reference)
+    case = noisy.case(reference, SYSTEM)
     assert (case.state, case.version) == ("draft", 1)
     noisy.update(reference, APPLICANT, {"count": 4})
     done = noisy.fire(reference, "finish", CLERK)
     assert done.state == "done"
-    assert noisy.history(reference)[-1].issued[0]["text"]["en"] == "Share: 25"
+    assert noisy.history(reference, SYSTEM)[-1].issued[0]["text"]["en"] == "Share: 25"
 
 
 def test_pay_and_attach_are_unaffected(sqlite_engine: Engine) -> None:
@@ -267,12 +268,12 @@ def test_pay_and_attach_decide_and_store_files_outside_the_write_transaction(
     draft = engine.start("passport", APPLICANT, passport_data()).reference
 
     def edit_other_case() -> None:
-        other.update(draft, APPLICANT, {"profession": f"p{len(other.history(draft))}"})
+        other.update(draft, APPLICANT, {"profession": f"p{len(other.history(draft, SYSTEM))}"})
 
     paying = during(monkeypatch, Workflow, "fees_due", edit_other_case)
     pay_outstanding(engine, reference)
     attaching = during(monkeypatch, engine.blobs, "put", edit_other_case)
     engine.attach(reference, "birth_certificate", "acte.pdf", pdf("acte"), APPLICANT)
     assert (paying, attaching) == (["pending", "done"], ["pending", "done"])
-    assert engine.case(reference).fees_paid == engine.case(reference).fees_due
-    assert len(engine.history(draft)) == 3
+    assert engine.case(reference, SYSTEM).fees_paid == engine.case(reference, SYSTEM).fees_due
+    assert len(engine.history(draft, SYSTEM)) == 3

@@ -64,6 +64,7 @@ from engine import (
     references,
 )
 from engine.blobs import DirectoryBlobStore
+from engine.values import SYSTEM
 
 REFERENCE = re.compile(r"[A-Z]{2,5}-[0-9]{4}-[0-9]{6}-[0-9A-Z]")
 DAY = dt.timedelta(days=1)
@@ -85,7 +86,7 @@ def assert_bilingual(error: GuichetError) -> None:
 def test_happy_path_reaches_the_accepted_final_state(engine: Engine, procedure_id: str) -> None:
     drive, final_state, triggers = HAPPY_PATHS[procedure_id]
     case = drive(engine)
-    history = engine.history(case.reference)
+    history = engine.history(case.reference, SYSTEM)
     assert case.procedure_id == procedure_id
     assert case.state == final_state
     assert case.outcome == "accepted" and case.closed
@@ -93,8 +94,9 @@ def test_happy_path_reaches_the_accepted_final_state(engine: Engine, procedure_i
     assert case.version == len(history)
     assert_consistent(case, history)
     assert case.fees_due > 0 and case.fees_paid == case.fees_due
-    assert engine.case(case.reference) == case
-    assert [c.reference for c in engine.cases(procedure_id, final_state)] == [case.reference]
+    assert engine.case(case.reference, SYSTEM) == case
+    listed = engine.cases(procedure_id, final_state, actor=SYSTEM)
+    assert [c.reference for c in listed] == [case.reference]
 
 
 def test_a_closed_case_takes_no_more_changes(sqlite_engine: Engine) -> None:
@@ -108,7 +110,7 @@ def test_a_closed_case_takes_no_more_changes(sqlite_engine: Engine) -> None:
         engine.fire(case.reference, "withdraw", APPLICANT)
     assert "closed" in attaching.value.message("en") and "closed" in paying.value.message("en")
     assert reasons(firing.value) == [("state", "withdraw")]
-    assert engine.case(case.reference) == case
+    assert engine.case(case.reference, SYSTEM) == case
 
 
 # --- NotAllowed ---------------------------------------------------------------------------------
@@ -127,8 +129,8 @@ def test_not_allowed_for_a_role_the_actor_does_not_hold(sqlite_engine: Engine) -
     assert reasons(by_applicant.value) == [("role", "abandon_draft")]
     assert_bilingual(by_agent.value)
     assert_bilingual(starting.value)
-    assert engine.case(ref).version == 1 and engine.case(ref).state == "draft"
-    assert len(engine.cases()) == 1
+    assert engine.case(ref, SYSTEM).version == 1 and engine.case(ref, SYSTEM).state == "draft"
+    assert len(engine.cases(actor=SYSTEM)) == 1
 
 
 def test_not_allowed_on_another_applicants_case(sqlite_engine: Engine) -> None:
@@ -145,7 +147,7 @@ def test_not_allowed_on_another_applicants_case(sqlite_engine: Engine) -> None:
     assert "pas le vôtre" in firing.value.message("fr")
     assert "not yours" in attaching.value.message("en")
     assert "not yours" in paying.value.message("en")
-    case = engine.case(ref)
+    case = engine.case(ref, APPLICANT)  # its applicant sees it as it was
     assert (case.state, case.version, case.fees_paid, case.documents) == ("draft", 1, 0, ())
 
 
@@ -159,7 +161,7 @@ def test_not_allowed_to_approve_after_handling_the_file(sqlite_engine: Engine) -
     assert reasons(excinfo.value) == [("separation", "approve")]
     assert "start_review" in excinfo.value.message("en")
     assert_bilingual(excinfo.value)
-    assert engine.case(ref).state == "enrolled"
+    assert engine.case(ref, SYSTEM).state == "enrolled"
     assert engine.fire(ref, "approve", SUPERVISOR).state == "in_production"
 
 
@@ -176,7 +178,7 @@ def test_not_allowed_to_handle_ones_own_case(sqlite_engine: Engine) -> None:
         engine.fire(ref, "record_enrolment", officer_at_work, enrolment)
     assert reasons(excinfo.value) == [("separation", "record_enrolment")]
     assert "your own case" in excinfo.value.message("en")
-    assert engine.case(ref).state == "enrolment_scheduled"
+    assert engine.case(ref, SYSTEM).state == "enrolment_scheduled"
     assert engine.fire(ref, "record_enrolment", AGENT, enrolment).state == "enrolled"
 
 
@@ -204,7 +206,7 @@ def test_blocked_lists_every_unmet_requirement_at_once(sqlite_engine: Engine) ->
     assert "missing field: Surname" in en and "champ obligatoire manquant : Nom" in fr
     assert "missing document: Passport photos" in en
     assert "still to pay: 30000 XOF" in en and "reste à payer : 30000 FCFA" in fr
-    case = engine.case(ref)
+    case = engine.case(ref, SYSTEM)
     assert (case.state, case.version) == ("draft", 3)
 
 
@@ -236,7 +238,7 @@ def test_invalid_data_names_each_bad_field_in_french_and_english(sqlite_engine: 
     assert errors["phone"]["fr"].startswith("doit être un numéro international")
     assert "phone: must be" in excinfo.value.message("en")
     assert "sex: n'est pas une valeur proposée" in excinfo.value.message("fr")
-    assert engine.cases() == []
+    assert engine.cases(actor=SYSTEM) == []
 
 
 def test_invalid_step_input_is_refused_field_by_field(sqlite_engine: Engine) -> None:
@@ -254,13 +256,13 @@ def test_invalid_step_input_is_refused_field_by_field(sqlite_engine: Engine) -> 
     assert missing.value.errors == {"message": {"fr": "est obligatoire", "en": "is required"}}
     assert past.value.errors == {"appointment_date": {"fr": "doit être le 2026-03-02 ou après",
                                                       "en": "must be on or after 2026-03-02"}}
-    assert engine.case(ref).state == "under_review"
+    assert engine.case(ref, SYSTEM).state == "under_review"
 
 
 def test_form_fields_cannot_be_edited_in_a_non_editable_state(sqlite_engine: Engine) -> None:
     engine = sqlite_engine
     ref = submitted(engine, "passport").reference
-    version = engine.case(ref).version
+    version = engine.case(ref, SYSTEM).version
     with pytest.raises(InvalidData) as by_applicant:
         engine.fire(ref, "withdraw", APPLICANT, {"surname": "Forged"})
     with pytest.raises(InvalidData) as by_agent:
@@ -269,7 +271,7 @@ def test_form_fields_cannot_be_edited_in_a_non_editable_state(sqlite_engine: Eng
                           "en": "cannot be changed at this step"}}
     assert by_applicant.value.errors == frozen
     assert by_agent.value.errors == frozen
-    case = engine.case(ref)
+    case = engine.case(ref, SYSTEM)
     assert (case.state, case.version, case.data["surname"]) == ("submitted", version, "Amegah")
 
 
@@ -294,9 +296,9 @@ def test_concurrent_update_when_the_expected_version_is_stale(engine: Engine) ->
     with pytest.raises(ConcurrentUpdate) as excinfo:
         engine.fire(case.reference, "withdraw", APPLICANT, expected_version=stale)
     assert_bilingual(excinfo.value)
-    current = engine.case(case.reference)
+    current = engine.case(case.reference, APPLICANT)
     assert (current.state, current.version) == ("draft", stale + 1)
-    assert len(engine.history(case.reference)) == stale + 1
+    assert len(engine.history(case.reference, APPLICANT)) == stale + 1
     done = engine.fire(case.reference, "withdraw", APPLICANT, expected_version=stale + 1)
     assert (done.state, done.version) == ("withdrawn", stale + 2)
 
@@ -310,7 +312,7 @@ def test_unknown_case_for_a_wrong_check_character_or_a_never_issued_reference(
     never_issued = references.make("PAS", 2026, 999_999)
     assert references.normalise(never_issued) == never_issued  # a well-formed reference
     operations: list[Callable[[str], object]] = [
-        engine.case, engine.history,
+        lambda r: engine.case(r, APPLICANT), lambda r: engine.history(r, APPLICANT),
         lambda r: engine.fire(r, "withdraw", APPLICANT),
         lambda r: engine.available(r, APPLICANT),
         lambda r: engine.attach(r, "birth_certificate", "b.pdf", PDF, APPLICANT),
@@ -325,8 +327,9 @@ def test_unknown_case_for_a_wrong_check_character_or_a_never_issued_reference(
     assert len(errors) == 4 * len(operations)
     assert_bilingual(errors[0])
     assert mistyped in errors[0].message("en")
-    assert engine.case(f"  {ref.lower()} ") == engine.case(ref)  # typed casually: found
-    assert engine.case(ref).version == 1 and engine.case(ref).fees_paid == 0
+    typed = engine.case(f"  {ref.lower()} ", APPLICANT)  # typed casually: found
+    assert typed == engine.case(ref, APPLICANT)
+    assert typed.version == 1 and typed.fees_paid == 0
 
 
 def test_unknown_trigger_and_unknown_procedure(sqlite_engine: Engine) -> None:
@@ -340,7 +343,7 @@ def test_unknown_trigger_and_unknown_procedure(sqlite_engine: Engine) -> None:
     assert "visa" in procedure.value.message("fr")
     assert_bilingual(trigger.value)
     assert_bilingual(procedure.value)
-    assert engine.case(ref).version == 1 and len(engine.cases()) == 1
+    assert engine.case(ref, SYSTEM).version == 1 and len(engine.cases(actor=SYSTEM)) == 1
 
 
 # --- available() --------------------------------------------------------------------------------
@@ -368,7 +371,7 @@ def test_available_lists_allowed_and_blocked_triggers_with_reasons(sqlite_engine
     pay_outstanding(engine, ref)
     ready = {a.trigger: a for a in engine.available(ref, APPLICANT)}
     assert ready["submit"].allowed and ready["submit"].reasons == ()
-    version = engine.case(ref).version
+    version = engine.case(ref, SYSTEM).version
 
     engine.fire(ref, "submit", APPLICANT)
     staff = {a.trigger: a for a in engine.available(ref, AGENT)}
@@ -377,7 +380,7 @@ def test_available_lists_allowed_and_blocked_triggers_with_reasons(sqlite_engine
     assert [(r.code, r.subject) for r in staff["refer_to_sgg"].reasons] == [
         ("guard", "refer_to_sgg")]
     assert [(r.code, r.subject) for r in staff["withdraw"].reasons] == [("role", "withdraw")]
-    assert engine.case(ref).version == version + 1  # asking changed nothing
+    assert engine.case(ref, SYSTEM).version == version + 1  # asking changed nothing
 
 
 def test_available_lists_triggers_that_need_step_input(sqlite_engine: Engine) -> None:
@@ -451,8 +454,9 @@ def test_a_guard_that_raises_blocks_the_transition(make_engine: MakeEngine, sqli
     [accept] = engine.available(ok, CLERK)
     assert not accept.allowed and [(r.code, r.subject) for r in accept.reasons] == [
         ("guard", "accept")]
-    assert [engine.case(r).state for r in (zero, unset, ok)] == ["draft", "draft", "submitted"]
-    assert [len(engine.history(r)) for r in (zero, unset, ok)] == [1, 1, 2]
+    states = [engine.case(r, SYSTEM).state for r in (zero, unset, ok)]
+    assert states == ["draft", "draft", "submitted"]
+    assert [len(engine.history(r, SYSTEM)) for r in (zero, unset, ok)] == [1, 1, 2]
 
 
 # --- payments -----------------------------------------------------------------------------------
@@ -476,8 +480,8 @@ def test_paying_twice_with_one_provider_reference_records_one_payment(
     again = engine.pay(ref, 500, "tmoney", "TM-42", APPLICANT)
     assert (first.fees_paid, first.version) == (500, 2)
     assert (again.fees_paid, again.version) == (500, 2)
-    assert [h.trigger for h in engine.history(ref)] == ["@start", "@pay"]
-    assert engine.history(ref)[-1].payload == {"amount": 500, "provider": "tmoney",
+    assert [h.trigger for h in engine.history(ref, SYSTEM)] == ["@start", "@pay"]
+    assert engine.history(ref, SYSTEM)[-1].payload == {"amount": 500, "provider": "tmoney",
                                                "provider_reference": "TM-42"}
 
     other = engine.start("criminal_record", OTHER_APPLICANT, criminal_record_data()).reference
@@ -490,8 +494,8 @@ def test_paying_twice_with_one_provider_reference_records_one_payment(
         "this payment reference is already used")
     assert set(other_amount.value.errors) == {"provider_reference"}
     assert count_payments(database_url, "TM-42") == 1
-    assert (engine.case(other).fees_paid, engine.case(other).version) == (0, 1)
-    assert (engine.case(ref).fees_paid, engine.case(ref).version) == (500, 2)
+    assert (engine.case(other, SYSTEM).fees_paid, engine.case(other, SYSTEM).version) == (0, 1)
+    assert (engine.case(ref, SYSTEM).fees_paid, engine.case(ref, SYSTEM).version) == (500, 2)
 
     # the same reference at another provider is another payment
     assert engine.pay(ref, 1000, "flooz", "TM-42", APPLICANT).fees_paid == 1500
@@ -504,7 +508,7 @@ def test_a_payment_amount_must_be_a_positive_whole_number(sqlite_engine: Engine,
     with pytest.raises(InvalidData) as excinfo:
         sqlite_engine.pay(ref, amount, "tmoney", "TM-BAD", APPLICANT)  # type: ignore[arg-type]
     assert set(excinfo.value.errors) == {"amount"}
-    assert sqlite_engine.case(ref).fees_paid == 0
+    assert sqlite_engine.case(ref, SYSTEM).fees_paid == 0
 
 
 # --- attached files -----------------------------------------------------------------------------
@@ -529,7 +533,7 @@ def test_the_media_type_is_sniffed_from_the_bytes_not_the_name(sqlite_engine: En
     assert text_as_pdf.value.errors["proof_of_profession"]["en"].startswith("file type refused")
     assert set(pdf_as_photo.value.errors) == {"photos"}
     assert set(unknown.value.errors) == {"selfie"}
-    assert engine.case(ref).version == 3
+    assert engine.case(ref, SYSTEM).version == 3
 
 
 def test_oversize_files_are_refused(sqlite_engine: Engine) -> None:
@@ -544,7 +548,7 @@ def test_oversize_files_are_refused(sqlite_engine: Engine) -> None:
         engine.attach(ref, "photos", "big.jpg", io.BytesIO(too_big), APPLICANT)
     assert as_bytes.value.errors["photos"]["en"] == f"file too large (max {limit} bytes)"
     assert set(as_stream.value.errors) == {"photos"}
-    assert engine.case(ref).documents == ()
+    assert engine.case(ref, SYSTEM).documents == ()
     case = engine.attach(ref, "photos", "exact.jpg", io.BytesIO(exact), APPLICANT)
     assert [d.size for d in case.documents] == [limit]
 
@@ -562,7 +566,7 @@ def test_more_files_than_max_files_are_refused(sqlite_engine: Engine) -> None:
     assert certificate.value.errors == {"emergency_contact_certificate": {
         "fr": "au plus 1 fichier(s)", "en": "at most 1 file(s)"}}
     assert photo.value.errors["photos"]["en"] == "at most 2 file(s)"
-    case = engine.case(ref)
+    case = engine.case(ref, SYSTEM)
     assert [d.document_id for d in case.documents] == [
         "emergency_contact_certificate", "photos", "photos"]
     assert case.version == 4
@@ -574,7 +578,7 @@ def test_an_applicant_cannot_attach_outside_an_editable_state(sqlite_engine: Eng
     with pytest.raises(NotAllowed) as excinfo:
         engine.attach(ref, "birth_certificate", "again.pdf", pdf("again"), APPLICANT)
     assert "cannot be changed" in excinfo.value.message("en")
-    assert len(engine.case(ref).documents) == 7
+    assert len(engine.case(ref, SYSTEM).documents) == 7
 
 
 class Trickle(io.RawIOBase):
@@ -660,8 +664,8 @@ def test_a_case_stays_on_the_procedure_version_it_started_with(
     second = make_engine(database_url, procedures=folder)
     new = second.start("criminal_record", OTHER_APPLICANT, criminal_record_data())
     assert new.procedure_hash != old.procedure_hash
-    assert second.case(old.reference).procedure_hash == old.procedure_hash
-    assert (second.case(old.reference).fees_due, new.fees_due) == (500, 700)
+    assert second.case(old.reference, SYSTEM).procedure_hash == old.procedure_hash
+    assert (second.case(old.reference, SYSTEM).fees_due, new.fees_due) == (500, 700)
     labels = {r: {a.trigger: a.label for a in second.available(r, actor)}["submit"]
               for r, actor in ((old.reference, APPLICANT), (new.reference, OTHER_APPLICANT))}
     assert labels == {old.reference: "Confirmer et payer", new.reference: "Confirmer et régler"}
@@ -677,7 +681,7 @@ def test_a_case_stays_on_the_procedure_version_it_started_with(
         third.fire(new.reference, "submit", OTHER_APPLICANT)
     assert reasons(excinfo.value) == [("payment", "submit")]
     assert "200" in excinfo.value.message("en")
-    assert third.case(old.reference).procedure_hash == old.procedure_hash
+    assert third.case(old.reference, SYSTEM).procedure_hash == old.procedure_hash
     assert third.procedures["criminal_record"].hash == new.procedure_hash
 
 
@@ -745,8 +749,8 @@ def test_a_failing_hook_does_not_undo_the_transition(sqlite_engine: Engine,
     with caplog.at_level(logging.ERROR, logger="guichet"):
         case = engine.fire(ref, "submit", APPLICANT)
     assert case.state == "submitted"
-    assert engine.case(ref).state == "submitted"
-    assert engine.history(ref)[-1].trigger == "submit"
+    assert engine.case(ref, SYSTEM).state == "submitted"
+    assert engine.history(ref, SYSTEM)[-1].trigger == "submit"
     assert any("hook failed" in r.getMessage() for r in caplog.records)
     # the event stayed in the outbox: delivering pending events hands it over again
     engine.deliver_pending()
@@ -795,7 +799,7 @@ def test_hook_events_of_a_submission(sqlite_engine: Engine) -> None:
 
 def test_history_rows_cannot_be_updated_or_deleted(engine: Engine, database_url: str) -> None:
     ref = ready_to_submit(engine)
-    before = engine.history(ref)
+    before = engine.history(ref, SYSTEM)
     raw = sqlalchemy.create_engine(database_url)
     try:
         with pytest.raises(DBAPIError) as updating:
@@ -808,7 +812,7 @@ def test_history_rows_cannot_be_updated_or_deleted(engine: Engine, database_url:
         raw.dispose()
     assert "append-only" in str(updating.value)
     assert "append-only" in str(deleting.value)
-    assert engine.history(ref) == before
+    assert engine.history(ref, SYSTEM) == before
     assert engine.fire(ref, "submit", APPLICANT).version == len(before) + 1
 
 
@@ -818,12 +822,12 @@ def test_a_draft_left_31_days_is_expired_by_tick(engine: Engine, clock: FakeCloc
     ref = engine.start("passport", APPLICANT, passport_data()).reference
     clock.advance(29 * DAY)
     assert engine.tick() == [(ref, "abandon_draft", "reminded")]  # not due yet
-    assert engine.case(ref).state == "draft"
+    assert engine.case(ref, SYSTEM).state == "draft"
     clock.advance(2 * DAY)
     done = engine.tick()
     assert (ref, "abandon_draft", "fired") in done
-    case = engine.case(ref)
-    history = engine.history(ref)
+    case = engine.case(ref, SYSTEM)
+    history = engine.history(ref, SYSTEM)
     assert (case.state, case.outcome) == ("expired", "expired")
     last = history[-1]
     assert (last.trigger, last.from_state, last.to_state) == ("abandon_draft", "draft", "expired")
@@ -850,7 +854,7 @@ def test_leaving_a_state_cancels_its_timers(engine: Engine, clock: FakeClock) ->
     assert engine.timers(ref) == []
     clock.advance(120 * DAY)
     assert engine.tick() == []
-    assert engine.case(ref).state == "under_review"
+    assert engine.case(ref, SYSTEM).state == "under_review"
 
 
 def test_a_reminder_timer_sends_a_reminder_event(sqlite_engine: Engine,
@@ -868,7 +872,7 @@ def test_a_reminder_timer_sends_a_reminder_event(sqlite_engine: Engine,
     assert event.payload["due_at"] == (started + 30 * DAY).isoformat()
     [note] = event.payload["notifications"]
     assert note["channel"] == "sms" and ref in note["text"]["fr"] and ref in note["text"]["en"]
-    case = engine.case(ref)
+    case = engine.case(ref, SYSTEM)
     assert (case.state, case.version) == ("draft", 1)
     assert [t["kind"] for t in engine.timers(ref)] == ["deadline"]
 
@@ -904,9 +908,12 @@ def test_cases_are_listed_by_procedure_state_and_applicant_page_by_page(
     mine = [engine.start("passport", APPLICANT, {}).reference for _ in range(3)]
     theirs = engine.start("association", OTHER_APPLICANT, association_data()).reference
     engine.fire(mine[1], "withdraw", APPLICANT)
-    assert [c.reference for c in engine.cases()] == [*mine, theirs]
-    assert [c.reference for c in engine.cases("passport", "draft")] == [mine[0], mine[2]]
-    assert [c.reference for c in engine.cases(applicant=OTHER_APPLICANT.id)] == [theirs]
-    page = engine.cases(limit=2)
-    rest = engine.cases(limit=2, after=page[-1].reference)
+    assert [c.reference for c in engine.cases(actor=SYSTEM)] == [*mine, theirs]
+    drafts = engine.cases("passport", "draft", actor=SYSTEM)
+    assert [c.reference for c in drafts] == [mine[0], mine[2]]
+    by_them = engine.cases(applicant=OTHER_APPLICANT.id, actor=SYSTEM)
+    assert [c.reference for c in by_them] == [theirs]
+    assert [c.reference for c in engine.cases(actor=APPLICANT)] == mine  # theirs unreadable
+    page = engine.cases(limit=2, actor=SYSTEM)
+    rest = engine.cases(limit=2, after=page[-1].reference, actor=SYSTEM)
     assert [c.reference for c in page + rest] == [*mine, theirs]

@@ -23,7 +23,7 @@ KITCHEN_SINK = Path(__file__).resolve().parent / "corpus_valid" / "kitchen_sink.
 
 #: Mappings whose keys are names chosen by the author (roles, states...), not schema properties.
 NAMED_MAPPINGS = {
-    ("roles",), ("states",),
+    ("roles",), ("states",), ("parties",),
     ("simulation", "staff"), ("simulation", "handling"), ("simulation", "delays"),
     ("simulation", "weights"),
 }

@@ -9,17 +9,24 @@ does: `Workflow.decide` says whether a trigger fires for an actor with the step 
 transition it takes and the data the case keeps afterwards (hidden fields as the engine handles
 them); `Workflow.timings` says when each deadline of a state falls, and the first one whose
 transition the engine lets fire is the one that fires (system transitions fire only through a
-deadline). Exploration chooses what to try (actors, data, documents, payments) and reports:
+deadline). No role name means anything: one person (`APPLICANT_ID`) opens every case, in the
+first role the procedure's `start:` names, and is its applicant party; the steps of every role
+`start:` names (`Procedure.party_roles`) are theirs, those of the other roles but the
+system's (`Procedure.staff_roles`) are staff's. Exploration chooses what to try (actors,
+data, documents, payments) and reports:
 
+- `nobody-starts`: no role opens a case as its applicant: the engine refuses every start
+  (`Workflow.check_start`), so nothing is explored;
 - `unreachable-state`: a state no run reaches, with any data;
 - `dead-guard`: a transition whose guard never holds where its source state is reached;
 - `deadlock`: a reached non-final state from which nothing can fire, for that data;
 - `no-exit-cycle`: states a run can loop through forever, never able to reach a final state.
 
-Each finding but `unreachable-state` carries the shortest counterexample, twice: as the few
-steps that show it (`counterexample`: only the data that decides the run) and as a complete
-scenario `guichet test` can replay (`scenario()`: sample values for the other required fields
-and inputs, documents attached and fees paid before the steps that need them, expectations).
+Each finding but `nobody-starts` and `unreachable-state` carries the shortest counterexample,
+twice: as the few steps that show it (`counterexample`: only the data that decides the run) and
+as a complete scenario `guichet test` can replay (`scenario()`: sample values for the other
+required fields and inputs, documents attached and fees paid before the steps that need them,
+expectations).
 
 Exploration supplies what a step needs (missing data is not a logic error): sample values for
 the required fields and step inputs that decide nothing, the documents that apply attached and
@@ -54,13 +61,12 @@ from ..forms import Form
 from ..graph import cyclic, strongly_connected_components
 from ..model import SYSTEM_ROLE, Duration, Field, Procedure, Transition
 from ..values import SYSTEM, Actor
-from ..workflow import APPLICANT, ATTACH, PAY, CaseView, Decision, Refusal, Workflow
+from ..workflow import ATTACH, PAY, CaseView, Decision, Refusal, Workflow
 
 #: The fixed date of every exploration (ages and day differences are computed from it).
 TODAY = dt.date(2026, 6, 15)
-KINDS = ("unreachable-state", "dead-guard", "deadlock", "no-exit-cycle")
-APPLICANT_ID = "citizen-1"
-APPLICANT_ACTOR = f"{APPLICANT}:{APPLICANT_ID}"
+KINDS = ("nobody-starts", "unreachable-state", "dead-guard", "deadlock", "no-exit-cycle")
+APPLICANT_ID = "citizen-1"  # the applicant party, in the procedure's first start role
 CLOCK_TIME = dt.time(9, 0)  # scenarios start at 09:00 on the exploration day
 
 Data = dict[str, Any]
@@ -625,13 +631,17 @@ class _Explorer:
         self.domains = {i: self.values.domain(self.fields[i]) for i in self.relevance.fields}
         self._domains: dict[tuple[str, dt.date], list[Any]] = {}
         self.form_ids = [f.id for f in procedure.fields if f.id in self.domains]
-        self.staff = [r for r in procedure.roles if r not in (APPLICANT, SYSTEM_ROLE)]
+        # the applicant party: one person, opening cases in the first start role
+        self.party = procedure.start.roles[0] if procedure.start.roles else ""
+        self.applicant = f"{self.party}:{APPLICANT_ID}"
+        self.staff = [r for r in procedure.roles if r in procedure.staff_roles]
+        self.refusal = self._start_refusal()
         self.dated = _dated(procedure)
         self.business_days = any(d.after.unit == "business_days"
                                  for s in procedure.states.values() for d in s.deadlines)
         self.bounds: list[str] = []
         self.envs = self._envs()
-        self.combos = self._initial_combinations()
+        self.combos = [] if self.refusal is not None else self._initial_combinations()
         self.nodes: list[_Node] = []
         self.index: dict[tuple[Any, ...], int] = {}
         self.edges: list[list[int]] = []
@@ -645,6 +655,16 @@ class _Explorer:
         self.trace = Trace(self) if trace else None
 
     # --- setting up -----------------------------------------------------------------------------
+
+    def _start_refusal(self) -> str | None:
+        """Why no case can be opened by the applicant exploration plays (the engine's answer,
+        `Workflow.check_start`), or None: without a start role, every start is refused."""
+        roles = [self.party] if self.party else sorted(self.p.roles) or [SYSTEM_ROLE]
+        try:
+            self.workflow.check_start(Actor(APPLICANT_ID, roles))
+        except NotAllowed as refusal:
+            return refusal.message("en")
+        return None if self.party else "no role opens a case as its own applicant"
 
     def _initial_combinations(self) -> list[Data]:
         """The start data tried: each combination of the relevant form fields, sample values
@@ -761,8 +781,8 @@ class _Explorer:
             need = max((self.workflow.fees_required(c.trigger, context, node.actors)
                         for c in candidates), default=0)
             amount = min(room, need - paid)
-        if amount > 0 and self._may(node, Actor(APPLICANT_ID, [APPLICANT]), PAY):
-            steps.append({"pay": amount, "as": APPLICANT_ACTOR})
+        if amount > 0 and self._may(node, Actor(APPLICANT_ID, [self.party]), PAY):
+            steps.append({"pay": amount, "as": self.applicant})
             paid += amount
         return _Supply(tuple(steps), documents, paid)
 
@@ -770,7 +790,8 @@ class _Explorer:
         """Who attaches documents in this state: the applicant, else the first staff role."""
         if node.state not in self.attachers:
             found = None
-            for role, actor in [(APPLICANT, APPLICANT_ID), *((r, f"{r}-1") for r in self.staff)]:
+            for role, actor in [(self.party, APPLICANT_ID),
+                                *((r, f"{r}-1") for r in self.staff)]:
                 if self._may(node, Actor(actor, [role]), ATTACH):
                     found = f"{role}:{actor}"
                     break
@@ -787,6 +808,8 @@ class _Explorer:
     # --- the breadth-first search ---------------------------------------------------------------
 
     def run(self) -> None:
+        if self.refusal is not None:  # the engine opens no case: nothing to explore
+            return
         initial = self.p.initial_state.id
         for combo in self.combos:
             for env in range(len(self.envs)):
@@ -843,7 +866,7 @@ class _Explorer:
         """Every way `role` can fire `trigger` from `node`, as the engine decides it."""
         day = node.clock.date()
         transitions = [self.p.transitions[i] for i in candidates]
-        actor = Actor(_actor(role, transitions, node.actors), [role])
+        actor = Actor(_actor(role, transitions, node.actors, self.p.party_roles), [role])
         for data in self.variants(node, role, transitions, edit_start):
             supply = self.supply(node, {**node.data, **data}, transitions, day)
             case = self.view(node, supply)
@@ -956,7 +979,7 @@ class _Explorer:
             self._bound(f"inputs: {total} input combinations, {len(combos)} explored "
                         f"(max_combinations={self.limit})")
         required = list({i.id: i for t in transitions for i in t.input if i.required}.values())
-        fills_form = role == APPLICANT and self.p.states[node.state].editable
+        fills_form = role in self.p.party_roles and self.p.states[node.state].editable
         for edit in self._edits(node, role, edit_start):
             for combo in combos:
                 data = {**edit, **combo}
@@ -974,7 +997,7 @@ class _Explorer:
         """Form changes the applicant can make when firing from an editable state."""
         state = self.p.states[node.state]
         first = node.depth == 0 and not edit_start  # the start already tries every combination
-        if not (self.edits and role == APPLICANT and state.editable) or first:
+        if not (self.edits and role in self.p.party_roles and state.editable) or first:
             return [{}]
         edits: dict[str, Data] = {"{}": {}}
         remembered = self.escapes.get((node.state, node.env)) if edit_start else None
@@ -986,8 +1009,17 @@ class _Explorer:
     # --- findings -------------------------------------------------------------------------------
 
     def findings(self) -> list[Finding]:
+        if self.refusal is not None:
+            return [self._nobody_starts(self.refusal)]
         return [*self._unreachable(), *self._dead_guards(), *self._deadlocks(),
                 *self._cycles()]
+
+    def _nobody_starts(self, refusal: str) -> Finding:
+        return Finding(
+            "nobody-starts",
+            f"{refusal}: the engine refuses to open any case, so nothing was explored; say "
+            "who may with `start: {roles: [...]}` (exploration plays the applicant in the "
+            "first of those roles)", state=self.p.initial_state.id, today=self.today)
 
     def _unreachable(self) -> Iterator[Finding]:
         reached = {n.state for n in self.nodes}
@@ -1093,7 +1125,7 @@ class _Explorer:
 
     def _steps(self, chain: list[_Node]) -> list[Step]:
         """The run with the deciding data only."""
-        steps: list[Step] = [{"start": self.deciding(chain[0].data), "as": APPLICANT_ACTOR}]
+        steps: list[Step] = [{"start": self.deciding(chain[0].data), "as": self.applicant}]
         for node in chain[1:]:
             move = node.move
             assert move is not None
@@ -1108,7 +1140,7 @@ class _Explorer:
     def scenario_steps(self, chain: list[_Node]) -> list[Step]:
         """The run as complete scenario steps: what `guichet test` needs to play it for real
         (start data, documents attached and fees paid before each step, waits)."""
-        steps: list[Step] = [{"start": dict(chain[0].data), "as": APPLICANT_ACTOR}]
+        steps: list[Step] = [{"start": dict(chain[0].data), "as": self.applicant}]
         for node in chain[1:]:
             move = node.move
             assert move is not None
@@ -1125,7 +1157,7 @@ class _Explorer:
         roles = dict.fromkeys(r for t in self.p.transitions_from(node.state) for r in t.roles
                               if r != SYSTEM_ROLE)
         return [{"expect": {"available": []},
-                 "as": f"{role}:{APPLICANT_ID if role == APPLICANT else f'{role}-1'}"}
+                 "as": f"{role}:{_actor(role, (), {}, self.p.party_roles)}"}
                 for role in roles]
 
     def _refused(self, node: _Node, t: Transition) -> list[Step]:
@@ -1136,7 +1168,7 @@ class _Explorer:
             return []
         candidates = [c for c in self.p.transitions_from(node.state, t.trigger)
                       if role in c.roles]
-        actor = Actor(_actor(role, candidates, node.actors), [role])
+        actor = Actor(_actor(role, candidates, node.actors, self.p.party_roles), [role])
         day = node.clock.date()
         for data in self.variants(node, role, candidates, False):
             supply = self.supply(node, {**node.data, **data}, candidates, day)
@@ -1166,10 +1198,11 @@ def _waits(waits: Iterable[dt.timedelta]) -> list[Step]:
     return [{"wait": _wait_text(wait)} for wait in waits]
 
 
-def _actor(role: str, transitions: Sequence[Transition], actors: Mapping[str, list[str]]
-           ) -> str:
-    """The actor id for `role`: a new one when separation forbids the earlier ones."""
-    if role == APPLICANT:
+def _actor(role: str, transitions: Sequence[Transition], actors: Mapping[str, list[str]],
+           party_roles: frozenset[str]) -> str:
+    """The actor id for `role`: the applicant's for a party role, else a staff member (a new
+    one when separation forbids the earlier ones)."""
+    if role in party_roles:
         return APPLICANT_ID
     earlier = {a for t in transitions for trigger in t.not_actor_of
                for a in actors.get(trigger, [])}

@@ -14,8 +14,9 @@ see "What the model approximates" below):
   Deadline transitions are not picked: each deadline of the state is armed on entry and, if it
   elapses before the picked transition happened, it fires and moves the case (it "forces" the
   outcome of its target). A case already in a staff member's hands is not interrupted.
-* Who acts is decided by the transition's roles: `applicant` if listed, else the first
-  listed staff role, else the system.
+* Who acts is decided by the transition's roles: the applicant if one of them is a party
+  role (a role the procedure's `start:` names, `Procedure.party_roles`: no role name means
+  anything), else the first listed staff role (`Procedure.staff_roles`), else the system.
   - applicant: the transition happens after an exponential delay of mean `delays[state]`
     (default 1 day);
   - staff role: in a state the applicant has no transition out of, the case first waits
@@ -77,7 +78,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .. import graph
 from ..model import SYSTEM_ROLE, Duration, Procedure, State, Transition
-from ..workflow import APPLICANT, Workflow
+from ..workflow import Workflow
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -204,7 +205,7 @@ class LoadParameters:
         table = routes(procedure, merged_weights)
         for steps in table.values():
             for step in steps:
-                if step.actor == APPLICANT:
+                if step.party:
                     if step.source not in merged_delays:
                         merged_delays[step.source] = DEFAULT_APPLICANT_DELAY
                         filled.append(f"delays.{step.source}")
@@ -256,16 +257,18 @@ class Step:
     trigger: str
     source: str
     target: str
-    actor: str  # "applicant", "system" or a staff role
+    actor: str  # the role acting: a party role (the applicant's), a staff role or "system"
     weight: float
     probability: float
+    party: bool = False  # the applicant acts (`actor` is a party role): a delay, not a queue
 
 
-def actor_of(transition: Transition) -> str:
-    """Who performs `transition` in the load model: applicant, a staff role or system."""
-    if APPLICANT in transition.roles:
-        return APPLICANT
-    return next((r for r in transition.roles if r != SYSTEM_ROLE), SYSTEM_ROLE)
+def actor_of(procedure: Procedure, transition: Transition) -> str:
+    """Who performs `transition` in the load model: the first of its roles that is a party
+    role (the applicant), else its first staff role, else the system."""
+    roles = transition.roles
+    return next((r for r in roles if r in procedure.party_roles),
+                next((r for r in roles if r in procedure.staff_roles), SYSTEM_ROLE))
 
 
 def routes(procedure: Procedure, weights: Mapping[str, float]) -> dict[str, tuple[Step, ...]]:
@@ -296,9 +299,11 @@ def routes(procedure: Procedure, weights: Mapping[str, float]) -> dict[str, tupl
                 base = _default_weight(procedure, state.id, t.target, distance)
             raw.append((t, base / alternatives[t.trigger]))
         total = sum(w for _, w in raw)
+        actors = [actor_of(procedure, t) for t, _ in raw]
         table[state.id] = tuple(
-            Step(t.trigger, state.id, t.target, actor_of(t), w, w / total if total else 0.0)
-            for t, w in raw
+            Step(t.trigger, state.id, t.target, actor, w, w / total if total else 0.0,
+                 actor in procedure.party_roles)
+            for (t, w), actor in zip(raw, actors, strict=True)
         )
     return table
 
@@ -352,7 +357,7 @@ def sufficient_staff(procedure: Procedure, params: LoadParameters) -> dict[str, 
     work: dict[str, float] = {}
     for source, steps in routes(procedure, params.weights).items():
         for step in steps:
-            if step.actor not in (APPLICANT, SYSTEM_ROLE):
+            if step.actor in procedure.staff_roles:
                 mean = params.handling.get(step.trigger, DEFAULT_HANDLING)
                 work[step.actor] = (work.get(step.actor, 0.0)
                                     + visits[source] * step.probability * mean)
@@ -479,7 +484,8 @@ class _Simulator:
         self.outcome = [s.outcome for s in states]
         self.initial = index[procedure.initial_state.id]
         table = routes(procedure, params.weights)
-        actors = {s.actor for steps in table.values() for s in steps} - {APPLICANT, SYSTEM_ROLE}
+        actors = {s.actor for steps in table.values() for s in steps
+                  if not s.party and s.actor != SYSTEM_ROLE}
         self.roles = sorted(set(params.staff) | actors)
         role_index = {r: i for i, r in enumerate(self.roles)}
         self.free = [params.staff.get(r, 0) for r in self.roles]
@@ -529,12 +535,13 @@ class _Simulator:
             declared = self.params.delays.get(state.id)
             # a declared delay also holds staff and system steps when the applicant has no
             # transition here: the state waits for the applicant (e.g. to come and collect)
-            waits = declared if not any(s.actor == APPLICANT for s in steps) else None
+            waits = declared if not any(s.party for s in steps) else None
             for step in steps:
                 if step.weight <= 0:
                     continue
                 cumulative.append((cumulative[-1] if cumulative else 0.0) + step.weight)
-                kind = {APPLICANT: _APPLICANT, SYSTEM_ROLE: _SYSTEM}.get(step.actor, _STAFF)
+                kind = (_APPLICANT if step.party
+                        else _SYSTEM if step.actor == SYSTEM_ROLE else _STAFF)
                 if kind == _APPLICANT:
                     delay = DEFAULT_APPLICANT_DELAY if declared is None else declared
                 else:

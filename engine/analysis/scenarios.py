@@ -2,8 +2,10 @@
 
 A scenario file (e.g. procedures/tests/passport/issued.yaml) names a procedure and lists
 steps: `start`, `fire`, `attach`, `pay`, `wait` (advance the fake clock, then run due
-deadlines) and `expect` (state, outcome, fees, documents still missing, a refusal and its
+deadlines), `read` (`case` or `history`, as the step's actor: what they may see, or their
+refusal) and `expect` (state, outcome, fees, documents still missing, a refusal and its
 reasons, notifications sent, documents issued, history length, data, available triggers).
+Expectations read the case as the system, or after a `read: case`, as that reader saw it.
 Files are read with the strict loader, so a scenario that names an unknown trigger, field,
 document or state is reported with its file:line like a procedure error.
 """
@@ -22,10 +24,12 @@ from ..errors import Diagnostic, GuichetError
 from ..model import Duration, Procedure
 from ..rules import unknown
 from ..runtime import Engine
-from ..values import Actor, Case, Event
+from ..values import SYSTEM, Actor, Case, Event
 
-ACTIONS = ("start", "fire", "attach", "pay", "wait")
-STEP_KEYS = {*ACTIONS, "expect", "as", "data", "file", "provider", "provider_reference"}
+ACTIONS = ("start", "fire", "attach", "pay", "wait", "read", "claim", "members")
+READS = ("case", "history")  # what a `read` step reads
+STEP_KEYS = {*ACTIONS, "expect", "as", "data", "file", "provider", "provider_reference",
+             "on_behalf", "organisation"}
 EXPECT_KEYS = {"state", "outcome", "fees_due", "fees_paid", "documents_missing",
                "history_length", "data", "refused", "notifications", "issued", "available"}
 ERROR_KINDS = {"not_allowed": "NotAllowed", "blocked": "Blocked", "invalid_data": "InvalidData",
@@ -171,6 +175,9 @@ class _Checker:
         if "attach" in spec and p.document(str(spec["attach"])) is None:
             self.error((*path, "attach"), "undefined-document",
                        unknown("document", str(spec["attach"]), [d.id for d in p.documents]))
+        if "read" in spec and spec["read"] not in READS:
+            self.error((*path, "read"), "invalid-value",
+                       f'"{spec["read"]}" is not one of {", ".join(READS)}')
         if "wait" in spec:
             try:
                 Duration.parse(str(spec["wait"])).approximate()
@@ -224,6 +231,7 @@ class Session:
         self.engine.on("notification", self.events.append)
         self.engine.on("document_issued", self.events.append)
         self.reference: str | None = None
+        self.claim_code: str | None = None  # of the last start on behalf
         self.steps: list[dict[str, Any]] = []
         self._payments = 0
 
@@ -231,17 +239,47 @@ class Session:
         self.engine.close()
 
     def case(self) -> Case:
+        """The case as it is (read as the system: the whole truth, for checks and traces)."""
         assert self.reference is not None, "no case started"
-        return self.engine.case(self.reference)
+        return self.engine.case(self.reference, SYSTEM)
+
+    def read(self, what: str, actor: Actor) -> Case | None:
+        """Read the case (`what` "case": returned) or its history as `actor` may see it;
+        NotAllowed when they may not read it."""
+        assert self.reference is not None, "no case started"
+        seen = None
+        if what == "history":
+            self.engine.history(self.reference, actor)
+        else:
+            seen = self.engine.case(self.reference, actor)
+        self._record({"read": what}, actor)
+        return seen
 
     def _record(self, step: dict[str, Any], actor: Actor) -> None:
         step["as"] = f"{','.join(sorted(actor.roles))}:{actor.id}"
         self.steps.append(step)
 
-    def start(self, actor: Actor, data: Mapping[str, Any] | None = None) -> Case:
-        case = self.engine.start(self.procedure.id, actor, data or {})
-        self.reference = case.reference
-        self._record({"start": dict(data or {})}, actor)
+    def start(self, actor: Actor, data: Mapping[str, Any] | None = None, *,
+              on_behalf: bool = False, organisation: str | None = None) -> Case:
+        case = self.engine.start(self.procedure.id, actor, data or {}, on_behalf=on_behalf,
+                                 organisation=organisation)
+        self.reference, self.claim_code = case.reference, case.claim_code
+        options: dict[str, Any] = {"on_behalf": True} if on_behalf else {}
+        if organisation:
+            options["organisation"] = organisation
+        self._record({"start": dict(data or {}), **options}, actor)
+        return case
+
+    def claim(self, code: str, actor: Actor) -> Case:
+        """Claim the case; `receipt` stands for the code its on-behalf start printed."""
+        given = (self.claim_code or "") if code == "receipt" else code
+        case = self.engine.claim(self.reference or "", actor, given)
+        self._record({"claim": code}, actor)
+        return case
+
+    def members(self, members: list[str], actor: Actor) -> Case:
+        case = self.engine.set_members(self.reference or "", actor, members)
+        self._record({"members": list(members)}, actor)
         return case
 
     def fire(self, trigger: str, actor: Actor, data: Mapping[str, Any] | None = None) -> Case:
@@ -312,7 +350,7 @@ class Runner:
         finally:
             if session.reference:
                 result.fired = [(h.trigger, h.from_state, h.to_state)
-                                for h in session.engine.history(session.reference)
+                                for h in session.engine.history(session.reference, SYSTEM)
                                 if not h.trigger.startswith("@")]
             session.close()
         return result
@@ -331,6 +369,7 @@ class _Play:
         self.engine, self.events = session.engine, session.events
         self.default_actor = default_actor(session.procedure)
         self.current = actor_of(self.default_actor)
+        self.seen: Case | None = None  # the case as this step's `read: case` showed it
 
     @property
     def reference(self) -> str | None:
@@ -346,6 +385,7 @@ class _Play:
         spec = step.spec
         expect = spec.get("expect") or {}
         self.events.clear()
+        self.seen = None
         self.current = actor_of(spec.get("as", self.default_actor))
         action = step.action
         if action is not None and action != "start" and self.reference is None:
@@ -365,7 +405,12 @@ class _Play:
     def act(self, action: str, spec: Mapping[str, Any]) -> None:
         session, actor = self.session, self.current
         if action == "start":
-            session.start(actor, spec.get("start") or {})
+            session.start(actor, spec.get("start") or {}, on_behalf=spec.get("on_behalf") is True,
+                          organisation=spec.get("organisation"))
+        elif action == "claim":
+            session.claim(str(spec["claim"]), actor)
+        elif action == "members":
+            session.members([str(m) for m in spec["members"] or []], actor)
         elif action == "fire":
             session.fire(str(spec["fire"]), actor, spec.get("data"))
         elif action == "attach":
@@ -375,6 +420,8 @@ class _Play:
         elif action == "pay":
             session.pay(spec["pay"], actor, str(spec.get("provider", "tmoney")),
                         spec.get("provider_reference"))
+        elif action == "read":
+            self.seen = session.read(str(spec["read"]), actor)
         else:
             session.wait(str(spec["wait"]))
 
@@ -419,7 +466,7 @@ class _Play:
             return True
         if self.reference is None:
             return self.fail(step, "nothing to check: no case was started")
-        case = self.session.case()
+        case = self.seen if self.seen is not None else self.session.case()
         problems = [p for p in (self._compare(key, value, case) for key, value in expect.items())
                     if p]
         for problem in problems:
@@ -446,7 +493,7 @@ class _Play:
     def _actual(self, key: str, wanted: Any, case: Case) -> Any:
         assert self.reference is not None
         if key == "history_length":
-            return len(self.engine.history(self.reference))
+            return len(self.engine.history(self.reference, SYSTEM))
         if key == "documents_missing":
             return self.engine.documents_missing(self.reference)
         if key == "available":
