@@ -521,8 +521,11 @@ def _missing_events(key: str, wanted: list[Mapping[str, Any]], events: list[Even
 def _matches(expected: Mapping[str, Any], event: Event) -> bool:
     payload = event.payload
     texts = " ".join(payload.get("text", {}).values())
+    contact = payload.get("contact") or {}
     return all(expected.get(key, payload.get(key)) == payload.get(key)
-               for key in ("channel", "to", "id")) and str(expected.get("contains", "")) in texts
+               for key in ("channel", "to", "id")) and all(
+        expected[kind] == contact.get(kind) for kind in ("phone", "email") if kind in expected
+    ) and str(expected.get("contains", "")) in texts
 
 
 def _size(value: Any) -> int:
