@@ -337,8 +337,22 @@ def test_parties_keep_their_kind_and_lose_their_ids_and_contacts() -> None:
     history = [{"id": 1, "trigger": "@members", "actor_id": "member-1",
                 "payload": {"added": ["member-2"], "removed": []}},
                {"id": 2, "trigger": "verify", "actor_id": "clerk-1", "payload": {}}]
-    plan = runtime._purge_plan(row, {"history": history, "outbox": [], "documents": [],
+    sms = {"channel": "sms", "to": "respondent", "subject": None,
+           "text": {"fr": "Koffi, vous êtes convoqué", "en": "Koffi, you are summoned"},
+           "contact": {"phone": "+22890000000", "email": None}}
+    outbox = [{"id": 3, "event": "transition", "payload": {
+        "trigger": "summon", "sequence": 4, "from": "a", "to": "b", "actor": "member-2",
+        "role": "applicant", "outcome": None, "input": {"date": "2026-04-01"},
+        "notifications": [sms], "issued": []}}]
+    plan = runtime._purge_plan(row, {"history": history, "outbox": outbox, "documents": [],
                                      "payments": []})
+    assert plan.rewrites["outbox"] == [{"id": 3, "payload": {
+        "trigger": "summon", "sequence": 4, "from": "a", "to": "b", "actor": pseudonym(
+            row["reference"]), "role": "applicant", "outcome": None,
+        "input": {"date": "(purged)"}, "notifications": [{
+            "channel": "sms", "to": "respondent", "subject": None,
+            "text": {"fr": "(purged)", "en": "(purged)"},
+            "contact": {"phone": "(purged)", "email": None}}], "issued": []}}]
     alias = pseudonym(row["reference"])
     assert plan.case["applicant_id"] == alias
     assert plan.case["actors"] == {"submit": [alias], "verify": ["clerk-1"]}

@@ -26,7 +26,7 @@ from ..rules import unknown
 from ..runtime import Engine
 from ..values import SYSTEM, Actor, Case, Event
 
-ACTIONS = ("start", "fire", "attach", "pay", "wait", "read", "claim", "members")
+ACTIONS = ("start", "fire", "attach", "pay", "wait", "read", "claim", "members", "purge")
 READS = ("case", "history")  # what a `read` step reads
 STEP_KEYS = {*ACTIONS, "expect", "as", "data", "file", "provider", "provider_reference",
              "on_behalf", "organisation"}
@@ -277,6 +277,11 @@ class Session:
         self._record({"claim": code}, actor)
         return case
 
+    def purge(self) -> None:
+        """Run the retention purge now (the fake clock's now), as a nightly job would."""
+        self.engine.purge(self.clock())
+        self.steps.append({"purge": True})
+
     def members(self, members: list[str], actor: Actor) -> Case:
         case = self.engine.set_members(self.reference or "", actor, members)
         self._record({"members": list(members)}, actor)
@@ -409,6 +414,8 @@ class _Play:
                           organisation=spec.get("organisation"))
         elif action == "claim":
             session.claim(str(spec["claim"]), actor)
+        elif action == "purge":
+            session.purge()
         elif action == "members":
             session.members([str(m) for m in spec["members"] or []], actor)
         elif action == "fire":
