@@ -422,7 +422,10 @@ class Engine:
         step_input = {f.id: decision.data.get(f.id) for f in t.input}
         changes = _changes(workflow, row["data"], decision.data) if "data" in values else {}
         recorded = {**step_input, **({CHANGES: changes} if changes else {})}
-        for_party = workflow.for_party(_view(row), actor)
+        # an agent fills in for the applicant only in the applicant's own steps; in a staff
+        # step (a clerk verifying the file) they act for themselves
+        for_party = (workflow.for_party(_view(row), actor)
+                     if decision.role in workflow.procedure.party_roles else None)
         recorded_role = workflow.role_of(_view(row), actor) if for_party else decision.role
         rendered = self._effects(workflow, (*t.notify, *target.notify), t.issue,
                                  decision.context, row["reference"], target.id, t.trigger)

@@ -272,3 +272,21 @@ def test_organisations_apply_only_where_the_procedure_says(permits: Engine) -> N
     with pytest.raises(NotAllowed) as refused:
         permits.start("permit", ARCHITECT, {"plot": "Lot 3"}, organisation="cabinet-ak")
     assert "not open to organisations" in refused.value.message("en")
+
+
+def test_an_agent_acting_as_staff_on_a_case_opened_for_someone_acts_for_no_one(
+        make_engine: MakeEngine, sqlite_url: str, tmp_path: Path) -> None:
+    """The same clerk may fill a case for a walk-in person and, later, handle it as staff:
+    only the applicant's steps are recorded as done for the applicant."""
+    source = tmp_path / "permit.yaml"
+    declared = PERMIT.replace("START", "start: {roles: [architect], on_behalf: [instructor]}")
+    source.write_text(declared, encoding="utf-8")
+    engine = make_engine(sqlite_url, procedures=source)
+    clerk = Actor("instr-1", ["instructor"])
+    reference = engine.start("permit", clerk, {"plot": "Lot 8"}, on_behalf=True).reference
+    engine.fire(reference, "submit", clerk)
+    engine.fire(reference, "grant", Actor("instr-2", ["instructor"]))
+    assert [(h.trigger, h.actor_role, h.for_party)
+            for h in engine.history(reference, SYSTEM)] == [
+        ("@start", "instructor", "applicant"), ("submit", "instructor", "applicant"),
+        ("grant", "instructor", None)]
