@@ -54,6 +54,7 @@ from engine.analysis.scenarios import (
     run_suite,
 )
 from engine.clock import FakeClock, utc_now
+from engine.errors import Reason
 from engine.model import Procedure
 from engine.schema import schema_text
 from engine.values import SYSTEM
@@ -392,6 +393,21 @@ def _state_label(engine: Engine, case: Case, state: str, language: str) -> str:
     return found.label.get(language) if found else state
 
 
+def _reason_text(reason: Reason, language: str, staff: bool) -> str:
+    """A refusal reason as a reader sees it: staff also see its detail (a guard's
+    expression), which a citizen never does."""
+    message = reason.message(language)
+    return f"{message} [{reason.detail}]" if staff and reason.detail else message
+
+
+def _reason_json(reason: Reason, language: str, staff: bool) -> dict[str, str]:
+    found = {"code": reason.code, "subject": reason.subject,
+             "message": reason.message(language)}
+    if staff and reason.detail:
+        found["detail"] = reason.detail
+    return found
+
+
 def _case_lines(engine: Engine, case: Case, language: str) -> list[str]:
     state = f"{case.state} ({_state_label(engine, case, case.state, language)})"
     lines = [
@@ -584,13 +600,31 @@ def edit(reference: str, actor: ActorSpec, data: dict[str, Any]) -> None:
 @click.argument("document_id")
 @click.argument("file", type=click.File("rb"))
 @_as_option()
+@click.option("--replace", is_flag=True,
+              help="Instead of the document's current files (they stay in the record).")
 @session_options
-def attach(reference: str, document_id: str, file: IO[bytes], actor: ActorSpec) -> None:
+def attach(reference: str, document_id: str, file: IO[bytes], actor: ActorSpec,
+           replace: bool) -> None:
     """Attach FILE as DOCUMENT_ID (its type is read from its bytes, not its name)."""
     settings = _settings()
     filename = os.path.basename(getattr(file, "name", "") or "") or "stdin"
     _print_case(settings.engine().attach(reference, document_id, filename, file,
-                                         settings.actor(actor)))
+                                         settings.actor(actor), replace=replace))
+
+
+@case.command()
+@click.argument("reference")
+@click.argument("document_id")
+@click.option("--sha256", metavar="HASH", default=None,
+              help="Only the file with this SHA-256 (as `case show` prints it) "
+                   "[default: every file of the document].")
+@_as_option()
+@session_options
+def remove(reference: str, document_id: str, sha256: str | None, actor: ActorSpec) -> None:
+    """Remove the files of DOCUMENT_ID from the case REFERENCE (they stay in the record)."""
+    settings = _settings()
+    _print_case(settings.engine().remove_document(reference, document_id,
+                                                  settings.actor(actor), sha256))
 
 
 @case.command()
@@ -598,14 +632,16 @@ def attach(reference: str, document_id: str, file: IO[bytes], actor: ActorSpec) 
 @click.argument("amount", type=int)
 @click.option("--provider", required=True, help="Payment provider, e.g. tmoney.")
 @click.option("--provider-reference", required=True, help="The provider's transaction id.")
+@click.option("--method", default=None,
+              help="How it was paid: one of the procedure's payment_methods ids.")
 @_as_option()
 @session_options
 def pay(reference: str, amount: int, provider: str, provider_reference: str,
-        actor: ActorSpec) -> None:
+        method: str | None, actor: ActorSpec) -> None:
     """Record a payment of AMOUNT XOF (the same provider reference twice counts once)."""
     settings = _settings()
     _print_case(settings.engine().pay(reference, amount, provider, provider_reference,
-                                      settings.actor(actor)))
+                                      settings.actor(actor), method=method))
 
 
 @case.command()
@@ -620,13 +656,13 @@ def show(reference: str, actor: ActorSpec | None, as_system: bool) -> None:
     engine = settings.engine()
     found = engine.case(reference, reader)
     available = engine.available(found.reference, reader) if actor else None
+    staff = engine.workflow(found.procedure_hash).is_staff(reader)
     if settings.as_json:
         result = _case_json(found)
         if available is not None:
             result["available"] = [
                 {"trigger": a.trigger, "label": a.label, "allowed": a.allowed,
-                 "reasons": [{"code": r.code, "subject": r.subject,
-                              "message": r.message(settings.language)} for r in a.reasons],
+                 "reasons": [_reason_json(r, settings.language, staff) for r in a.reasons],
                  "input": list(a.input)} for a in available]
         _print_json(result)
         return
@@ -647,7 +683,7 @@ def show(reference: str, actor: ActorSpec | None, as_system: bool) -> None:
                      if available else f"triggers for {actor.id}: (none)")
         for a in available:
             status = "allowed" if a.allowed else "blocked: " + "; ".join(
-                r.message(settings.language) for r in a.reasons)
+                _reason_text(r, settings.language, staff) for r in a.reasons)
             needs = f" [input: {', '.join(a.input)}]" if a.input else ""
             lines.append(f"  {a.trigger} ({a.label}){needs}: {status}")
     echo("\n".join(lines))
@@ -745,6 +781,28 @@ def tick(now: dt.datetime | None) -> None:
 
 
 @main.command()
+@click.option("--procedure", default=None, help="Only the payments of this procedure id.")
+@_reader_options
+@session_options
+def payments(procedure: str | None, actor: ActorSpec | None, as_system: bool) -> None:
+    """Payments recorded, by method: how many and how much, for the procedures --as ROLE:ID
+    reads (a role acting on them or named by `read:`), or all, --as-system."""
+    settings = _settings()
+    reader = _reader(settings, actor, as_system)
+    if procedure is not None:
+        limits.check_text("--procedure", procedure, limits.MAX_PROCEDURE_ID)
+    totals = settings.engine().payment_statistics(procedure, actor=reader)
+    if settings.as_json:
+        _print_json({method: dataclasses.asdict(t) for method, t in totals.items()})
+        return
+    rows = [("method", "payments", "amount (XOF)")]
+    rows += [(method or "(none)", str(t.count), str(t.amount)) for method, t in totals.items()]
+    rows.append(("total", str(sum(t.count for t in totals.values())),
+                 str(sum(t.amount for t in totals.values()))))
+    echo("\n".join(_table(rows)))
+
+
+@main.command()
 @click.option("--dry-run", is_flag=True,
               help="Change nothing: say which cases would be purged and what would be erased.")
 @click.option("--now", metavar="ISO-DATETIME", callback=_parse_now,
@@ -821,6 +879,17 @@ def _print_coverage(suite: Suite) -> None:
             echo(f"  transition never fired: {name}")
 
 
+def _procedures_in(directory: str) -> dict[str, Procedure]:
+    """The procedures of the valid files of `directory`, by id ({} when it is none)."""
+    found = {}
+    for path in compiler.procedure_files([directory] if Path(directory).is_dir() else []):
+        raw, _ = source.read(path)
+        procedure, _ = compiler.compile_source(raw, str(path)) if raw else (None, [])
+        if procedure is not None:
+            found[procedure.id] = procedure
+    return found
+
+
 def _procedure(name: str, directory: str) -> Procedure:
     """A procedure by file path, or by id among the files of `directory`."""
     if Path(name).is_file():
@@ -828,12 +897,7 @@ def _procedure(name: str, directory: str) -> Procedure:
     if not Path(directory).is_dir():
         raise click.BadParameter(f"no file {name!r} and no {directory} directory to search",
                                  param_hint="'PROCEDURE'")
-    found = {}
-    for path in compiler.procedure_files([directory]):
-        raw, _ = source.read(path)
-        procedure, _ = compiler.compile_source(raw, str(path)) if raw else (None, [])
-        if procedure is not None:
-            found[procedure.id] = procedure
+    found = _procedures_in(directory)
     if name not in found:
         known = ", ".join(sorted(found)) or "none"
         raise click.BadParameter(f"unknown procedure {name!r} (known: {known})",
@@ -877,17 +941,19 @@ def simulate(procedure_name: str, directory: str, scenario: str | None, save: st
 
     Interactively, it lists the triggers with their blocking reasons and asks for the data
     each step needs; commands: TRIGGER, as ROLE:ID, edit (form changes sent with the next
-    trigger), attach DOCUMENT [COUNT], pay [AMOUNT], wait DURATION, history, save FILE, quit.
+    trigger), attach DOCUMENT [COUNT], pay [AMOUNT] [METHOD], wait DURATION, history, save
+    FILE, quit.
     """
     procedure = _procedure(procedure_name, directory)
     if load:
         overrides = LoadOverrides(days, arrivals, staff, handling, delay, weight, seed)
         _simulate_load(procedure, overrides, csv_file, svg_file)
         return
+    others = list(_procedures_in(directory).values())  # the follow-ups it may open
     if scenario is not None:
-        _trace(procedure, scenario)
+        _trace(procedure, others, scenario, language)
         return
-    session = Session(procedure)
+    session = Session(procedure, others=others)
     try:
         Interactive(session, language).run()
     except click.Abort:
@@ -958,14 +1024,15 @@ def _save_scenario(session: Session, path: str) -> None:
     Path(path).write_text(text, encoding="utf-8")
 
 
-def _trace(procedure: Procedure, path: str) -> None:
-    loaded, diagnostics = load_scenario(path, {procedure.id: procedure})
+def _trace(procedure: Procedure, others: list[Procedure], path: str, language: str) -> None:
+    known = {p.id: p for p in others} | {procedure.id: procedure}
+    loaded, diagnostics = load_scenario(path, known)
     for diagnostic in diagnostics:
         echo(str(diagnostic))
     if loaded is None:
         sys.exit(1)
     lines: list[str] = []
-    result = Runner([procedure]).run(loaded, trace=lines)
+    result = Runner(known.values()).run(loaded, trace=lines, language=language)
     echo("\n".join(lines))
     for failure in result.failures:
         echo(f"FAILED {failure}")
@@ -1074,7 +1141,7 @@ class Interactive:
             echo(f"  not understood: {exc}; type help")
 
     def help(self, _: str) -> None:
-        echo("TRIGGER | as ROLE:ID | edit | attach DOCUMENT [COUNT] | pay [AMOUNT] | "
+        echo("TRIGGER | as ROLE:ID | edit | attach DOCUMENT [COUNT] | pay [AMOUNT] [METHOD] | "
              "wait DURATION | history | save FILE | quit")
 
     def edit(self, _: str) -> None:
@@ -1093,7 +1160,8 @@ class Interactive:
         self.session.attach(name, self.actor, count=int(count or 1))
 
     def pay(self, rest: str) -> None:
-        self.session.pay(rest or "due", self.actor)
+        amount, _, method = rest.partition(" ")
+        self.session.pay(amount or "due", self.actor, method=method.strip() or None)
 
     def wait(self, rest: str) -> None:
         for reference, trigger, result in self.session.wait(rest):
@@ -1160,13 +1228,20 @@ def _typed(kind: str, answer: str) -> Any:
               help="Most (state, data) combinations explored.")
 @click.option("--save", "save_dir", type=click.Path(file_okay=False),
               help="Write each finding's counterexample as a scenario file in this directory.")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None, metavar="YYYY-MM-DD",
+              help="The day the exploration runs on (today, age()) [default: today's date].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def explore_command(procedure_name: str, directory: str, max_depth: int, max_nodes: int,
-                    save_dir: str | None) -> None:
+                    save_dir: str | None, today: dt.datetime | None, as_json: bool) -> None:
     """Explore every reachable (state, data) of PROCEDURE: unreachable states, guards that
     never hold, deadlocks and cycles without exit, each with a shortest counterexample."""
     procedure = _procedure(procedure_name, directory)
-    report = explore(procedure, max_depth=max_depth, max_nodes=max_nodes)
-    echo("\n".join(report.lines()))
+    day = (today or utc_now()).date()
+    report = explore(procedure, max_depth=max_depth, max_nodes=max_nodes, today=day)
+    if as_json:
+        _print_json(report.as_json())
+    else:
+        echo("\n".join(report.lines()))
     if save_dir:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         for finding in report.findings:

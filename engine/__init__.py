@@ -22,7 +22,15 @@ from .errors import (
 from .model import Procedure
 from .outbox import EVENTS
 from .runtime import Engine
-from .values import Actor, AttachedDocument, Availability, Case, Event, HistoryEntry
+from .values import (
+    Actor,
+    AttachedDocument,
+    Availability,
+    Case,
+    Event,
+    HistoryEntry,
+    PaymentTotal,
+)
 
 __all__ = [
     "EVENTS",
@@ -33,6 +41,7 @@ __all__ = [
     "Engine",
     "Event",
     "HistoryEntry",
+    "PaymentTotal",
     "Blocked",
     "ConcurrentUpdate",
     "DatabaseUnavailable",

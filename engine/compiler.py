@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path as FsPath
 from typing import Any
 
-from . import rules, schema, source
+from . import links, rules, schema, source
+from .effects import default_reminder
 from .errors import Diagnostic, Location, ProcedureError
 from .expressions import (
     MAX_DOCUMENT_CHARS,
@@ -27,17 +28,23 @@ from .expressions import (
 )
 from .model import (
     COMPATIBLE_START_ROLE,
+    LANGUAGES,
+    AnyDuration,
     Deadline,
     Document,
     Duration,
     DurationLimit,
+    EditGrant,
     Fee,
     Field,
+    FieldDuration,
+    FollowUp,
     IssuedDocument,
     Notification,
     Option,
     Party,
     Path,
+    PaymentMethod,
     Procedure,
     Requirement,
     Role,
@@ -76,11 +83,14 @@ def _names(value: Any) -> tuple[str, ...]:
 
 
 def text(value: Any) -> Text | None:
-    """A Text from a string (French) or a {fr, en} mapping."""
+    """A Text from a string (French), a {fr, en} mapping or {all: ...}, one text for every
+    language (a language also given keeps its own; the schema refuses mixing them)."""
     if isinstance(value, str):
         return Text(fr=value)
     if isinstance(value, dict):
-        return Text(fr=_str(value.get("fr")) or None, en=_str(value.get("en")) or None)
+        every = _str(value.get("all"))
+        return Text(fr=_str(value.get("fr")) or every or None,
+                    en=_str(value.get("en")) or every or None)
     return None
 
 
@@ -138,7 +148,9 @@ class _Builder:
                 continue
             where = path if isinstance(value, str) else (*path, language)
             try:
-                compiled[language] = compile_template(text_source, max_chars=max_chars)
+                template = compile_template(text_source, max_chars=max_chars)
+                languages = LANGUAGES if language == "all" else (language,)
+                compiled.update(dict.fromkeys(languages, template))
             except ExpressionLimit as exc:
                 self.error(where, "expression-limit", f"template goes over a limit: {exc.message}")
             except ExpressionError as exc:
@@ -180,8 +192,9 @@ class _Builder:
             pattern_message=text(d.get("pattern_message")),
             min_age=_int(d.get("min_age")), max_age=_int(d.get("max_age")),
             options=tuple(
-                Option(_str(o.get("value")), text(o.get("label")) or Text())
-                for o in map(_dict, _list(d.get("options")))
+                Option(_str(o.get("value")), text(o.get("label")) or Text(),
+                       self.expression(o.get("when"), (*path, "options", i, "when")))
+                for i, o in enumerate(map(_dict, _list(d.get("options"))))
             ),
             min_rows=_int(d.get("min_rows")), max_rows=_int(d.get("max_rows")),
             fields=self.fields(d.get("fields"), (*path, "fields")),
@@ -209,12 +222,46 @@ class _Builder:
 
     def fee(self, data: Any, path: Path) -> Fee:
         d = _dict(data)
+        source = _dict(d.get("amount")).get("from")
         return Fee(
             id=_str(d.get("id")), label=text(d.get("label")) or Text(),
             amount=_int(d.get("amount")) or 0, due=_str(d.get("due")), path=path,
             per=d.get("per") if isinstance(d.get("per"), str) else None,
             when=self.expression(d.get("when"), (*path, "when")),
+            amount_from=source if isinstance(source, str) else None,
         )
+
+    def any_duration(self, value: Any, path: Path) -> AnyDuration | None:
+        """A stated duration, or one read from data ({field, unit})."""
+        if isinstance(value, dict):
+            field_id, unit = value.get("field"), value.get("unit")
+            if isinstance(field_id, str) and isinstance(unit, str):
+                return FieldDuration(field_id, unit.replace(" ", "_"))
+            return None
+        return self.duration(value, path)
+
+    def edits(self, value: Any) -> tuple[EditGrant, ...]:
+        """Who may change which form fields in a state (`editable:`)."""
+        if value is True:
+            return (EditGrant(applicant=True),)
+        if not isinstance(value, dict | list):
+            return ()
+        parties = set(self.starting.roles)
+        grants = []
+        for grant in map(_dict, value if isinstance(value, list) else [value]):
+            roles = _names(grant.get("roles"))
+            fields = _requirement(grant.get("fields")) if "fields" in grant else "all"
+            grants.append(EditGrant(tuple(r for r in roles if r not in parties), fields,
+                                    applicant=bool(parties & set(roles))))
+        return tuple(g for g in grants if g.roles or g.applicant)
+
+    def follow_up(self, value: Any, path: Path) -> FollowUp | None:
+        d = _dict(value)
+        if not isinstance(d.get("procedure"), str):
+            return None
+        carry = tuple((k, v) for k, v in _dict(d.get("carry")).items()
+                      if isinstance(k, str) and isinstance(v, str))
+        return FollowUp(d["procedure"], path, carry)
 
     def notification(self, data: Any, path: Path) -> Notification:
         d = _dict(data)
@@ -233,19 +280,23 @@ class _Builder:
         for i, item in enumerate(_list(d.get("deadlines"))):
             dl, where = _dict(item), (*path, "deadlines", i)
             reminder = dl.get("reminder")
+            remind_before = self.duration(dl.get("remind_before"), (*where, "remind_before"))
             deadlines.append(Deadline(
-                after=self.duration(dl.get("after"), (*where, "after")) or Duration(1, "days"),
-                trigger=_str(dl.get("trigger")), path=where,
-                remind_before=self.duration(dl.get("remind_before"), (*where, "remind_before")),
-                reminder=self.notification(reminder, (*where, "reminder")) if reminder else None,
+                after=self.any_duration(dl.get("after"), (*where, "after"))
+                or Duration(1, "days"),
+                trigger=_str(dl.get("trigger")), path=where, remind_before=remind_before,
+                reminder=self.notification(reminder, (*where, "reminder")) if reminder
+                else default_reminder((*where, "reminder")) if remind_before else None,
             ))
         outcome = d.get("final")
         return State(
             id=state_id, label=text(d.get("label")) or Text(), path=path,
             description=text(d.get("description")), initial=d.get("initial") is True,
             outcome=outcome if isinstance(outcome, str) else None,
-            editable=d.get("editable") is True, deadlines=tuple(deadlines),
+            edits=self.edits(d.get("editable")), deadlines=tuple(deadlines),
             notify=self.notifications(d.get("notify"), (*path, "notify")),
+            follow_ups=tuple(f for i, item in enumerate(_list(d.get("follow_ups")))
+                             if (f := self.follow_up(item, (*path, "follow_ups", i)))),
         )
 
     def transition(self, data: Any, path: Path) -> Transition:
@@ -258,6 +309,7 @@ class _Builder:
             trigger=_str(d.get("trigger")), sources=_names(d.get("from")),
             target=_str(d.get("to")), roles=roles, path=path, label=text(d.get("label")),
             when=self.expression(d.get("when"), (*path, "when")),
+            message=text(d.get("message")),
             requires_fields=_requirement(requires.get("fields")),
             requires_documents=_requirement(requires.get("documents")),
             input=self.fields(d.get("input"), (*path, "input")),
@@ -265,6 +317,7 @@ class _Builder:
             else not set(roles) & set(self.starting.roles),
             not_actor_of=_names(separation.get("not_actor_of")),
             notify=self.notifications(d.get("notify"), (*path, "notify")),
+            opens=self.follow_up(d.get("opens"), (*path, "opens")),
             issue=tuple(
                 IssuedDocument(
                     id=_str(_dict(item).get("id")), title=text(_dict(item).get("title")) or Text(),
@@ -308,13 +361,19 @@ class _Builder:
             directorate=text(authority.get("directorate")),
             legal_basis=tuple(t for t in map(text, _list(data.get("legal_basis"))) if t),
             processing_time=self.duration(data.get("processing_time"), ("processing_time",)),
-            validity=self.duration(data.get("validity"), ("validity",)),
+            validity=self.any_duration(data.get("validity"), ("validity",)),
             retention=self.duration(data.get("retention"), ("retention",)),
             source_path=self.document.path,
             simulation=self.simulation(_dict(data.get("simulation"))),
             start=self.starting, read_roles=_names(data.get("read")),
             parties=self.parties(_dict(data.get("parties"))),
+            payment_methods=self.payment_methods(data.get("payment_methods")),
         )
+
+    def payment_methods(self, data: Any) -> tuple[PaymentMethod, ...]:
+        methods = [_dict(m) for m in _list(data)]
+        return tuple(PaymentMethod(_str(m.get("id")), text(m.get("label")) or Text(),
+                                   ("payment_methods", i)) for i, m in enumerate(methods))
 
     def parties(self, d: dict[str, Any]) -> dict[str, Party]:
         parties = {}
@@ -339,6 +398,7 @@ class _Builder:
             handling=durations("handling"), delays=durations("delays"),
             weights={k: float(v) for k, v in _dict(d.get("weights")).items()
                      if isinstance(v, int | float)},
+            lead_times=durations("lead_times"),
         )
 
 
@@ -368,13 +428,19 @@ def compile_document(document: source.Document) -> tuple[Procedure | None, list[
 
 def compile_source(raw: bytes | str, path: str) -> tuple[Procedure | None, list[Diagnostic]]:
     """Load, check and compile one file's content."""
+    procedure, _, diagnostics = _compile_file(raw, path)
+    return procedure, diagnostics
+
+
+def _compile_file(raw: bytes | str, path: str
+                  ) -> tuple[Procedure | None, source.Document | None, list[Diagnostic]]:
     document, diagnostics = source.load(raw, path)
     if document is None:
-        return None, diagnostics
+        return None, None, diagnostics
     procedure, more = compile_document(document)
     if any(d.severity == "error" for d in diagnostics):
         procedure = None
-    return procedure, sorted(diagnostics + more, key=lambda d: d.sort_key)
+    return procedure, document, sorted(diagnostics + more, key=lambda d: d.sort_key)
 
 
 def compile_definition(definition: dict[str, Any], path: str = "<snapshot>") -> Procedure:
@@ -409,12 +475,17 @@ def procedure_files(paths: Iterable[str | FsPath]) -> Iterator[FsPath]:
 
 
 def lint(paths: Iterable[str | FsPath]) -> list[Diagnostic]:
-    """Every diagnostic of every procedure file under `paths`."""
+    """Every diagnostic of every procedure file under `paths`, and of the follow-ups between
+    them (engine/links.py: one naming a procedure not among them is a warning)."""
     found: list[Diagnostic] = []
+    compiled: list[tuple[Procedure, source.Document | None]] = []
     for path in procedure_files(paths):
         raw, problems = source.read(path)
         if raw is None:
             found.extend(problems)
             continue
-        found.extend(compile_source(raw, str(path))[1])
-    return found
+        procedure, document, diagnostics = _compile_file(raw, str(path))
+        found.extend(diagnostics)
+        if procedure is not None:
+            compiled.append((procedure, document))
+    return found + sorted(links.check(compiled, "warning"), key=lambda d: d.sort_key)

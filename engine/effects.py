@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from functools import cache
+from types import MappingProxyType
 from typing import Any
 
 from .errors import Blocked, Reason
-from .messages import text
-from .model import IssuedDocument, Notification, Text
+from .expressions import OPTION_LABELS, Template, compile_template
+from .messages import LANGUAGES, text
+from .model import Field, IssuedDocument, Notification, Path, Procedure, Text
 from .workflow import Workflow
 
 log = logging.getLogger("guichet")
@@ -74,8 +77,12 @@ def _bilingual(text: Text) -> dict[str, str | None]:
 def _texts(workflow: Workflow, templates: Mapping[str, Any], context: Mapping[str, Any],
            names: Mapping[str, str], subject: str) -> dict[str, str]:
     texts = {}
+    procedure = workflow.procedure
+    state = procedure.states.get(names["state"])
     for language, template in templates.items():
-        seen = {**context, **names, "procedure_title": workflow.procedure.title.get(language)}
+        seen = {**context, **names, "procedure_title": procedure.title.get(language),
+                "state_label": state.label.get(language) if state else names["state"],
+                OPTION_LABELS: option_labels(procedure, language)}
         try:
             texts[language] = template.render(seen)
         except Exception as exc:  # noqa: BLE001 - any failure refuses the step
@@ -87,3 +94,33 @@ def _describe(exc: Exception) -> str:
     """A short, single-line account of why a template failed (no stack, no huge values)."""
     text = " ".join(str(exc).split())[:200]
     return text or type(exc).__name__
+
+
+def option_labels(procedure: Procedure, language: str) -> dict[str, dict[str, str]]:
+    """The option labels of every field, step input and group sub-field with options, in
+    `language`: {field id: {value: label}} (a form field's id wins over a sub-field's)."""
+    labels: dict[str, dict[str, str]] = {}
+    pending: list[Field] = [*procedure.fields, *(i for t in procedure.transitions for i in t.input)]
+    for item in pending:  # grows with sub-fields while it is walked
+        if item.options:
+            labels.setdefault(item.id, {o.value: o.label.get(language) for o in item.options})
+        pending.extend(item.fields)
+    return labels
+
+
+def default_reminder(path: Path) -> Notification:
+    """The reminder a deadline with `remind_before` and no `reminder` sends: a portal notice to
+    the applicant naming the case, its state and the deadline's date (message catalogue)."""
+    subject = text("reminder_subject")
+    return Notification(channel="portal", to="applicant", template=_reminder_templates(),
+                        path=path, subject=Text(fr=subject["fr"], en=subject["en"]))
+
+
+@cache
+def _reminder_templates() -> Mapping[str, Template]:
+    """The default reminder's templates, compiled once: the catalogue's text with template
+    names for its placeholders."""
+    sources = text("reminder_default", reference="{{ reference }}", state="{{ state_label }}",
+                   due_date="{{ due_date }}")
+    return MappingProxyType({language: compile_template(sources[language])
+                             for language in LANGUAGES})

@@ -73,6 +73,8 @@ class Reason:
     code: str  # role | ownership | separation | guard | field | document | payment | state
     subject: str  # the field, document, role or trigger concerned
     text: dict[str, str] = field(default_factory=dict)
+    #: what an author or agent needs to see and a citizen never does (a guard's expression)
+    detail: str = ""
 
     def message(self, language: str = "fr") -> str:
         return self.text.get(language) or self.text.get("fr") or self.code

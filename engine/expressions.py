@@ -54,7 +54,17 @@ TEMPLATE_NAMES: Mapping[str, str] = {
     "reference": "the case reference, e.g. PAS-2026-000123-K",
     "procedure_title": "the procedure's title in the reader's language",
     "state": "the case's state after the transition",
+    "state_label": "the label of that state in the reader's language",
 }
+#: Names a deadline's reminder template may also use.
+REMINDER_NAMES: Mapping[str, str] = {
+    "due_date": "the date the reminded deadline falls",
+}
+#: The filter printing a choice's option label instead of its value: `{{ x | label }}`.
+LABEL_FILTER = "label"
+#: The key of a template's rendering context holding the procedure's option labels in the
+#: language being rendered, {field id: {option value: label}} (what `label` reads).
+OPTION_LABELS = "guichet_option_labels"
 
 # --- the limits (documented in the README) -----------------------------------------------------
 
@@ -471,6 +481,40 @@ def _finalize(context: Context, value: Any) -> Any:
     return _produced(value, "printing")
 
 
+@pass_context
+def _label(context: Context, value: Any, field_id: str | None = None) -> Any:
+    """`{{ x | label }}`: the label of option `value` of field `field_id` (filled in with the
+    name filtered when compiling) in the language rendered; a list gives its labels joined by
+    ", "; a value that is not an option is returned as it is."""
+    labels = context.get(OPTION_LABELS)
+    if not isinstance(labels, Mapping):
+        raise ExpressionError(f'the "{LABEL_FILTER}" filter has no option labels here')
+    if not isinstance(value, list | tuple):
+        return _option_label(labels, field_id, value)
+    parts = [str(_option_label(labels, field_id, item)) for item in value]
+    _check_join(", ", parts, f'"|{LABEL_FILTER}"')
+    return ", ".join(parts)
+
+
+def _option_label(labels: Mapping[str, Mapping[str, str]], field_id: str | None,
+                  value: Any) -> Any:
+    """The label of one value: among the options of `field_id` when it is a field with
+    options, else among every field's options when they all give it the same label."""
+    if not isinstance(value, str):
+        return value
+    options = labels.get(field_id) if field_id is not None else None
+    if options is not None:
+        return options.get(value, value)
+    found = {named[value] for named in labels.values() if value in named}
+    return found.pop() if len(found) == 1 else value
+
+
+def _filtered_name(node: nodes.Node) -> str | None:
+    """The field a filtered value comes from: `x` -> "x", `row.kind` -> "kind"."""
+    chain = attribute_chain(node)
+    return chain[-1] if chain else None
+
+
 def _filter(node: nodes.Node, name: str) -> nodes.Filter:
     return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
 
@@ -499,6 +543,16 @@ class _Harden(NodeTransformer):
         self.generic_visit(node)
         return _filter(nodes.List(node.nodes, lineno=node.lineno), _CONCAT)
 
+    def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
+        """`x | label` is told the name it filters: `x | label('x')`."""
+        self.generic_visit(node)
+        if node.name == LABEL_FILTER and node.node is not None and not node.args \
+                and not node.kwargs and node.dyn_args is None and node.dyn_kwargs is None:
+            named = _filtered_name(node.node)
+            if named is not None:
+                node.args = [nodes.Const(named, lineno=node.lineno)]
+        return node
+
     def visit_TemplateData(self, node: nodes.TemplateData) -> list[nodes.Node]:
         """Literal text as constants, so it goes through `_finalize` (in pieces, each within
         MAX_SIZE, so a long literal document is counted but not refused)."""
@@ -522,7 +576,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def __init__(self, autoescape: bool) -> None:
         super().__init__(undefined=StrictUndefined, autoescape=autoescape, finalize=_finalize)
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
-        self.filters.update({_LOOP: _loop, _LITERAL: _literal, _CONCAT: _concat})
+        self.filters.update({_LOOP: _loop, _LITERAL: _literal, _CONCAT: _concat,
+                             LABEL_FILTER: _bounded_filter(LABEL_FILTER, _label)})
         self.globals.pop("lipsum", None)  # lipsum(n) writes n paragraphs
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -746,6 +801,8 @@ def compile_expression(source: str) -> Expression:
     """Compile one expression; raises ExpressionError on a syntax error, ExpressionLimit on a
     constant computation over the limits."""
     tree = _parse(source)
+    if any(f.name == LABEL_FILTER for f in _all(tree, nodes.Filter)):
+        raise ExpressionError(f'the "{LABEL_FILTER}" filter is for templates, not expressions')
     _check_constants(tree)
     body = [nodes.Assign(nodes.Name("result", "store"), _harden(_parse(source), _env), lineno=1)]
     try:

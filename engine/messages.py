@@ -116,6 +116,9 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "may_not_read": {
         "fr": "vous n'avez pas accès à ce dossier",
         "en": "you may not read this case"},
+    "may_not_see_payments": {
+        "fr": "vous n'avez pas accès aux paiements de cette procédure",
+        "en": "you may not see the payments of this procedure"},
 
     # --- what a step still needs ----------------------------------------------------------------
     "not_from_state": {
@@ -131,11 +134,11 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
         "fr": "reste à payer : {owed} FCFA",
         "en": "still to pay: {owed} XOF"},
     "guard_not_met": {
-        "fr": "condition non remplie : {condition}",
-        "en": "condition not met: {condition}"},
+        "fr": "les conditions de « {step} » ne sont pas remplies pour ce dossier",
+        "en": "the conditions for \"{step}\" are not met for this case"},
     "guard_not_evaluable": {
-        "fr": "condition impossible à évaluer : {condition}",
-        "en": "condition cannot be evaluated: {condition}"},
+        "fr": "les conditions de « {step} » ne peuvent pas être vérifiées pour le moment",
+        "en": "the conditions for \"{step}\" cannot be checked for now"},
     "template_failed": {
         "fr": "« {subject} » n'a pas pu être produit ; le service est prévenu",
         "en": '"{subject}" could not be produced; the service has been told'},
@@ -144,6 +147,12 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "required": {
         "fr": "est obligatoire",
         "en": "is required"},
+    "no_follow_up": {
+        "fr": "ce dossier ne permet pas d'ouvrir une démarche « {procedure} » à cette étape",
+        "en": "this case does not offer a \"{procedure}\" follow-up at this step"},
+    "option_not_offered": {
+        "fr": "choix non proposé pour ce dossier : {value}",
+        "en": "choice not offered for this case: {value}"},
     "not_editable_here": {
         "fr": "ne peut pas être modifié à cette étape",
         "en": "cannot be changed at this step"},
@@ -273,6 +282,16 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
         "fr": "{message} (en {path})",
         "en": "{message} (at {path})"},
 
+    # --- the reminder a deadline sends when its procedure writes none (engine/effects.py) -------
+    "reminder_subject": {
+        "fr": "Rappel : une échéance approche",
+        "en": "Reminder: a deadline is coming up"},
+    "reminder_default": {
+        "fr": "Rappel : votre dossier {reference} est à l'étape « {state} ». "
+              "L'échéance est fixée au {due_date}.",
+        "en": 'Reminder: your case {reference} is at the step "{state}". '
+              "The deadline is {due_date}."},
+
     # --- documents and payments (engine/runtime.py) ---------------------------------------------
     "unknown_document": {
         "fr": "pièce inconnue pour cette procédure",
@@ -289,6 +308,18 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "payment_reference_used": {
         "fr": "cette référence de paiement est déjà utilisée",
         "en": "this payment reference is already used"},
+    "no_file_attached": {
+        "fr": "aucun fichier n'est joint pour cette pièce",
+        "en": "no file is attached for this document"},
+    "no_file_with_hash": {
+        "fr": "aucun fichier de cette pièce n'a cette empreinte SHA-256",
+        "en": "no file of this document has this SHA-256 hash"},
+    "payment_method_required": {
+        "fr": "indiquez le moyen de paiement (acceptés : {accepted})",
+        "en": "say how it was paid (accepted: {accepted})"},
+    "payment_method_refused": {
+        "fr": "moyen de paiement non accepté (acceptés : {accepted})",
+        "en": "payment method not accepted (accepted: {accepted})"},
 }
 
 

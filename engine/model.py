@@ -23,7 +23,7 @@ FIELD_TYPES = (
     "choice", "multi_choice", "country", "nin", "group",
 )
 NUMERIC_TYPES = ("integer", "number")
-OUTCOMES = ("accepted", "rejected", "withdrawn", "expired", "cancelled")
+OUTCOMES = ("accepted", "rejected", "withdrawn", "expired", "cancelled", "revoked")
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,48 @@ class Duration:
 
 
 @dataclass(frozen=True)
+class FieldDuration:
+    """A duration read from a case's data: the integer value of `field` (a form field or a
+    step input) in `unit`; `resolve` gives None while it is unset or unusable."""
+
+    field: str
+    unit: str  # days, business_days, weeks, months, years
+
+    def resolve(self, data: Mapping[str, Any]) -> Duration | None:
+        """The duration this case's data gives, or None (unset, not a positive integer, or
+        longer than MAX_DURATION_DAYS)."""
+        value = data.get(self.field)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            return None
+        try:
+            return Duration(value, self.unit)
+        except DurationLimit:
+            return None
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.unit.replace('_', ' ')}"
+
+
+#: The name issued documents' templates read the end of validity from (`validity:`).
+VALID_UNTIL = "valid_until"
+
+#: A duration stated in the file, or read from a case's data.
+AnyDuration = Duration | FieldDuration
+
+
+def resolve_duration(duration: AnyDuration | None, data: Mapping[str, Any]
+                     ) -> Duration | None:
+    """A stated duration as it is, one read from data as this case's data gives it."""
+    if isinstance(duration, FieldDuration):
+        return duration.resolve(data)
+    return duration
+
+
+@dataclass(frozen=True)
 class Option:
     value: str
     label: Text
+    when: Expression | None = None  # offered only when it holds
 
 
 @dataclass(frozen=True)
@@ -173,6 +212,8 @@ class Fee:
     path: Path = field(compare=False)
     per: str | None = None
     when: Expression | None = None
+    #: a numeric form field or step input holding the amount (a quote set at a step)
+    amount_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,11 +238,39 @@ class IssuedDocument:
 class Deadline:
     """After `after` in a state, `trigger` fires as the system actor; a reminder may precede it."""
 
-    after: Duration
+    after: AnyDuration
     trigger: str
     path: Path = field(compare=False)
     remind_before: Duration | None = None
     reminder: Notification | None = None
+
+
+Requirement = Literal["all"] | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EditGrant:
+    """Who may change which form fields in a state: the applicant party (`applicant`),
+    holders of `roles` (staff correcting declared data); `fields` "all" or the ids."""
+
+    roles: tuple[str, ...] = ()
+    fields: Requirement = "all"
+    applicant: bool = False
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A case of `procedure` linked to this one, with data carried over: `carry` pairs
+    (its field, this case's field or step input)."""
+
+    procedure: str
+    path: Path = field(compare=False)
+    carry: tuple[tuple[str, str], ...] = ()
+
+    def data(self, parent: Mapping[str, Any]) -> dict[str, Any]:
+        """The child's data carried from the parent's (unset values left out)."""
+        return {child: parent[source] for child, source in self.carry
+                if parent.get(source) is not None}
 
 
 @dataclass(frozen=True)
@@ -212,16 +281,19 @@ class State:
     description: Text | None = None
     initial: bool = False
     outcome: str | None = None  # set for final states
-    editable: bool = False
+    edits: tuple[EditGrant, ...] = ()
     deadlines: tuple[Deadline, ...] = ()
     notify: tuple[Notification, ...] = ()
+    follow_ups: tuple[FollowUp, ...] = ()  # procedures its applicant may open from here
 
     @property
     def final(self) -> bool:
         return self.outcome is not None
 
-
-Requirement = Literal["all"] | tuple[str, ...]
+    @property
+    def editable(self) -> bool:
+        """Whether the applicant may change (some of) the form and attach files here."""
+        return any(grant.applicant for grant in self.edits)
 
 
 @dataclass(frozen=True)
@@ -233,6 +305,8 @@ class Transition:
     path: Path = field(compare=False)
     label: Text | None = None
     when: Expression | None = None
+    #: what a citizen reads when the guard `when` refuses (None: a text naming the label)
+    message: Text | None = None
     requires_fields: Requirement = ()
     requires_documents: Requirement = ()
     input: tuple[Field, ...] = ()
@@ -240,6 +314,7 @@ class Transition:
     not_actor_of: tuple[str, ...] = ()
     notify: tuple[Notification, ...] = ()
     issue: tuple[IssuedDocument, ...] = ()
+    opens: FollowUp | None = None  # a case of another procedure its firing opens
 
 
 #: The role that may open cases of a file that declares no `start:` (the compatibility rule).
@@ -294,14 +369,27 @@ class Party:
 
 
 @dataclass(frozen=True)
+class PaymentMethod:
+    """A way to pay that the procedure accepts (`payment_methods:`): its id, as payments
+    record it, and its label."""
+
+    id: str
+    label: Text
+    path: Path = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Simulation:
-    """Figures for load simulation: arrivals, staff per role, handling times, delays, weights."""
+    """Figures for load simulation: arrivals, staff per role, handling times, delays, weights,
+    and lead times (calendar time before a staff trigger can be handled, after its source
+    state is entered)."""
 
     arrivals_per_day: float | None = None
     staff: Mapping[str, int] = field(default_factory=dict)
     handling: Mapping[str, Duration] = field(default_factory=dict)
     delays: Mapping[str, Duration] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
+    lead_times: Mapping[str, Duration] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -325,7 +413,7 @@ class Procedure:
     directorate: Text | None = None
     legal_basis: tuple[Text, ...] = ()
     processing_time: Duration | None = None
-    validity: Duration | None = None
+    validity: AnyDuration | None = None
     retention: Duration | None = None
     source_path: str = field(default="", compare=False)
     simulation: Simulation = field(default_factory=Simulation, compare=False)
@@ -333,6 +421,9 @@ class Procedure:
     parties: Mapping[str, Party] = field(default_factory=dict)
     #: roles that may read every case without acting on it (`read:`)
     read_roles: tuple[str, ...] = ()
+    #: the ways of paying accepted (`payment_methods:`); none declared: any, or none, is
+    #: recorded
+    payment_methods: tuple[PaymentMethod, ...] = ()
 
     @property
     def party_roles(self) -> frozenset[str]:

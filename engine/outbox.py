@@ -20,8 +20,8 @@ log = logging.getLogger("guichet")
 
 #: The events hooks can subscribe to with `Engine.on`.
 EVENTS = ("case_started", "transition", "state_entered", "notification", "document_issued",
-          "payment_recorded", "document_attached", "case_edited", "case_claimed",
-          "members_changed", "reminder", "case_purged")
+          "payment_recorded", "document_attached", "document_removed", "case_edited",
+          "case_claimed", "members_changed", "reminder", "case_purged")
 
 Hook = Callable[[Event], None]
 

@@ -15,18 +15,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import expressions as ex
-from . import graph
+from . import graph, links
 from .errors import Diagnostic, Severity
 from .model import (
     APPLICANT_PARTY,
     COMPATIBLE_START_ROLE,
     NUMERIC_TYPES,
     SYSTEM_ROLE,
+    VALID_UNTIL,
     Document,
     Fee,
     Field,
+    FieldDuration,
     Notification,
     Path,
+    PaymentMethod,
     Procedure,
     Text,
     Transition,
@@ -100,6 +103,7 @@ def duplicate_ids(given: RuleInput) -> Iterator[Problem]:
     p = given.procedure
     groups: list[tuple[str, Iterable[Any]]] = [
         ("field", p.fields), ("document", p.documents), ("fee", p.fees),
+        ("payment method", p.payment_methods),
     ]
     groups += [("sub-field", f.fields) for f in p.fields if f.type == "group"]
     groups += [("input field", t.input) for t in p.transitions]
@@ -176,8 +180,10 @@ def undefined_roles(given: RuleInput) -> Iterator[Problem]:
                           unknown("role or party", note.to, [*roles, *given.procedure.parties]))
     yield from _undefined_start_roles(given)
     yield from _undefined_reader_roles(given)
+    yield from _unknown_names(given, "roles", "role", roles)
     start = given.procedure.start
     used = {r for t in given.procedure.transitions for r in t.roles}
+    used |= {r for names, _ in _edit_grants(given, "roles") for r in names}
     used |= {*start.roles, *start.on_behalf, *given.procedure.read_roles}
     for declared in roles.values():
         if declared.id not in used:
@@ -241,6 +247,35 @@ def undefined_fields(given: RuleInput) -> Iterator[Problem]:
         for kind, name in party.contact_fields.items():
             if name not in fields:
                 yield Problem((*party.path, kind), unknown("field", name, fields))
+    yield from _unknown_names(given, "fields", "field", fields)
+    data = _data_fields(given.procedure)
+    for follow_up in links.follow_ups(given.procedure):
+        for child, source in follow_up.carry:
+            if source not in data:
+                yield Problem((*follow_up.path, "carry", child), unknown("field", source, data))
+
+
+def _unknown_names(given: RuleInput, key: str, kind: str, known: Iterable[str]
+                   ) -> Iterator[Problem]:
+    """Names in the `roles` or `fields` of `editable:` grants that are not declared."""
+    for names, path in _edit_grants(given, key):
+        for i, name in enumerate(names):
+            if name not in known:
+                yield Problem((*path, i), unknown(kind, name, known))
+
+
+def _edit_grants(given: RuleInput, key: str) -> Iterator[tuple[list[str], Path]]:
+    """The `roles` or `fields` lists of each state's `editable:` grants, with their paths."""
+    for state in given.procedure.states.values():
+        declared = _raw(given.document.data, (*state.path, "editable"))
+        grants = declared if isinstance(declared, list) else [declared]
+        for i, grant in enumerate(grants):
+            names = grant.get(key) if isinstance(grant, dict) else None
+            if isinstance(names, list):
+                where = (*state.path, "editable", *((i,) if declared is grants else ()), key)
+                yield [n for n in names if isinstance(n, str)], where
+
+
 
 
 @rule("undefined-document")
@@ -266,7 +301,7 @@ def undefined_triggers(given: RuleInput) -> Iterator[Problem]:
             if name not in triggers:
                 yield Problem((*t.path, "separation", "not_actor_of", i),
                               unknown("trigger", name, triggers))
-    for key in ("handling", "weights"):
+    for key in ("handling", "weights", "lead_times"):
         for name in getattr(p.simulation, key):
             if name not in triggers:
                 yield Problem(("simulation", key, name), unknown("trigger", name, triggers),
@@ -332,9 +367,17 @@ def final_state_exits(given: RuleInput) -> Iterator[Problem]:
     states = given.procedure.states
     for t in given.procedure.transitions:
         for name, path in _source_paths(given, t):
-            if name in states and states[name].final:
-                yield Problem(path, f'transition "{t.trigger}" leaves final state "{name}"; '
-                                    "a final state ends the case")
+            if name in states and states[name].final and not _after_decision(given, t):
+                yield Problem(path, f'transition "{t.trigger}" leaves final state "{name}" '
+                                    f'for "{t.target}", which is not final; a final state ends '
+                                    "the case (after the decision, only another final state "
+                                    "may follow: a withdrawal, a revocation)")
+
+
+def _after_decision(given: RuleInput, t: Transition) -> bool:
+    """A transition after the decision: from a final state to another final state."""
+    target = given.procedure.states.get(t.target)
+    return target is not None and target.final
 
 
 @rule("ambiguous-trigger")
@@ -422,13 +465,22 @@ def _expressions(p: Procedure) -> Iterator[tuple[ex.Expression, Path, _Scope]]:
     for t in p.transitions:
         if t.when:
             yield t.when, (*t.path, "when"), top
+    for f in _all_fields(p):
+        for i, option in enumerate(f.options):
+            if option.when:
+                yield option.when, (*f.path, "options", i, "when"), top
 
 
 def _templates(p: Procedure) -> Iterator[tuple[ex.Template, Path, _Scope]]:
     top = _Scope(_data_fields(p), frozenset(ex.TEMPLATE_NAMES))
+    reminder = _Scope(top.fields, top.extra | frozenset(ex.REMINDER_NAMES))
+    dated = frozenset({VALID_UNTIL}) if p.validity is not None else frozenset()
+    issued = _Scope(top.fields, top.extra | dated)  # see Workflow.document_context
     for path, templates in _template_sets(p):
+        scope = (reminder if path[-2:-1] == ("reminder",)
+                 else issued if "issue" in path else top)
         for language, template in templates.items():
-            yield template, (*path, language), top
+            yield template, (*path, language), scope
 
 
 @rule("undeclared-name")
@@ -794,15 +846,42 @@ def _is_date_bound(value: Any) -> bool:
 
 @rule("fee-field")
 def fee_fields(given: RuleInput) -> Iterator[Problem]:
-    fields = {f.id: f for f in given.procedure.fields}
+    """`per:` and `amount: {from:}` name a numeric form field or step input."""
+    fields = _data_fields(given.procedure)
     for fee in given.procedure.fees:
-        if fee.per is None:
+        read = [(name, where, why) for name, where, why in (
+            (fee.per, (*fee.path, "per"), "is counted per"),
+            (fee.amount_from, (*fee.path, "amount", "from"), "takes its amount from"))
+            if name is not None]
+        for name, where, why in read:
+            if name not in fields:
+                yield Problem(where, unknown("field", name, fields))
+            elif fields[name].type not in NUMERIC_TYPES:
+                yield Problem(where, f'fee "{fee.id}" {why} field "{name}", which is '
+                                     f"{fields[name].type}, not a number")
+
+
+@rule("duration-field")
+def duration_fields(given: RuleInput) -> Iterator[Problem]:
+    """A duration read from data (`{field, unit}`) names an integer form field or step
+    input; one that may be unset gives no deadline (or no validity): said as a warning."""
+    p = given.procedure
+    fields = _data_fields(p)
+    read: list[tuple[Any, Path]] = [(p.validity, ("validity",))]
+    read += [(d.after, (*d.path, "after")) for s in p.states.values() for d in s.deadlines]
+    for duration, path in read:
+        if not isinstance(duration, FieldDuration):
             continue
-        if fee.per not in fields:
-            yield Problem((*fee.path, "per"), unknown("field", fee.per, fields))
-        elif fields[fee.per].type not in NUMERIC_TYPES:
-            yield Problem((*fee.path, "per"), f'fee "{fee.id}" is counted per field "{fee.per}", '
-                                              f"which is {fields[fee.per].type}, not a number")
+        found = fields.get(duration.field)
+        if found is None:
+            yield Problem((*path, "field"), unknown("field", duration.field, fields))
+        elif found.type != "integer":
+            yield Problem((*path, "field"), f'duration read from field "{found.id}", which is '
+                                            f"{found.type}, not an integer")
+        elif not found.required:
+            yield Problem((*path, "field"), f'field "{found.id}" is not required: while it is '
+                                            "unset there is no duration (no deadline, no "
+                                            "validity)", "warning")
 
 
 # --- completeness -------------------------------------------------------------------------------
@@ -818,7 +897,8 @@ def _texts(p: Procedure) -> Iterator[tuple[Text | None, Path]]:
         yield item.hint, (*item.path, "hint")
         yield from ((o.label, (*item.path, "options", i, "label"))
                     for i, o in enumerate(item.options))
-    labelled: list[Document | Fee] = [*p.documents, *p.fees]
+    labelled: list[Document | Fee | PaymentMethod] = [*p.documents, *p.fees,
+                                                      *p.payment_methods]
     for entry in labelled:
         yield entry.label, (*entry.path, "label")
     for d in p.documents:
@@ -828,6 +908,7 @@ def _texts(p: Procedure) -> Iterator[tuple[Text | None, Path]]:
         yield state.description, (*state.path, "description")
     for t in p.transitions:
         yield t.label, (*t.path, "label")
+        yield t.message, (*t.path, "message")
         yield from ((item.title, (*item.path, "title")) for item in t.issue)
     for note in _notifications(p):
         yield note.subject, (*note.path, "subject")
@@ -844,8 +925,9 @@ def missing_translations(given: RuleInput) -> Iterator[Problem]:
     for note_path, _ in _template_sets(given.procedure):
         declared = _raw(given.document.data, note_path)
         languages = {"fr"} if isinstance(declared, str) else set(declared or {})
-        if not isinstance(declared, str | dict) or not languages & {"fr", "en"}:
-            continue
+        if not isinstance(declared, str | dict) or not languages & {"fr", "en"} \
+                or "all" in languages:
+            continue  # absent, invalid (the schema says why) or one text for every language
         for language, name in (("fr", "French"), ("en", "English")):
             if language not in languages:
                 yield Problem(note_path, f"missing {name} template", "warning")
@@ -876,6 +958,10 @@ def _used_names(p: Procedure) -> set[str]:
     for template, _, _ in _templates(p):
         used |= template.names
     used |= {fee.per for fee in p.fees if fee.per}
+    used |= {fee.amount_from for fee in p.fees if fee.amount_from}
+    durations = [p.validity, *(d.after for s in p.states.values() for d in s.deadlines)]
+    used |= {d.field for d in durations if isinstance(d, FieldDuration)}
+    used |= {source for f in links.follow_ups(p) for _, source in f.carry}
     return used
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from . import claims, effects, limits, references, store
+from . import claims, effects, limits, links, references, store
 from .blobs import BlobStore, DirectoryBlobStore, MemoryBlobStore, sniff
 from .clock import Clock, utc_now
 from .compiler import load_procedure, procedure_files
@@ -26,6 +26,8 @@ from .errors import (
     Blocked,
     ConcurrentUpdate,
     InvalidData,
+    NotAllowed,
+    ProcedureError,
     UnknownCase,
     UnknownProcedure,
     UnknownTrigger,
@@ -42,16 +44,30 @@ from .values import (
     Availability,
     Case,
     HistoryEntry,
+    PaymentTotal,
     PurgeResult,
     frozen_mapping,
 )
-from .workflow import ATTACH, CLAIM, EDIT, MEMBERS, PAY, START, CaseView, Decision, Workflow
+from .workflow import (
+    ATTACH,
+    CLAIM,
+    EDIT,
+    MEMBERS,
+    PAY,
+    REMOVE,
+    START,
+    CaseView,
+    Decision,
+    Workflow,
+)
 
 log = logging.getLogger("guichet")
 
 #: The key of a history payload that holds the form fields a step changed:
 #: {field: {"before": value, "after": value}} (field ids never start with "@").
 CHANGES = "@changes"
+#: The key of a transition's history payload naming the follow-up case it opened.
+FOLLOW_UP = "@follow_up"
 _ATTEMPTS = 5  # decisions of one fire when the case keeps changing under it
 
 ProcedureSource = str | Path | Procedure
@@ -86,6 +102,9 @@ class Engine:
     ) -> None:
         self.clock = clock
         loaded = _load(procedures)  # refuse bad files before touching the database
+        broken = links.check(((p, None) for p in loaded), "error")
+        if broken:  # a follow-up the engine could not open
+            raise ProcedureError(broken)
         self._store = store.Store(store.connect(database_url, synchronous=synchronous))
         self.blobs = blobs or _default_blobs(database_url)
         self._outbox = Outbox()
@@ -169,7 +188,8 @@ class Engine:
         SYSTEM."""
         row = self._row(reference)
         self.workflow(row["procedure_hash"]).check_read(_view(row), actor)
-        return self._case_value(row, actor)
+        return replace(self._case_value(row, actor),
+                       follow_ups=tuple(self._store.follow_ups(row["reference"])))
 
     def history(self, reference: str, actor: Actor) -> list[HistoryEntry]:
         """Every recorded step of a case, oldest first, with the form fields it changed and
@@ -262,13 +282,15 @@ class Engine:
             version=row["version"], created_at=row["created_at"], updated_at=row["updated_at"],
             opened_for_by=None if row["applicant_id"] else
             row["parties"].get(APPLICANT_PARTY, {}).get("opened_by"),
+            parent=row.get("parent_reference"),
         )
         return workflow.masked_case(value, _view(row), actor)
 
     # --- writing --------------------------------------------------------------------------------
 
     def start(self, procedure_id: str, actor: Actor, data: Mapping[str, Any] | None = None,
-              *, on_behalf: bool = False, organisation: str | None = None) -> Case:
+              *, on_behalf: bool = False, organisation: str | None = None,
+              parent: str | None = None) -> Case:
         """Open a case of the current version of `procedure_id`, owned by `actor`.
 
         With `on_behalf`, an agent (a `start.on_behalf` role) opens it at the counter for a
@@ -277,46 +299,88 @@ class Engine:
 
         With `organisation` (an id), `actor` opens it as that organisation's administrator
         (where the procedure's `start:` lets organisations apply); the organisation is the
-        applicant, and the members the administrator names act for it (`set_members`)."""
+        applicant, and the members the administrator names act for it (`set_members`).
+
+        With `parent` (a reference), the parent case's applicant opens a follow-up its state
+        offers (`follow_ups:`): it belongs to the same applicant, starts with the data the
+        follow-up carries over (`data` given wins), and both cases show the link."""
         limits.check_text("procedure_id", procedure_id, limits.MAX_PROCEDURE_ID)
         limits.check_payload(data or {})
+        workflow = self._current(procedure_id)
+        now = self.clock()
+        if parent is None:
+            applicant, parties, code = self._applicant(workflow, actor, on_behalf, organisation)
+            given, linked = data or {}, None
+        else:
+            applicant, parties, carried, linked = self._follow_up_of(parent, workflow, actor)
+            given, code = {**carried, **(data or {})}, None
+        opening = self._opening(workflow, actor, given, applicant, parties, now,
+                                APPLICANT_PARTY if on_behalf else None, linked)
+        with self._write() as c:
+            outbox_id, reference = self._insert_opening(c, opening)
+        self._outbox.deliver(outbox_id, reference, "case_started", opening.payload)
+        return replace(self.case(reference, actor), claim_code=code)
+
+    def _current(self, procedure_id: str) -> Workflow:
         workflow = self._versions.current(procedure_id)
         if workflow is None:
             raise UnknownProcedure(text("unknown_procedure", procedure_id=procedure_id))
-        applicant, parties, code = self._applicant(workflow, actor, on_behalf, organisation)
+        return workflow
+
+    def _follow_up_of(self, parent: str, workflow: Workflow, actor: Actor
+                      ) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+        """Who a follow-up opened by `actor` from case `parent` belongs to (the parent's
+        applicant), the data carried over and the parent's reference; NotAllowed unless the
+        parent's state offers this procedure to its applicant and `actor` is them."""
+        row = self._row(parent)
+        parent_workflow = self.workflow(row["procedure_hash"])
+        follow_up = parent_workflow.offered_follow_up(_view(row), actor, workflow.procedure.id)
+        if not parent_workflow.acts_for_applicant(_view(row), actor):
+            workflow.check_start(actor)
+        return (row["applicant_id"], dict(row["parties"]), follow_up.data(row["data"]),
+                row["reference"])
+
+    def _opening(self, workflow: Workflow, actor: Actor, data: Mapping[str, Any],
+                 applicant: str, parties: Mapping[str, Any], now: dt.datetime,
+                 for_party: str | None, parent: str | None) -> _Opening:
+        """A case about to be opened, decided and rendered outside any write transaction:
+        its data validated, its reference taken first when its initial state notifies."""
         procedure = workflow.procedure
-        now = self.clock()
-        cleaned = workflow.start_data(data or {}, now.date(), actor.language)
+        cleaned = workflow.start_data(data, now.date(), actor.language)
         initial = procedure.initial_state
         reference = None
         effects: dict[str, Any] = {"notifications": [], "issued": []}
-        if initial.notify:  # rendered outside the write transaction, so numbered first
+        if initial.notify or parent is not None:  # numbered first: rendered, or linked
             with self._write() as c:
                 reference = self._next_reference(c, procedure, now)
+        if initial.notify:
+            assert reference is not None
             context = workflow.context(cleaned, {}, 0, now.date())
             effects = self._effects(workflow, initial.notify, (), context, reference,
                                     initial.id, START)
-        with self._write() as c:
-            reference = reference or self._next_reference(c, procedure, now)
-            case_id = self._store.insert_case(c, {
-                "reference": reference, "procedure_id": procedure.id,
-                "procedure_hash": procedure.hash, "state": initial.id, "outcome": None,
-                "applicant_id": applicant, "parties": parties,
-                "data": cleaned, "documents": [], "actors": {},
-                "fees_paid": 0, "version": 1, "created_at": now, "updated_at": now,
-                "state_entered_at": now,
-            })
-            role = workflow.role_of(None, actor)
-            self._store.append_history(c, _history(
-                case_id, 1, START, None, initial.id, actor.id, role, {"data": cleaned}, now,
-                APPLICANT_PARTY if on_behalf else None))
-            payload = {"trigger": START, "sequence": 1, "from": None, "to": initial.id,
-                       "actor": actor.id, **effects}
-            outbox_id = self._store.add_outbox(c, _outbox(case_id, "case_started", payload,
-                                                           now))
-            self._store.add_timers(c, timer_rows(workflow, case_id, initial.id, now))
-        self._outbox.deliver(outbox_id, reference, "case_started", payload)
-        return replace(self.case(reference, actor), claim_code=code)
+        recorded = {"data": cleaned, **({"parent": parent} if parent else {})}
+        return _Opening(workflow, reference, {
+            "procedure_id": procedure.id, "procedure_hash": procedure.hash,
+            "state": initial.id, "outcome": None, "applicant_id": applicant,
+            "parties": dict(parties), "data": cleaned, "documents": [], "actors": {},
+            "fees_paid": 0, "version": 1, "created_at": now, "updated_at": now,
+            "state_entered_at": now, "parent_reference": parent,
+        }, _history(0, 1, START, None, initial.id, actor.id, workflow.role_of(None, actor)
+                    if actor is not SYSTEM else SYSTEM_ROLE, recorded, now, for_party),
+            {"trigger": START, "sequence": 1, "from": None, "to": initial.id,
+             "actor": actor.id, **({"parent": parent} if parent else {}), **effects})
+
+    def _insert_opening(self, c: Any, opening: _Opening) -> tuple[int, str]:
+        """Write an opened case (row, first history entry, timers, outbox); its outbox id
+        and reference."""
+        workflow, now = opening.workflow, opening.row["created_at"]
+        reference = opening.reference or self._next_reference(c, workflow.procedure, now)
+        case_id = self._store.insert_case(c, {"reference": reference, **opening.row})
+        self._store.append_history(c, {**opening.history, "case_id": case_id})
+        self._store.add_timers(c, timer_rows(workflow, case_id, opening.row["state"], now,
+                                             opening.row["data"]))
+        return self._store.add_outbox(c, _outbox(case_id, "case_started", opening.payload,
+                                                 now)), reference
 
     def _next_reference(self, c: Any, procedure: Procedure, now: dt.datetime) -> str:
         key = f"{procedure.reference_prefix}-{now.year}"
@@ -379,12 +443,18 @@ class Engine:
                                                                            "fired", now):
                         raise TimerSettled("already done")
                     outbox_id = self._write_step(c, step, now)
+                    opened = (self._insert_opening(c, step.opening)
+                              if step.opening is not None else None)
             except store.Conflict:
                 if expected_version is not None or attempt == _ATTEMPTS:
                     raise _concurrent() from None
                 continue
             self._outbox.deliver(outbox_id, canonical, "transition", step.effects)
-            return self._case_value(step.written, actor, step.fees_due)
+            value = self._case_value(step.written, actor, step.fees_due)
+            if step.opening is not None and opened is not None:
+                self._outbox.deliver(*opened, "case_started", step.opening.payload)
+                value = replace(value, follow_ups=tuple(self._store.follow_ups(canonical)))
+            return value
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _decide(self, row: Mapping[str, Any], trigger: str, actor: Actor,
@@ -421,27 +491,41 @@ class Engine:
             values["state_entered_at"] = now
         step_input = {f.id: decision.data.get(f.id) for f in t.input}
         changes = _changes(workflow, row["data"], decision.data) if "data" in values else {}
-        recorded = {**step_input, **({CHANGES: changes} if changes else {})}
+        opening = self._opened_by(t, row, decision.data, now) if t.opens else None
+        linked = {FOLLOW_UP: opening.reference} if opening else {}
+        recorded = {**step_input, **({CHANGES: changes} if changes else {}), **linked}
         # an agent fills in for the applicant only in the applicant's own steps; in a staff
         # step (a clerk verifying the file) they act for themselves
         for_party = (workflow.for_party(_view(row), actor)
                      if decision.role in workflow.procedure.party_roles else None)
         recorded_role = workflow.role_of(_view(row), actor) if for_party else decision.role
         rendered = self._effects(workflow, (*t.notify, *target.notify), t.issue,
-                                 decision.context, row["reference"], target.id, t.trigger)
+                                 workflow.document_context(decision.context, now.date()),
+                                 row["reference"], target.id, t.trigger)
         payload = {
             "trigger": t.trigger, "sequence": version, "from": source, "to": target.id,
             "actor": actor.id, "role": decision.role, "outcome": target.outcome,
-            "input": step_input, **rendered,
+            "input": step_input, **rendered, **linked,
         }
         return _Step(
             row=row, values=values, effects=workflow.hook_payload(payload),
             history=_history(row["id"], version, t.trigger, source, target.id, actor.id,
                              recorded_role, recorded, now, for_party),
             leaves_deadlines=bool(workflow.procedure.states[source].deadlines),
-            timers=timer_rows(workflow, row["id"], target.id, now),
+            timers=timer_rows(workflow, row["id"], target.id, now, decision.data),
             written={**row, **values}, fees_due=decision.context["fees_due"],
+            opening=opening,
         )
+
+    def _opened_by(self, t: Transition, row: Mapping[str, Any], data: Mapping[str, Any],
+                   now: dt.datetime) -> _Opening:
+        """The follow-up case firing `t` opens (`opens:`), by the engine, for the case's
+        applicant, with the data it carries over; numbered now, so both cases record the
+        link."""
+        assert t.opens is not None
+        child = self._current(t.opens.procedure)
+        return self._opening(child, SYSTEM, t.opens.data(data), row["applicant_id"],
+                             row["parties"], now, None, row["reference"])
 
     def _write_step(self, c: Any, step: _Step, now: dt.datetime) -> int:
         """Write a decided step (case row at its version, history, timers, outbox)."""
@@ -523,9 +607,11 @@ class Engine:
         return self._change(reference, actor, CLAIM, "case_claimed", decide)
 
     def attach(self, reference: str, document_id: str, filename: str,
-               content: bytes | IO[bytes], actor: Actor) -> Case:
+               content: bytes | IO[bytes], actor: Actor, *, replace: bool = False) -> Case:
         """Attach a file to a case; its type is sniffed from its bytes, never from `filename`.
 
+        With `replace`, the document's current files are removed in the same step (the
+        history's @attach payload lists them under `replaced`; their rows and blobs stay).
         `document_id` and `filename` (at most 255 characters, never truncated) are checked
         before anything is read: see engine/limits.py.
         """
@@ -543,41 +629,76 @@ class Engine:
 
         def decide(current: Mapping[str, Any]) -> _Change:
             workflow = self.workflow(current["procedure_hash"])
-            workflow.accept_file(_view(current), actor, document_id, len(data), media_type)
+            workflow.accept_file(_view(current), actor, document_id, len(data), media_type,
+                                 replace)
             attached["sha256"] = self.blobs.put(data)  # before the row that points to it
+            kept, gone = _split(current["documents"], document_id) if replace else (
+                list(current["documents"]), [])
+            payload = {**attached, "replaced": [_file(d) for d in gone]} if replace else attached
 
             def write(c: Any, row: Mapping[str, Any], now: dt.datetime) -> None:
                 self._store.insert_document(c, {"case_id": row["id"], **attached,
                                                 "actor_id": actor.id, "at": now})
 
-            return _Change({"documents": [*current["documents"], attached]}, attached, write)
+            return _Change({"documents": [*kept, attached]}, payload, write)
 
         return self._change(reference, actor, ATTACH, "document_attached", decide)
 
+    def remove_document(self, reference: str, document_id: str, actor: Actor,
+                        sha256: str | None = None) -> Case:
+        """Remove the file of `document_id` whose SHA-256 is `sha256`, or (None) all its
+        files, where `actor` may attach it: history step @remove (its payload lists the
+        files), event `document_removed`. The files stay in the blob store and in the record
+        (the `documents` table); a document the procedure requires is missing again.
+
+        An undeclared document, one without files, or a hash none of its files has:
+        InvalidData; an actor who may not attach it now: NotAllowed.
+        """
+        limits.check_text("document_id", document_id, limits.MAX_DOCUMENT_ID)
+        digest = None if sha256 is None else limits.check_text("sha256", sha256, 64).lower()
+
+        def decide(current: Mapping[str, Any]) -> _Change:
+            self.workflow(current["procedure_hash"]).accept_removal(_view(current), actor,
+                                                                    document_id)
+            kept, gone = _split(current["documents"], document_id, digest)
+            if not gone:
+                raise _bad("sha256", text("no_file_with_hash"))
+            return _Change({"documents": kept},
+                           {"document_id": document_id, "removed": [_file(d) for d in gone]})
+
+        return self._change(reference, actor, REMOVE, "document_removed", decide)
+
     def pay(self, reference: str, amount: int, provider: str, provider_reference: str,
-            actor: Actor) -> Case:
+            actor: Actor, *, method: str | None = None) -> Case:
         """Record a payment; paying twice with the same provider reference changes nothing.
 
         The amount is a whole number of XOF, at most what is still due on the case (fees as
-        its current data make them apply); provider and reference are checked before the
-        database sees them (engine/limits.py).
+        its current data make them apply); provider, reference and method are checked before
+        the database sees them (engine/limits.py). Where the procedure declares
+        `payment_methods`, `method` must be one of their ids (InvalidData on "method");
+        without, any method, or none, is recorded.
         """
         limits.check_amount("amount", amount)
         limits.check_text("provider", provider, limits.MAX_PROVIDER)
         limits.check_text("provider_reference", provider_reference,
                           limits.MAX_PROVIDER_REFERENCE)
-        paid = {"amount": amount, "provider": provider, "provider_reference": provider_reference}
+        if method is not None:
+            limits.check_text("method", method, limits.MAX_PAYMENT_METHOD)
+        paid = {"amount": amount, "provider": provider, "provider_reference": provider_reference,
+                **({} if method is None else {"method": method})}
 
         def decide(current: Mapping[str, Any]) -> _Change | None:
             workflow = self.workflow(current["procedure_hash"])
             case = _view(current)
             workflow.check_owner(case, actor)  # before anything about the case is answered
+            workflow.check_method(method)
             earlier = self._store.payment(provider, provider_reference)
             if earlier is not None:
-                if earlier["case_id"] == current["id"] and earlier["amount"] == amount:
+                if (earlier["case_id"], earlier["amount"], earlier["method"]) == (
+                        current["id"], amount, method):
                     return None  # the same payment again: nothing to do
                 raise _bad("provider_reference", text("payment_reference_used"))
-            workflow.accept_payment(case, actor, amount, self.clock().date())
+            workflow.accept_payment(case, actor, amount, self.clock().date(), method)
 
             def write(c: Any, row: Mapping[str, Any], now: dt.datetime) -> None:
                 self._store.insert_payment(c, {"case_id": row["id"], **paid,
@@ -589,6 +710,32 @@ class Engine:
             return self._change(reference, actor, PAY, "payment_recorded", decide)
         except store.DuplicatePayment:  # a concurrent twin won the race: answer as a repeat
             return self._change(reference, actor, PAY, "payment_recorded", decide)
+
+    def payment_statistics(self, procedure_id: str | None = None, *, actor: Actor = SYSTEM
+                           ) -> dict[str, PaymentTotal]:
+        """{method ("" where none was recorded): PaymentTotal(count, amount)} of the payments
+        recorded on the cases of `procedure_id` (None: of every procedure), summed by the
+        database. Only readers of every case of a procedure see its payments: the system,
+        or a role that acts on it or `read:` names; for another `actor`, None means the
+        procedures they read, and a `procedure_id` they do not read is NotAllowed."""
+        if procedure_id is not None:
+            limits.check_text("procedure_id", procedure_id, limits.MAX_PROCEDURE_ID)
+        procedures = self._statistics_scope(procedure_id, actor)
+        totals = self._store.payment_totals(procedures)
+        return {method or "": PaymentTotal(count, amount)
+                for method, (count, amount) in sorted(totals.items(), key=lambda t: t[0] or "")}
+
+    def _statistics_scope(self, procedure_id: str | None, actor: Actor) -> list[str] | None:
+        """The procedures whose payments `actor` may count (None: every one)."""
+        if SYSTEM_ROLE in actor.roles:
+            return None if procedure_id is None else [procedure_id]
+        readable = [pid for pid in self.procedures
+                    if actor.roles & self.workflow(self.procedures[pid].hash).reader_roles]
+        if procedure_id is None:
+            return readable
+        if procedure_id not in readable:
+            raise NotAllowed(text("may_not_see_payments"))
+        return [procedure_id]
 
     def _change(self, reference: str, actor: Actor, step: str, event: str,
                 decide: Callable[[Mapping[str, Any]], _Change | None]) -> Case:
@@ -661,9 +808,10 @@ class Engine:
         context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"],
                                    now.date())
         notes = [deadline.reminder] if deadline.reminder else []
-        rendered = self._effects(workflow, notes, (), context, row["reference"], row["state"],
-                                 deadline.trigger)
         due = due_text(workflow, timer["deadline_index"], row)
+        seen = {**context, "due_date": dt.datetime.fromisoformat(due).date()}
+        rendered = self._effects(workflow, notes, (), seen, row["reference"], row["state"],
+                                 deadline.trigger)
         payload = {"trigger": deadline.trigger, "due_at": due,
                    "notifications": rendered["notifications"]}
         with self._write() as c:
@@ -822,6 +970,23 @@ def _counts(documents: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     return dict(counts)
 
 
+def _file(document: Mapping[str, Any]) -> dict[str, Any]:
+    """What a history payload says of a file replaced or removed."""
+    return {k: document[k] for k in ("filename", "sha256", "size", "media_type")}
+
+
+def _split(documents: Sequence[Mapping[str, Any]], document_id: str, sha256: str | None = None
+           ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """A case's files: (those kept, those of `document_id` removed: each, or those with
+    `sha256`)."""
+    kept: list[Mapping[str, Any]] = []
+    gone: list[Mapping[str, Any]] = []
+    for d in documents:
+        match = d["document_id"] == document_id and sha256 in (None, d["sha256"])
+        (gone if match else kept).append(d)
+    return kept, gone
+
+
 def _view(row: Mapping[str, Any]) -> CaseView:
     return CaseView(row["state"], row["applicant_id"], row["data"], _counts(row["documents"]),
                     row["fees_paid"], row["actors"], row["outcome"], row["parties"])
@@ -851,6 +1016,18 @@ class _Change:
 
 
 @dataclass(frozen=True)
+class _Opening:
+    """A case about to be opened (Engine._opening): its row without its reference, which
+    is taken inside the write transaction unless it was needed first (None until then)."""
+
+    workflow: Workflow
+    reference: str | None
+    row: dict[str, Any]
+    history: dict[str, Any]  # its case_id set when written
+    payload: dict[str, Any]  # the outbox payload of case_started
+
+
+@dataclass(frozen=True)
 class _Step:
     """A decided transition: the rows it writes and its rendered effects."""
 
@@ -862,6 +1039,7 @@ class _Step:
     effects: dict[str, Any]  # the outbox payload
     written: dict[str, Any]  # the case row after it
     fees_due: int  # as decided
+    opening: _Opening | None = None  # the follow-up case it opens (`opens:`)
 
 
 def _entry(row: Mapping[str, Any], sent: Mapping[str, Any]) -> HistoryEntry:
@@ -887,15 +1065,16 @@ def _changes(workflow: Workflow, before: Mapping[str, Any], after: Mapping[str, 
 #: The history step recording a purge (actor SYSTEM).
 PURGE = "@purge"
 _FILE = frozenset({"document_id", "media_type", "size", "sha256"})
-_PAYMENT = frozenset({"amount", "provider", "provider_reference"})  # a financial record
+_PAYMENT = frozenset({"amount", "provider", "provider_reference", "method"})  # financial
 _STEP = frozenset({"trigger", "sequence", "from", "to", "role", "outcome", "due_at"})
 _OPENED_BY = frozenset({"opened_by"})  # the agent who opened a case at a counter: staff
 #: The keys of a payload purging keeps (their values being texts, numbers or null), by history
 #: step and by outbox event; every other value is erased. Step input and form fields are
 #: erased whatever their name: a field may well be called `amount` or `to`.
-_KEPT_BY_STEP = {ATTACH: _FILE, PAY: _PAYMENT, CLAIM: _OPENED_BY}
+_KEPT_BY_STEP = {ATTACH: _FILE, REMOVE: _FILE, PAY: _PAYMENT, CLAIM: _OPENED_BY}
 _KEPT_BY_EVENT = {"case_started": _STEP, "transition": _STEP, "reminder": _STEP,
-                  "document_attached": _FILE, "payment_recorded": _PAYMENT,
+                  "document_attached": _FILE, "document_removed": _FILE,
+                  "payment_recorded": _PAYMENT,
                   "case_claimed": _OPENED_BY}
 #: What is kept of each notification and issued document: its channel, recipient (a role or
 #: party name), id, and the procedure's own title and subject (never rendered from data).
@@ -1017,6 +1196,8 @@ def _scrubbed(payload: Any, kept: frozenset[str], actor: Callable[[Any], Any]) -
             result[key] = value
         elif key in ("notifications", "issued") and isinstance(value, list):
             result[key] = [_scrubbed(e, _EFFECT_KEPT, actor) for e in value]
+        elif key in ("replaced", "removed") and kept is _FILE and isinstance(value, list):
+            result[key] = [_scrubbed(e, _FILE, actor) for e in value]  # files: as an attach
         elif key in _PROCEDURE_TEXTS and kept is _EFFECT_KEPT:
             result[key] = value
         else:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import JSON as SA_JSON
@@ -87,6 +88,8 @@ class CaseRow(SQLModel, table=True):
     state: str = Field(max_length=64)
     outcome: str | None = Field(default=None, max_length=32)
     applicant_id: str = Field(index=True, max_length=128)  # "" until claimed (on behalf)
+    #: the case this one follows up (opened from it), if any
+    parent_reference: str | None = Field(default=None, index=True, max_length=32)
     parties: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))  # see Case.parties
     data: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
     documents: JSONValue = Field(sa_column=Column(SA_JSON, nullable=False))
@@ -141,6 +144,7 @@ class PaymentRow(SQLModel, table=True):
     amount: int
     provider: str = Field(max_length=64)
     provider_reference: str = Field(max_length=128)
+    method: str | None = Field(default=None, max_length=64)  # a `payment_methods` id
     actor_id: str = Field(max_length=128)
     at: dt.datetime = Field(sa_column=_timestamp())
 
@@ -619,7 +623,8 @@ class SchemaError(DatabaseUnavailable):
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables where missing, and check every guard (see _GUARDED).
+    """Create the tables where missing, add the nullable columns a database made by an
+    earlier version lacks (`_add_missing_columns`), and check every guard (see _GUARDED).
 
     One transaction; on PostgreSQL under an advisory lock, so that hosts starting together do
     not race. When everything is in place nothing is created or locked, so a role owning
@@ -649,45 +654,79 @@ def _create_schema(engine: Engine) -> None:
                 raise SchemaError("no schema to work in: the search_path names none that this "
                                   "database role may use (it needs USAGE on the schema)")
         inspector = sa_inspect(c)
-        existing = {name for name in _GUARDED if inspector.has_table(name)}
+        existing = {t.name for t in _tables() if inspector.has_table(t.name)}
         _run_ddl("create the Guichet tables",
                  lambda: SQLModel.metadata.create_all(c, tables=list(_tables())))
-        new_tables = set(_GUARDED) - existing
+        upgraded = _add_missing_columns(c, inspector, existing)
+        # a guard is expected missing on a new table, and changed on an upgraded one (it
+        # names every column): (re)installing those says nothing
+        quiet = {"missing": set(_GUARDED) - existing, "altered": upgraded}
         if dialect == "sqlite":
-            _check_sqlite_guards(c, new_tables)
+            _check_sqlite_guards(c, quiet)
         elif dialect == "postgresql":
-            _check_postgresql_guards(c, new_tables)
+            _check_postgresql_guards(c, quiet)
 
 
-def _check_sqlite_guards(c: Connection, new_tables: set[str]) -> None:
+def _add_missing_columns(c: Connection, inspector: Any, existing: set[str]) -> set[str]:
+    """Add to the tables that already existed the nullable columns this version declares
+    and they lack (an additive migration: ALTER TABLE ... ADD COLUMN, and their indexes),
+    logging each; returns the names of the tables changed. A missing column that may not be
+    null cannot be added so: SchemaError."""
+    upgraded: set[str] = set()
+    for table in _tables():
+        if table.name not in existing:
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in (col for col in table.c if col.name not in present):
+            if not column.nullable:
+                raise SchemaError(f"table {table.name} lacks column {column.name}, which this "
+                                  "version of Guichet cannot add (it may not be null)")
+            _add_column(c, table, column)
+            upgraded.add(table.name)
+    return upgraded
+
+
+def _add_column(c: Connection, table: Any, column: Any) -> None:
+    """ALTER TABLE `table` ADD COLUMN `column` (nullable), then the indexes naming it."""
+    kind = column.type.compile(dialect=c.dialect)
+    statement = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+    _run_ddl(f"add column {column.name} to table {table.name}",
+             lambda: c.exec_driver_sql(statement))
+    for index in [i for i in table.indexes if column.name in {col.name for col in i.columns}]:
+        _run_ddl(f"create index {index.name}", partial(index.create, c, checkfirst=True))
+    log.warning("database upgraded: added column %s.%s (%s, null in existing rows)",
+                table.name, column.name, kind)
+
+
+def _check_sqlite_guards(c: Connection, quiet: Mapping[str, set[str]]) -> None:
     """Install each SQLite trigger that is missing; replace one whose text differs."""
     for guard in _SQLITE_GUARDS:
         found = c.execute(_SQLITE_TRIGGER_SQL, {"name": guard.name}).first()
         if found is None:
-            _reinstall(c, guard, "missing", new_tables, [guard.sql])
+            _reinstall(c, guard, "missing", quiet, [guard.sql])
         elif (found[0], found[1]) != (guard.table, guard.sql):
-            _reinstall(c, guard, "altered", new_tables,
+            _reinstall(c, guard, "altered", quiet,
                        [f"DROP TRIGGER {guard.name}", guard.sql])
 
 
-def _check_postgresql_guards(c: Connection, new_tables: set[str]) -> None:
+def _check_postgresql_guards(c: Connection, quiet: Mapping[str, set[str]]) -> None:
     """Check each trigger function's body, then each trigger's table, events, function and
     state (enabled, unconditional); (re)create what is missing or differs."""
     for f in _POSTGRESQL_FUNCTIONS:
         function = _Guard(f.table, f"function {f.name}()", f.sql)
         found = c.execute(_PG_FUNCTION_STATE, {"name": f.name}).first()
         if found is None:
-            _reinstall(c, function, "missing", new_tables, [f.sql])
+            _reinstall(c, function, "missing", quiet, [f.sql])
         elif not found[2]:  # not a trigger function: CREATE OR REPLACE cannot change that
-            _reinstall(c, function, "replaced", new_tables,
+            _reinstall(c, function, "replaced", quiet,
                        [f"DROP FUNCTION {f.name}() CASCADE", f.sql])
         elif (found[0], found[1]) != (f.body, "plpgsql"):
-            _reinstall(c, function, "altered", new_tables, [f.sql])
+            _reinstall(c, function, "altered", quiet, [f.sql])
     for t in _POSTGRESQL_TRIGGERS:
         trigger = _Guard(t.table, f"trigger {t.name}", t.sql)
         problem = _pg_trigger_problem(c, t)
         if problem is not None:
-            _reinstall(c, trigger, problem, new_tables,
+            _reinstall(c, trigger, problem, quiet,
                        [f"DROP TRIGGER IF EXISTS {t.name} ON {t.table}", t.sql])
 
 
@@ -705,13 +744,14 @@ def _pg_trigger_problem(c: Connection, t: _PgTrigger) -> str | None:
     return None
 
 
-def _reinstall(c: Connection, guard: _Guard, problem: str, new_tables: set[str],
+def _reinstall(c: Connection, guard: _Guard, problem: str, quiet: Mapping[str, set[str]],
                statements: Sequence[str]) -> None:
-    """Run `statements` to (re)create `guard`, then warn unless it was the first install (a
-    guard missing on a table created just now)."""
+    """Run `statements` to (re)create `guard`, then warn unless `quiet` expects the problem
+    on its table: a guard missing on a table created just now, or changed on a table this
+    start added columns to (the guard of the new version names them)."""
     purpose = f"reinstall the {problem} guard {guard.name} on table {guard.table}"
     _run_ddl(purpose, lambda: [c.exec_driver_sql(s) for s in statements])
-    if problem != "missing" or guard.table not in new_tables:
+    if guard.table not in quiet.get(problem, ()):
         cause = ("new in this version of Guichet, or dropped" if problem == "missing" else
                  "changed by hand, or by another version of Guichet")
         log.warning("guard %s on table %s was %s (%s): reinstalled; while it was not working, "
@@ -1116,6 +1156,27 @@ class Store:
             self.hot.insert_payment.run(c, values)
         except IntegrityError:
             raise DuplicatePayment() from None
+
+    def payment_totals(self, procedures: Sequence[str] | None = None
+                       ) -> dict[str | None, tuple[int, int]]:
+        """{method (None: none recorded): (count, amount)} of the payments on the cases of
+        `procedures` (None: of every case), summed by the database (GROUP BY)."""
+        p = payments_t.c
+        query = select(p.method, func.count(), func.coalesce(func.sum(p.amount), 0))
+        if procedures is not None:
+            query = query.join(cases_t, cases_t.c.id == p.case_id).where(
+                cases_t.c.procedure_id.in_(list(procedures)))
+        with self.reading() as c:
+            rows = c.execute(query.group_by(p.method)).all()
+        return {method: (int(count), int(amount)) for method, count, amount in rows}
+
+    def follow_ups(self, reference: str) -> list[str]:
+        """The references of the cases whose parent is the case `reference`, oldest first."""
+        with self.reading() as c:
+            found = c.execute(select(cases_t.c.reference)
+                              .where(cases_t.c.parent_reference == reference)
+                              .order_by(cases_t.c.id)).scalars().all()
+        return [str(r) for r in found]
 
     # --- timers ---------------------------------------------------------------------------------
 

@@ -30,11 +30,12 @@ class StaleTimer(Exception):
     """The timer belongs to a stay in a state the case has left (or left and re-entered)."""
 
 
-def timer_rows(workflow: Workflow, case_id: int, state_id: str, now: dt.datetime
-               ) -> list[dict[str, Any]]:
-    """The timer rows of a stay in `state_id` that begins `now`."""
+def timer_rows(workflow: Workflow, case_id: int, state_id: str, now: dt.datetime,
+               data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The timer rows of a stay in `state_id` that begins `now`, for a case holding `data`
+    (a deadline may read its duration there)."""
     rows = []
-    for timing in workflow.timings(state_id, now):
+    for timing in workflow.timings(state_id, now, data):
         common = {"case_id": case_id, "state": state_id, "trigger": timing.deadline.trigger,
                   "deadline_index": timing.index, "status": "pending", "updated_at": now,
                   "state_entered_at": now}
@@ -52,7 +53,8 @@ def check_stay(timer: Timer, case: Mapping[str, Any]) -> None:
 
 def due_text(workflow: Workflow, index: int, case: Mapping[str, Any]) -> str:
     """When deadline `index` of the case's state falls for its current stay (ISO 8601)."""
-    timing = next(t for t in workflow.timings(case["state"], case["state_entered_at"])
+    timing = next(t for t in workflow.timings(case["state"], case["state_entered_at"],
+                                              case["data"])
                   if t.index == index)
     return timing.due.isoformat()
 

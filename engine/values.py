@@ -68,6 +68,10 @@ class Case:
     #: the code a person opened for at the counter claims the case with: only in the Case
     #: `start(..., on_behalf=True)` returns (print it on the receipt); stored hashed
     claim_code: str | None = None
+    #: the case this one follows up (`follow_ups:`, `opens:`), or None
+    parent: str | None = None
+    #: the follow-up cases opened from this one, oldest first (filled by Engine.case)
+    follow_ups: tuple[str, ...] = ()
 
     @property
     def claimed(self) -> bool:
@@ -142,3 +146,12 @@ class PurgeResult:
     history_rows: int  # history rows whose personal data was erased
     outbox_rows: int  # outbox rows whose personal data was erased
     dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class PaymentTotal:
+    """The payments recorded with one method (`Engine.payment_statistics`): how many, and
+    their sum in XOF."""
+
+    count: int
+    amount: int

@@ -18,21 +18,29 @@ from .errors import Blocked, InvalidData, NotAllowed, Reason
 from .expressions import Expression, age
 from .forms import Errors, Form
 from .machine import StateMachine
-from .messages import text
+from .messages import LANGUAGES, text
 from .model import (
     APPLICANT_PARTY,
     SYSTEM_ROLE,
+    VALID_UNTIL,
     Deadline,
     Document,
+    Fee,
     Field,
+    FollowUp,
+    Option,
     Procedure,
     Requirement,
+    Text,
     Transition,
+    resolve_duration,
 )
 from .values import Actor, Case, HistoryEntry, frozen_mapping
 
 #: The steps that are not transitions, as the history records them.
 START, ATTACH, PAY, EDIT, CLAIM = "@start", "@attach", "@pay", "@edit", "@claim"
+#: A document's file(s) removed (by Engine.remove_document, or replaced by Engine.attach).
+REMOVE = "@remove"
 MEMBERS = "@members"
 
 
@@ -145,11 +153,13 @@ class Refusal:
     kind: str  # "refused" | "blocked"
     reasons: tuple[Reason, ...]
     trigger: str = ""
+    label: Text | None = None  # the step's label, what a citizen reads (else the trigger)
 
     def error(self) -> NotAllowed | Blocked:
         """The engine error that reports this refusal to a caller."""
         error = NotAllowed if self.kind == "refused" else Blocked
-        return error(text("step_impossible", trigger=self.trigger), self.reasons)
+        return error(text("step_impossible", trigger=self.label or self.trigger),
+                     self.reasons)
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,7 @@ class Workflow:
         self._dates = frozenset(f.id for f in data_fields if f.type == "date")
         self._no_documents = {d.id: 0 for d in procedure.documents}  # documents.<id> is 0
         self.field_ids = frozenset(f.id for f in procedure.fields)
+        self._input_ids = frozenset(i.id for t in procedure.transitions for i in t.input)
 
     # --- context and fees -----------------------------------------------------------------------
 
@@ -214,12 +225,26 @@ class Workflow:
         for fee in self.procedure.fees:
             if fee.when is not None and self.results.truth(fee.when, context) is False:
                 continue
-            amount: float = fee.amount
-            if fee.per is not None:
-                units = context.get(fee.per)
-                amount *= units if isinstance(units, int | float) else 0
-            items.append((fee.id, int(amount)))
+            amount = self._fee_amount(fee, context)
+            if amount is not None:
+                items.append((fee.id, amount))
         return items
+
+    def _fee_amount(self, fee: Fee, context: Mapping[str, Any]) -> int | None:
+        """A fee's amount for this case; None while a step input it reads is unset (an
+        amount set at a step is due once set)."""
+        amount: float = fee.amount
+        if fee.amount_from is not None:
+            value = context.get(fee.amount_from)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                return None
+            amount = value
+        if fee.per is not None:
+            units = context.get(fee.per)
+            if units is None and fee.per in self._input_ids:
+                return None
+            amount *= units if isinstance(units, int | float) else 0
+        return int(amount)
 
     def fees_required(self, trigger: str, context: Mapping[str, Any],
                       fired: Iterable[str]) -> int:
@@ -236,13 +261,18 @@ class Workflow:
 
     # --- deadlines ------------------------------------------------------------------------------
 
-    def timings(self, state_id: str, entered: dt.datetime) -> list[Timing]:
+    def timings(self, state_id: str, entered: dt.datetime,
+                data: Mapping[str, Any] | None = None) -> list[Timing]:
         """When each deadline of `state_id` falls for a stay that began at `entered`, the
         earliest first (the one that fires first). The only answer to "when does a deadline
-        fall": timers, scenarios and exploration all ask it."""
+        fall": timers, scenarios and exploration all ask it. A deadline whose `after:` reads
+        the case's `data` has none while that value is unset."""
         found = []
         for index, deadline in enumerate(self.procedure.states[state_id].deadlines):
-            due = deadline.after.add_to(entered)
+            after = resolve_duration(deadline.after, data or {})
+            if after is None:
+                continue
+            due = after.add_to(entered)
             remind_at = None
             if deadline.remind_before is not None:
                 remind_at = max(due - deadline.remind_before.approximate(), entered)
@@ -265,7 +295,32 @@ class Workflow:
         """The form data a case opens with, as `Engine.start` keeps it: validated and
         normalised (raises InvalidData naming every bad field), the fields it hides dropped."""
         cleaned = self.clean(data, today, language)
-        return self.drop_hidden(cleaned, self.context(cleaned, {}, 0, today))
+        context = self.context(cleaned, {}, 0, today)
+        self.check_options(cleaned, context)
+        return self.drop_hidden(cleaned, context)
+
+    def check_options(self, submitted: Mapping[str, Any], context: Context) -> None:
+        """InvalidData naming each submitted choice whose chosen option is not offered: its
+        `when:` does not hold, or cannot be evaluated (an option in doubt is not offered)."""
+        errors: Errors = {}
+        for f in self._conditional_choices:
+            if f.id not in submitted or submitted[f.id] is None:
+                continue
+            chosen = submitted[f.id] if isinstance(submitted[f.id], list) else [submitted[f.id]]
+            refused = [o.value for o in f.options
+                       if o.value in chosen and o.when and not context.holds(o.when)]
+            if refused:
+                errors[f.id] = text("option_not_offered", value=", ".join(refused))
+        if errors:
+            raise _invalid(errors)
+
+    def offered(self, f: Field, context: Context) -> tuple[Option, ...]:
+        """The options of a choice this case is offered now."""
+        return tuple(o for o in f.options if o.when is None or context.holds(o.when))
+
+    @cached_property
+    def _conditional_choices(self) -> tuple[Field, ...]:
+        return tuple(f for f in self._data_fields if any(o.when for o in f.options))
 
     def drop_hidden(self, data: dict[str, Any], context: Context) -> dict[str, Any]:
         """Data without the fields whose `when:` does not hold."""
@@ -274,6 +329,16 @@ class Workflow:
         return {k: v for k, v in data.items() if k not in hidden}
 
     # --- decisions ------------------------------------------------------------------------------
+
+    def state_label(self, state_id: str) -> Text | str:
+        """What a citizen reads for a state: its label, else its id."""
+        state = self.procedure.states.get(state_id)
+        return state.label if state and (state.label.fr or state.label.en) else state_id
+
+    def label(self, trigger: str) -> Text | None:
+        """The label of the first transition of `trigger` that has one."""
+        return next((t.label for t in self.procedure.transitions
+                     if t.trigger == trigger and t.label), None)
 
     def candidates(self, state: str, trigger: str) -> list[Transition]:
         return list(self.procedure.transitions_from(state, trigger))
@@ -357,7 +422,7 @@ class Workflow:
         decision = self.machine.fire(case.state, trigger, step)
         if decision is None:
             blocked = [reason for _, problems in weighed.problems for reason in problems]
-            return Refusal("blocked", _unique(blocked), trigger)
+            return Refusal("blocked", _unique(blocked), trigger, self.label(trigger))
         return decision
 
     def _weighed(self, case: CaseView, trigger: str, actor: Actor, data: Mapping[str, Any],
@@ -366,31 +431,31 @@ class Workflow:
         candidates = self.candidates(case.state, trigger)
         if not candidates:
             return Refusal("blocked", (Reason("state", trigger,
-                                              text("not_from_state", state=case.state)),),
-                           trigger)
+                                              text("not_from_state",
+                                                   state=self.state_label(case.state))),),
+                           trigger, self.label(trigger))
         allowed, role, refusals = self.authorize(candidates, case, actor)
         if not allowed:
-            return Refusal("refused", _unique(refusals), trigger)
-        merged = self._merge(case, allowed, role, data, today, actor.language)
+            return Refusal("refused", _unique(refusals), trigger, self.label(trigger))
+        merged = self._merge(case, allowed, role, actor, data, today)
         context = self.context(merged, case.documents, case.fees_paid, today)
+        if data:
+            self.check_options(data, context)
         return _Weighed(role, merged, context,
                         [(t, self.requirements(t, case, context)) for t in allowed])
 
-    def _merge(self, case: CaseView, allowed: list[Transition], role: str,
-               data: Mapping[str, Any], today: dt.date, language: str) -> dict[str, Any]:
+    def _merge(self, case: CaseView, allowed: list[Transition], role: str, actor: Actor,
+               data: Mapping[str, Any], today: dt.date) -> dict[str, Any]:
         """Case data with the submitted form fields and step input, each validated."""
         if not data:
             return dict(case.data)
         input_ids = {f.id for t in allowed for f in t.input}
         form_part = {k: v for k, v in data.items() if k not in input_ids}
         input_part = {k: v for k, v in data.items() if k in input_ids}
-        editable = (self.procedure.states[case.state].editable
-                    and role in self.procedure.party_roles)
-        errors: Errors = {}
-        if form_part and not editable:
-            for key in form_part:
-                errors[key] = text("not_editable_here")
-            raise _invalid(errors)
+        editable = (self.editable_fields(case, actor)
+                    if role in self.procedure.party_roles else ())
+        _check_editable(form_part, editable)
+        language = actor.language
         merged = dict(case.data)
         if form_part:
             merged.update(self.clean(form_part, today, language))
@@ -487,17 +552,18 @@ class Workflow:
 
     def authorize_change(self, case: CaseView, actor: Actor, step: str) -> None:
         """Whether `actor` may make a non-transition step (ATTACH, PAY or EDIT) on the case:
-        its owner or staff, on an open case; an applicant attaches and edits only where the
-        state lets them edit, and only the applicant edits the form. Raises NotAllowed."""
+        its owner or staff, on an open case; an applicant attaches only where the state lets
+        them edit; the form is edited by whom the state lets (editable_fields). Raises
+        NotAllowed."""
         self.check_owner(case, actor)
         if case.outcome is not None:
             raise NotAllowed(text("case_closed"))
-        applicant = self.is_applicant(case, actor)
-        if step == EDIT and not applicant:
-            raise NotAllowed(text("not_yours"))
-        staff = self.is_staff(actor)
+        if step == EDIT:
+            if not self.editable_fields(case, actor):
+                raise NotAllowed(text("case_not_editable"))
+            return
         editable = self.procedure.states[case.state].editable
-        if step in (ATTACH, EDIT) and not editable and (step == EDIT or not staff):
+        if step == ATTACH and not editable and not self.is_staff(actor):
             raise NotAllowed(text("case_not_editable"))
 
     def role_of(self, case: CaseView | None, actor: Actor) -> str:
@@ -511,10 +577,11 @@ class Workflow:
         return staff[0]
 
     def accept_file(self, case: CaseView, actor: Actor, document_id: str, size: int,
-                    media_type: str | None) -> Document:
+                    media_type: str | None, replace: bool = False) -> Document:
         """The document a file may be attached as, or InvalidData / NotAllowed saying why not:
         a document the procedure declares, an actor allowed to attach, a size and type it
-        accepts (`media_type` sniffed from the bytes), fewer files than its maximum."""
+        accepts (`media_type` sniffed from the bytes), fewer files than its maximum (with
+        `replace`, the document's current files go: the file is then its only one)."""
         spec = self.procedure.document(document_id)
         if spec is None:
             raise _invalid({document_id: text("unknown_document")})
@@ -524,31 +591,84 @@ class Workflow:
         if media_type is None or media_type not in spec.media_types:
             accepted = ", ".join(spec.media_types)
             raise _invalid({spec.id: text("file_type_refused", accepted=accepted)})
-        if case.documents.get(document_id, 0) >= spec.max_files:
+        if not replace and case.documents.get(document_id, 0) >= spec.max_files:
             raise _invalid({document_id: text("too_many_files", max_files=spec.max_files)})
         return spec
+
+    def accept_removal(self, case: CaseView, actor: Actor, document_id: str) -> Document:
+        """The document whose files `actor` may remove: one the procedure declares, that has
+        files, removed by whoever may attach it (InvalidData / NotAllowed otherwise)."""
+        spec = self.procedure.document(document_id)
+        if spec is None:
+            raise _invalid({document_id: text("unknown_document")})
+        self.authorize_change(case, actor, ATTACH)
+        if not case.documents.get(document_id):
+            raise _invalid({document_id: text("no_file_attached")})
+        return spec
+
+    def document_context(self, context: Context, today: dt.date) -> Mapping[str, Any]:
+        """What issued documents' templates see: the case's names and `valid_until`, the
+        last day of validity of a document issued today (when `validity:` gives one)."""
+        validity = resolve_duration(self.procedure.validity, context)
+        if validity is None:
+            return context
+        start = dt.datetime.combine(today, dt.time())
+        return {**context, VALID_UNTIL: validity.add_to(start).date()}
 
     def fees_due(self, case: CaseView, today: dt.date) -> int:
         """What the case owes in all, as its data and documents make the fees apply."""
         return int(self.context(case.data, case.documents, case.fees_paid, today)["fees_due"])
 
-    def accept_payment(self, case: CaseView, actor: Actor, amount: int, today: dt.date) -> None:
-        """Whether `actor` may pay `amount` on the case now: allowed to pay, and never more
-        than is still due. Raises NotAllowed or InvalidData."""
+    def accept_payment(self, case: CaseView, actor: Actor, amount: int, today: dt.date,
+                       method: str | None = None) -> None:
+        """Whether `actor` may pay `amount` on the case now: allowed to pay, never more than
+        is still due, with a method the procedure accepts (check_method). Raises NotAllowed
+        or InvalidData."""
         self.authorize_change(case, actor, PAY)
+        self.check_method(method)
         limits.check_owed("amount", amount, self.fees_due(case, today), case.fees_paid)
+
+    def check_method(self, method: str | None) -> None:
+        """With `payment_methods:` declared, a payment names one of them (InvalidData on
+        "method", listing them); without, any method or none is accepted."""
+        methods = self.procedure.payment_methods
+        if not methods or method in {m.id for m in methods}:
+            return
+        accepted = {language: ", ".join(f"{m.id} ({m.label.get(language)})" for m in methods)
+                    for language in LANGUAGES}
+        raise _invalid({"method": text("payment_method_required", accepted=accepted)
+                        if method is None else text("payment_method_refused", accepted=accepted)})
 
     def edit(self, case: CaseView, actor: Actor, data: Mapping[str, Any], today: dt.date
              ) -> dict[str, Any]:
-        """The case's form data after its applicant saves `data` without a transition.
+        """The case's form data after `actor` saves `data` without a transition.
 
-        Only the applicant, on their own case, in a state that lets them edit; raises
-        NotAllowed or InvalidData (every bad field). Fields the new data hides are dropped.
+        The applicant in a state that lets them edit, or staff correcting the fields a state
+        lets their role change (`editable: {roles, fields}`); raises NotAllowed or
+        InvalidData (every bad field). Fields the new data hides are dropped.
         """
         self.authorize_change(case, actor, EDIT)
-        merged = {**case.data, **self.clean(data, today, actor.language)}
+        _check_editable(data, self.editable_fields(case, actor))
+        cleaned = self.clean(data, today, actor.language)
+        merged = {**case.data, **cleaned}
         context = self.context(merged, case.documents, case.fees_paid, today)
+        self.check_options(cleaned, context)
         return self.drop_hidden(merged, context)
+
+    def editable_fields(self, case: CaseView, actor: Actor) -> Requirement:
+        """The form fields `actor` may change on the case in its current state: "all", or
+        their ids (none: () ). The applicant party by the state's grants to the applicant,
+        staff by the grants to a role they hold."""
+        if case.outcome is not None:
+            return ()
+        applicant = self.is_applicant(case, actor)
+        found: set[str] = set()
+        for grant in self.procedure.states[case.state].edits:
+            if (grant.applicant and applicant) or actor.roles & set(grant.roles):
+                if grant.fields == "all":
+                    return "all"
+                found.update(grant.fields)
+        return tuple(sorted(found))
 
     def check_start_for(self, actor: Actor) -> None:
         """Whether `actor` may open a case at the counter for a person (NotAllowed unless
@@ -569,6 +689,18 @@ class Workflow:
             raise NotAllowed(text("already_claimed"))
         if not claims.matches(code, sealed):
             raise _invalid({"code": text("wrong_claim_code")})
+
+    def offered_follow_up(self, case: CaseView, actor: Actor, procedure_id: str
+                          ) -> FollowUp:
+        """The follow-up of `procedure_id` the case's state offers (`follow_ups:`); NotAllowed
+        unless `actor` acts as the case's applicant party and the state offers it."""
+        if not self.is_applicant(case, actor):
+            raise NotAllowed(text("not_yours"))
+        found = next((f for f in self.procedure.states[case.state].follow_ups
+                      if f.procedure == procedure_id), None)
+        if found is None:
+            raise NotAllowed(text("no_follow_up", procedure=procedure_id))
+        return found
 
     def check_start(self, actor: Actor) -> None:
         """Whether `actor` may open a case: only holders of a role the procedure's `start:`
@@ -673,7 +805,7 @@ class Workflow:
         payload: Mapping[str, Any] = entry.payload
         if entry.trigger == START and isinstance(payload.get("data"), Mapping):
             payload = {**payload, "data": mask.data(payload["data"])}
-        elif entry.trigger == ATTACH:
+        elif entry.trigger in (ATTACH, REMOVE):
             payload = mask.file(payload)
         elif entry.trigger == EDIT or not entry.trigger.startswith("@"):
             payload = mask.data(payload)  # a transition's payload is its step input
@@ -799,10 +931,17 @@ class Masking:
                 if isinstance(change, Mapping) else change for k, change in changes.items()}
 
     def file(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """An attachment's payload with its name and hash masked if its document is."""
+        """An attachment's (or a removal's) payload with the names and hashes of its files
+        masked if its document is: its own, and those of the files it `replaced` or
+        `removed`."""
         if payload.get("document_id") not in self.documents:
             return dict(payload)
-        return {**payload, **{k: MASKED for k in ("filename", "sha256") if k in payload}}
+        masked = {**payload, **{k: MASKED for k in ("filename", "sha256") if k in payload}}
+        for key in ("replaced", "removed"):
+            if isinstance(payload.get(key), list):
+                masked[key] = [{**f, **{k: MASKED for k in ("filename", "sha256") if k in f}}
+                               if isinstance(f, Mapping) else f for f in payload[key]]
+        return masked
 
 
 def _masked_text(sent: Mapping[str, Any], reads: frozenset[str], hidden: frozenset[str]
@@ -819,19 +958,35 @@ def _members(case: CaseView) -> list[str]:
     return [str(m) for m in members] if isinstance(members, list) else []
 
 
+def _check_editable(data: Mapping[str, Any], editable: Requirement) -> None:
+    """InvalidData naming each submitted form field `editable` does not let change."""
+    refused = [key for key in data if editable != "all" and key not in editable]
+    if refused:
+        raise _invalid({key: text("not_editable_here") for key in refused})
+
+
 def _blank(value: Any) -> bool:
     return value is None or value == "" or value == []
 
 
 def _guard_refusal(t: Transition, truth: Truth) -> list[Reason]:
-    """The reason a guard refuses: not met, or not evaluable (which refuses too)."""
+    """The reason a guard refuses: not met, or not evaluable (which refuses too). A citizen
+    reads the transition's `message:` or a text naming its label; the expression is only in
+    the reason's `detail` (for authors and agents)."""
     assert t.when is not None
     if truth is True:
         return []
+    step = t.label or t.trigger
     if truth is None:
-        return [Reason("guard", t.trigger,
-                       text("guard_not_evaluable", condition=t.when.source))]
-    return [Reason("guard", t.trigger, text("guard_not_met", condition=t.when.source))]
+        return [Reason("guard", t.trigger, text("guard_not_evaluable", step=step),
+                       detail=t.when.source)]
+    said = text("guard_not_met", step=step) if t.message is None else _texts(t.message)
+    return [Reason("guard", t.trigger, said, detail=t.when.source)]
+
+
+def _texts(value: Text) -> dict[str, str]:
+    """An author's text in every shipped language (French where one is missing)."""
+    return {language: value.get(language) for language in LANGUAGES}
 
 
 def _unique(reasons: list[Reason]) -> tuple[Reason, ...]:

@@ -121,8 +121,8 @@ def test_a_passport_from_start_to_issued(run: Run) -> None:
                                                    "--as", APPLICANT).stdout
     offered = run("show", reference, "--as", AGENT, "--lang", "en").stdout
     assert "  start_review (Take up the file): allowed" in offered
-    assert ("  refer_to_sgg (Refer to the SGG): blocked: condition not met: "
-            "passport_type == 'service'") in offered
+    assert ("  refer_to_sgg (Refer to the SGG): blocked: the conditions for \"Refer to the "
+            "SGG\" are not met for this case [passport_type == 'service']") in offered
     assert "  withdraw (Withdraw my application): blocked: only for roles: applicant" in offered
 
     run("fire", reference, "start_review", "--as", AGENT)
@@ -247,8 +247,8 @@ def test_blocked_prints_every_reason_on_one_line(run: Run) -> None:
     line = one_error_line(run("fire", reference, "submit", "--as", APPLICANT, "--lang", "en",
                               code=1))
     assert line == (
-        'error: "submit" is not possible: missing document: Certificate of Togolese '
-        "nationality; missing document: Birth certificate; missing document: Copy of the "
+        'error: "Submit the application" is not possible: missing document: Certificate of '
+        "Togolese nationality; missing document: Birth certificate; missing document: Copy of the "
         "national identity card; missing document: Emergency contact certificate (legalised); "
         "missing document: Proof of occupation; missing document: Passport photos; "
         "still to pay: 30000 XOF")
@@ -492,7 +492,7 @@ def test_edit_saves_a_draft_and_history_shows_the_change(run: Run) -> None:
     assert lines[3].strip() == "changed profession: teacher → nurse"
     refused = run("edit", reference, "--as", AGENT, "--data", '{"profession": "x"}',
                   "--lang", "en", code=1)
-    assert refused.stdout == "" and "this case is not yours" in refused.stderr
+    assert refused.stdout == "" and "the case cannot be changed at this step" in refused.stderr
     assert "version:   2" in run("show", reference, "--as", AGENT).stdout
 
 

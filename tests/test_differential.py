@@ -197,7 +197,7 @@ class Replayed:
         elif "pay" in step:
             self.payments += 1
             self.engine.pay(self.reference, int(step["pay"]), "tmoney",
-                            f"{self.reference}-{self.payments}", who)
+                            f"{self.reference}-{self.payments}", who, method=step.get("method"))
         else:  # pragma: no cover - exploration writes no other step
             raise AssertionError(f"unknown step {step}")
         return []

@@ -9,6 +9,8 @@ shipped procedures with a problem planted in them.
 from __future__ import annotations
 
 import functools
+import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -604,3 +606,171 @@ def test_report_lines_list_each_finding_with_its_steps() -> None:
         "    2. fire submit as applicant:citizen-1",
         f"  note: {report.findings[0].note}",
     ]
+
+
+# --- the day explored: `--today` ----------------------------------------------------------------
+
+BORN_SINCE_2000 = HEADER + """
+start: {roles: [applicant]}
+fields:
+  - {id: birth_date, type: date, required: true, min: "2000-01-01", max: today,
+     label: {fr: Naissance, en: Birth}}
+states:
+  draft: {label: {fr: Brouillon, en: Draft}, initial: true}
+  review: {label: {fr: Examen, en: Review}}
+  senior: {label: {fr: Senior, en: Senior}}
+  done: {label: {fr: Fait, en: Done}, final: accepted}
+transitions:
+  - {trigger: submit, from: draft, to: review, roles: [applicant], requires: {fields: all}}
+  - {trigger: senior_track, from: review, to: senior, roles: [agent],
+     when: "age(birth_date) >= 30"}
+  - {trigger: approve, from: [review, senior], to: done, roles: [agent]}
+"""
+
+
+def explore_cli(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from cli import main
+
+    path = tmp_path / "inline.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["explore", str(path), *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def test_explore_decides_on_the_day_given_with_today(tmp_path: Path) -> None:
+    # born in 2000 or later: nobody is 30 before 2030, so the guard only holds from then on
+    code, output = explore_cli(tmp_path, BORN_SINCE_2000, "--today", "2026-06-15")
+    assert code == 1
+    assert "today = 2026-06-15" in output.splitlines()[0]
+    assert 'dead-guard: the guard of "senior_track" (review -> senior) never holds' in output
+    assert 'unreachable-state: state "senior"' in output
+    code, output = explore_cli(tmp_path, BORN_SINCE_2000, "--today", "2031-06-15")
+    assert code == 0, output
+    assert output.splitlines() == [output.splitlines()[0], "no findings"]
+    assert "today = 2031-06-15" in output.splitlines()[0]
+
+
+def test_explore_json_names_the_day_and_the_findings(tmp_path: Path) -> None:
+    code, output = explore_cli(tmp_path, BORN_SINCE_2000, "--today", "2026-06-15", "--json")
+    assert code == 1
+    report = json.loads(output)
+    assert report["today"] == "2026-06-15"
+    assert [(f["kind"], f["state"], f["trigger"]) for f in report["findings"]] == [
+        ("unreachable-state", "senior", None), ("dead-guard", "review", "senior_track")]
+    assert report["findings"][1]["counterexample"][0]["as"] == "applicant:citizen-1"
+    code, output = explore_cli(tmp_path, BORN_SINCE_2000, "--today", "2031-06-15", "--json")
+    assert code == 0 and json.loads(output)["findings"] == []
+    assert json.loads(output)["today"] == "2031-06-15"
+
+
+def test_explore_runs_on_the_real_date_by_default(tmp_path: Path) -> None:
+    from engine.clock import utc_now
+
+    before = utc_now().date()
+    code, output = explore_cli(tmp_path, BORN_SINCE_2000, "--json")
+    after = utc_now().date()
+    assert json.loads(output)["today"] in {before.isoformat(), after.isoformat()}
+    code, output = explore_cli(tmp_path, BORN_SINCE_2000, "--today", "15/06/2026")
+    assert code == 2 and "Invalid value for '--today'" in output
+
+
+# --- guards reading step inputs -----------------------------------------------------------------
+
+def quote_procedure(inputs: str, close: str, escalate: str) -> Procedure:
+    """A visit, then a staff step entering a quote (`inputs`), then guarded ways out."""
+    return compiled(HEADER + f"""
+start: {{roles: [applicant]}}
+fields:
+  - {{id: surname, type: string, required: true, label: {{fr: Nom, en: Surname}}}}
+states:
+  draft: {{label: {{fr: Brouillon, en: Draft}}, initial: true}}
+  visited: {{label: {{fr: Visité, en: Visited}}}}
+  quoted: {{label: {{fr: Devis, en: Quoted}}}}
+  committee: {{label: {{fr: Commission, en: Committee}}}}
+  done: {{label: {{fr: Fait, en: Done}}, final: accepted}}
+transitions:
+  - {{trigger: submit, from: draft, to: visited, roles: [applicant], requires: {{fields: all}}}}
+  - trigger: enter_quote
+    from: visited
+    to: quoted
+    roles: [agent]
+    input: {inputs}
+  - {{trigger: close, from: quoted, to: done, roles: [agent], when: "{close}"}}
+  - {{trigger: escalate, from: quoted, to: committee, roles: [agent], when: "{escalate}"}}
+  - {{trigger: approve, from: committee, to: done, roles: [agent]}}
+""")
+
+
+AMOUNT = "{id: quote_amount, type: integer, required: true, label: {fr: Montant, en: Amount}}"
+PERMIT = ('{id: permit_number, type: string, required: true, pattern: "^PC-[0-9]{4}$", '
+          "label: {fr: Permis, en: Permit}}")
+
+
+def test_a_guard_on_a_staff_input_is_seen_holding_and_not(tmp_path: Path) -> None:
+    procedure = quote_procedure(f"[{AMOUNT}]", "quote_amount <= 100000",
+                                "quote_amount > 100000")
+    report = explore(procedure)
+    assert report.findings == []
+    assert report.domains["quote_amount"] == [0, 99999, 100000, 100001]
+
+
+def test_a_required_input_with_a_pattern_gets_a_value_that_matches_it(tmp_path: Path) -> None:
+    procedure = quote_procedure(f"[{AMOUNT}, {PERMIT}]", "quote_amount <= 100000",
+                                "quote_amount > 100000")
+    report = explore(procedure, trace=True)
+    assert summary(report) == []
+    assert report.trace is not None
+    fired = [a for a in report.trace.attempts if a.trigger == "enter_quote"
+             and a.outcome == "fired"]
+    assert fired and all(re.fullmatch(r"PC-[0-9]{4}", a.steps[-1]["data"]["permit_number"])
+                         for a in fired)
+
+
+def test_a_guard_comparing_a_patterned_input_with_a_constant_is_seen_both_ways() -> None:
+    procedure = quote_procedure(f"[{PERMIT}]", "permit_number == 'PC-0001'",
+                                "permit_number != 'PC-0001'")
+    report = explore(procedure)
+    assert summary(report) == []
+    assert "PC-0001" in report.domains["permit_number"]
+    assert len(report.domains["permit_number"]) == 2
+
+
+def test_a_guard_comparing_two_inputs_is_seen_holding_and_not() -> None:
+    budget = "{id: budget, type: integer, required: true, min: 1000, label: {fr: B, en: B}}"
+    procedure = quote_procedure(f"[{AMOUNT}, {budget}]", "quote_amount <= budget",
+                                "quote_amount > budget")
+    report = explore(procedure)
+    assert summary(report) == []
+
+
+def test_a_guard_comparing_an_input_with_a_form_field_is_seen_holding_and_not() -> None:
+    text = HEADER + """
+start: {roles: [applicant]}
+fields:
+  - {id: declared_cost, type: number, required: true, min: 0, label: {fr: Coût, en: Cost}}
+states:
+  draft: {label: {fr: Brouillon, en: Draft}, initial: true}
+  visited: {label: {fr: Visité, en: Visited}}
+  audit: {label: {fr: Audit, en: Audit}}
+  done: {label: {fr: Fait, en: Done}, final: accepted}
+transitions:
+  - {trigger: submit, from: draft, to: visited, roles: [applicant], requires: {fields: all}}
+  - trigger: assess
+    from: visited
+    to: audit
+    roles: [agent]
+    when: "assessed_cost > declared_cost * 1.5"
+    input: [{id: assessed_cost, type: number, required: true, label: {fr: Évalué, en: Assessed}}]
+  - trigger: assess
+    from: visited
+    to: done
+    roles: [agent]
+    when: "assessed_cost <= declared_cost * 1.5"
+    input: [{id: assessed_cost, type: number, required: true, label: {fr: Évalué, en: Assessed}}]
+  - {trigger: close, from: audit, to: done, roles: [agent]}
+"""
+    report = explore(compiled(text))
+    assert summary(report) == []

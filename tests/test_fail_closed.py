@@ -120,7 +120,8 @@ def test_documents_of_a_declared_document_never_attached_is_zero(doubtful: Engin
     with pytest.raises(Blocked) as blocked:
         doubtful.fire(reference, "accept", CLERK)
     assert codes(blocked.value) == [("guard", "accept")]
-    assert "condition not met" in blocked.value.message("en")
+    assert "are not met" in blocked.value.message("en")
+    assert blocked.value.reasons[0].detail.startswith("documents")
     doubtful.attach(reference, "proof", "proof.pdf", pdf("late"), CLERK)
     assert doubtful.fire(reference, "accept", CLERK).state == "done"
 
@@ -130,8 +131,8 @@ def test_a_guard_that_evaluates_to_an_undefined_value_refuses(doubtful: Engine) 
     with pytest.raises(Blocked) as blocked:
         doubtful.fire(reference, "probe", CLERK)
     assert codes(blocked.value) == [("guard", "probe")]
-    assert "cannot be evaluated" in blocked.value.message("en")
-    assert "impossible à évaluer" in blocked.value.message("fr")
+    assert "cannot be checked for now" in blocked.value.message("en")
+    assert "ne peuvent pas être vérifiées" in blocked.value.message("fr")
     probe = {a.trigger: a for a in doubtful.available(reference, CLERK)}["probe"]
     assert not probe.allowed and [r.code for r in probe.reasons] == ["guard"]
     assert doubtful.case(reference, SYSTEM).state == "submitted"

@@ -435,3 +435,44 @@ def test_summary_names_the_key_figures(small_run: LoadReport) -> None:
     assert "Staff utilisation: clerk" in text
     assert "Defaults used: arrivals_per_day" not in text  # given on the command line
     assert "staff (clerk, magistrate)" in text
+
+
+# --- lead times ----------------------------------------------------------------------------------
+
+def test_a_lead_time_lengthens_cases_but_not_the_staff_s_work(tmp_path: Path) -> None:
+    plain = mini(tmp_path)
+    text = MINI.replace("STAFF_DEADLINE", "60 days").replace("DEADLINE", "30 days").replace(
+        "DELAY", "1 hour") + '  lead_times: {decide: "15 days"}\n'
+    waiting, diagnostics = compile_source(text, "x.yaml")
+    assert waiting is not None, diagnostics
+    assert waiting.simulation.lead_times["decide"].approximate() == dt.timedelta(days=15)
+    runs = {}
+    for name, procedure in (("plain", plain), ("lead", waiting)):
+        params = LoadParameters.from_procedure(procedure, days=150, staff={"agent": 2}, seed=5)
+        runs[name] = simulate_load(procedure, params)
+    plain_run, lead_run = runs["plain"], runs["lead"]
+    assert lead_run.parameters.lead_times == {"decide": 15 * DAY}
+    for attribute in ("p50", "p90", "admin_p50"):  # the lead time is not the applicant's
+        grown = getattr(lead_run, attribute) - getattr(plain_run, attribute)
+        assert 14 * DAY < grown < 16 * DAY, attribute
+    # the same work per case, none of it in the first 15 days (nothing is ready before)
+    assert lead_run.utilisation["agent"] == pytest.approx(
+        plain_run.utilisation["agent"] * (150 - 15) / 150, rel=0.05)
+    assert 15 * 40 * 0.8 < lead_run.backlog_end["submitted"] - plain_run.backlog_end["submitted"]
+
+
+def test_no_staff_step_starts_before_its_lead_time(tmp_path: Path) -> None:
+    procedure = mini(tmp_path)
+    params = LoadParameters.from_procedure(procedure, days=40, staff={"agent": 5}, seed=2,
+                                           lead_times={"decide": "20 days"})
+    r = simulate_load(procedure, params)
+    first_decided = next(day for day, n in enumerate(r.finished_daily) if n)
+    assert first_decided >= 20
+    assert r.p50 is not None and r.p50 >= 20 * DAY
+
+
+def test_a_lead_time_for_an_unknown_trigger_is_refused(criminal_record: Procedure) -> None:
+    with pytest.raises(ValueError, match='unknown trigger "verfy"'):
+        LoadParameters.from_procedure(criminal_record, lead_times={"verfy": "3 days"})
+    with pytest.raises(ValueError, match="lead_times.verify must not be negative"):
+        LoadParameters(lead_times={"verify": -1.0})

@@ -184,3 +184,51 @@ def test_load_simulation_refuses_unknown_names() -> None:
                            "verfy=5 minutes")
     assert code == 2
     assert 'unknown trigger "verfy"' in output
+
+
+def test_coverage_counts_every_case_a_scenario_starts(tmp_path: Path) -> None:
+    scenario = tmp_path / "two_cases.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "procedure": "criminal_record", "name": "two cases",
+        "steps": [
+            {"start": {}, "as": "applicant:citizen-1"},
+            {"wait": "31 days", "expect": {"state": "expired"}},  # abandon_draft, case 1
+            {"start": {}, "as": "applicant:citizen-2"},
+            {"fire": "withdraw", "as": "applicant:citizen-2", "expect": {"state": "withdrawn"}},
+        ]}), encoding="utf-8")
+    suite = run_suite([scenario], ["procedures/"])
+    assert suite.summary() == "1 passed, 0 failed"
+    covered = suite.coverage["criminal_record"]
+    fired = {covered.procedure.transitions[i].trigger for i in covered.transitions}
+    assert fired == {"abandon_draft", "withdraw"}
+    assert covered.states == {"draft", "expired", "withdrawn"}
+
+
+REFUSED_SUBMIT = {"procedure": "criminal_record", "name": "refused submit",
+                  "steps": [{"start": {}, "as": "applicant:citizen-1"},
+                            {"fire": "submit", "as": "applicant:citizen-1",
+                             "expect": {"refused": "blocked"}}]}
+
+
+@pytest.mark.parametrize(("language", "said", "not_said"), [
+    ("fr", "reste à payer : 500 FCFA", "still to pay"),
+    ("en", "still to pay: 500 XOF", "reste à payer"),
+])
+def test_simulate_prints_a_scenario_s_refusals_in_the_chosen_language(
+        tmp_path: Path, language: str, said: str, not_said: str) -> None:
+    scenario = tmp_path / "refused.yaml"
+    scenario.write_text(yaml.safe_dump(REFUSED_SUBMIT), encoding="utf-8")
+    code, output = guichet("simulate", "criminal_record", "--scenario", str(scenario),
+                           "--lang", language)
+    assert code == 0, output
+    refusal = next(line for line in output.splitlines() if "refused:" in line)
+    assert said in refusal and not_said not in refusal
+
+
+def test_simulate_prints_a_scenario_s_notifications_in_the_chosen_language() -> None:
+    scenario = "procedures/tests/criminal_record/togolese_collected_at_court.yaml"
+    outputs = {language: guichet("simulate", "criminal_record", "--scenario", scenario,
+                                 "--lang", language)[1] for language in ("fr", "en")}
+    french = [x for x in outputs["fr"].splitlines() if "notification sms" in x]
+    english = [x for x in outputs["en"].splitlines() if "notification sms" in x]
+    assert french and len(french) == len(english) and french != english

@@ -25,7 +25,8 @@ KITCHEN_SINK = Path(__file__).resolve().parent / "corpus_valid" / "kitchen_sink.
 NAMED_MAPPINGS = {
     ("roles",), ("states",), ("parties",),
     ("simulation", "staff"), ("simulation", "handling"), ("simulation", "delays"),
-    ("simulation", "weights"),
+    ("simulation", "weights"), ("simulation", "lead_times"),
+    ("states", "accepted", "follow_ups", 0, "carry"), ("transitions", 3, "opens", "carry"),
 }
 
 #: Keys the schema allows but the compiler never reads, as ("path", "pattern") with "*" for any

@@ -1,9 +1,11 @@
 """Exhaustive exploration of a procedure: every reachable (state, relevant data) combination.
 
-`explore(procedure)` generates values for the fields that decide a run (those named in guards,
-in the `when:` those fields, documents and fees depend on, and in fee `per`) from their
-declared domains: options, booleans, and the boundary values of the numeric and date comparisons
-the expressions make. It then runs a breadth-first search over (state, data, documents and fees)
+`explore(procedure)` generates values for the fields that decide a run (form fields and step
+`input:` alike: those named in guards, in the `when:` those fields, documents and fees depend
+on, and in fee `per`) from their declared domains: options, booleans, the boundary values of
+the numeric and date comparisons the expressions make (a number compared with another field
+also takes values on each side of that field's bounds and constants), and texts matching a
+field's `pattern:`. It then runs a breadth-first search over (state, data, documents and fees)
 from the initial state, as every role would, asking the engine's own `Workflow` what each step
 does: `Workflow.decide` says whether a trigger fires for an actor with the step data, which
 transition it takes and the data the case keeps afterwards (hidden fields as the engine handles
@@ -33,11 +35,13 @@ the required fields and step inputs that decide nothing, the documents that appl
 the fees paid before each step, so that only guards decide; when guards read `documents`,
 `fees_paid` or `fees_due`, runs where only what each step requires is attached or paid are
 tried too. What nobody may supply any more (a required field in a state the applicant cannot
-edit) is the engine's answer like any other. Every run starts on `TODAY` at 09:00 and actors
-act at once; waiting for a deadline moves the clock to when it falls. The applicant may change
-the form when firing from an editable state. The search is bounded (depth, nodes, combinations)
-and `ExploreReport.bounds_hit` says when a bound was reached. With `trace=True`, the report
-keeps every step tried and the engine's answer (`Trace`), for replaying on a real Engine.
+edit) is the engine's answer like any other. Every run starts on the exploration day (`today`,
+by default `TODAY`; `guichet explore --today`) at 09:00, which `today` and `age()` read in
+every decision the engine makes, and actors act at once; waiting for a deadline moves the
+clock to when it falls. The applicant may change the form when firing from an editable state.
+The search is bounded (depth, nodes, combinations) and `ExploreReport.bounds_hit` says when a
+bound was reached. With `trace=True`, the report keeps every step tried and the engine's
+answer (`Trace`), for replaying on a real Engine.
 """
 
 from __future__ import annotations
@@ -59,9 +63,19 @@ from ..errors import InvalidData, NotAllowed
 from ..expressions import Expression, Node, called, constant, names_read
 from ..forms import Form
 from ..graph import cyclic, strongly_connected_components
-from ..model import SYSTEM_ROLE, Duration, Field, Procedure, Transition
+from ..model import (
+    SYSTEM_ROLE,
+    AnyDuration,
+    Duration,
+    Field,
+    FieldDuration,
+    Procedure,
+    Transition,
+    resolve_duration,
+)
 from ..values import SYSTEM, Actor
 from ..workflow import ATTACH, PAY, CaseView, Decision, Refusal, Workflow
+from .samples import texts_for
 
 #: The fixed date of every exploration (ages and day differences are computed from it).
 TODAY = dt.date(2026, 6, 15)
@@ -165,6 +179,17 @@ class ExploreReport:
     def of_kind(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
 
+    def as_json(self) -> dict[str, Any]:
+        """The report as JSON values: the day explored (`today`), what was reached, the
+        bounds hit and each finding with its counterexample (deciding data only)."""
+        return {
+            "procedure": self.procedure_id, "today": self.today.isoformat(),
+            "states_reached": list(self.states_reached), "states": list(self.states),
+            "nodes": self.nodes, "combinations": self.combinations,
+            "fields": list(self.fields), "bounds_hit": list(self.bounds_hit),
+            "findings": [_finding_json(f) for f in self.findings],
+        }
+
     def lines(self) -> list[str]:
         """The report as text: a summary, the bounds hit, then one paragraph per finding."""
         fields = ", ".join(self.fields) or "none"
@@ -182,6 +207,18 @@ class ExploreReport:
                         for i, s in enumerate(finding.counterexample, 1)]
                 out.append(f"  note: {finding.note}")
         return out
+
+
+def _finding_json(finding: Finding) -> dict[str, Any]:
+    steps = finding.counterexample
+    found: dict[str, Any] = {
+        "kind": finding.kind, "message": finding.message, "state": finding.state,
+        "trigger": finding.trigger, "states": list(finding.states),
+        "data": dict(finding.data), "note": finding.note,
+        "counterexample": None if steps is None else [dict(s) for s in steps],
+    }
+    copied: dict[str, Any] = json.loads(json.dumps(found, default=str))
+    return copied
 
 
 def _describe_step(step: Mapping[str, Any]) -> str:
@@ -222,13 +259,17 @@ class Relevance:
 def relevance(p: Procedure) -> Relevance:
     """The data that can change which transitions fire: the names guards read, then (to a fixed
     point) those in the `when:` of relevant fields, of documents when guards read `documents`,
-    and of fees (and their `per`) when guards read `fees_paid` or `fees_due`."""
+    and of fees (their `per` and `amount: {from:}`) when guards read `fees_paid` or
+    `fees_due`; and the fields a deadline's `after` reads (they decide when it falls)."""
     data_fields = _all_fields(p)
     whens = {i: f.when for i, f in data_fields.items() if f.when is not None}
     document_names = {n for d in p.documents if d.when for n in d.when.names}
     fee_names = {n for fee in p.fees if fee.when for n in fee.when.names}
     fee_names |= {fee.per for fee in p.fees if fee.per}
+    fee_names |= {fee.amount_from for fee in p.fees if fee.amount_from}
     names = {n for g in _guards(p) for n in g.names}
+    names |= {d.after.field for s in p.states.values() for d in s.deadlines
+              if isinstance(d.after, FieldDuration)}  # when a deadline falls
     while True:
         wider = set(names)
         if "documents" in names:
@@ -254,6 +295,7 @@ class _Hints:
     ages: set[int] = field(default_factory=set)  # constants compared with age(it)
     strings: set[str] = field(default_factory=set)
     expressions: bool = False  # compared with something not constant (today, another field)
+    peers: set[str] = field(default_factory=set)  # the fields read by those other sides
 
 
 def _expressions(p: Procedure) -> Iterator[Expression]:
@@ -284,6 +326,7 @@ def _hint(hints: _Hints, side: Node, other: Node) -> None:
     values = [v for v in (value if isinstance(value, list) else [value]) if v is not None]
     if not values:
         hints.expressions = True
+        hints.peers |= names_read(other)
     aged = "age" in called(side)
     for value in values:
         if isinstance(value, bool):
@@ -358,13 +401,25 @@ class _Values:
         if f.type == "boolean":
             return [True, False]
         if f.type in ("integer", "number"):
-            return _numbers(f, hints)
+            return _numbers(f, hints, self._peer_bounds(hints))
         if f.type == "date":
             return [d.isoformat() for d in self._dates(f, hints, today)]
         if f.type == "group":
             lengths = {0, *(max(0, int(n) + k) for n in hints.numbers for k in (-1, 0, 1))}
             return [[{} for _ in range(n)] for n in sorted(lengths)]
         return self._strings(f, hints, today)
+
+    def _peer_bounds(self, hints: _Hints) -> set[float]:
+        """The bounds and compared constants of the numeric fields `hints.peers` names."""
+        found: set[float] = set()
+        fields = _all_fields(self.procedure)
+        for name in sorted(hints.peers):
+            peer = fields.get(name)
+            if peer is None or peer.type not in ("integer", "number"):
+                continue
+            found |= {b for b in (peer.minimum, peer.maximum) if isinstance(b, int | float)}
+            found |= _hints(self.procedure, name).numbers
+        return found
 
     def _dates(self, f: Field, hints: _Hints, today: dt.date) -> list[dt.date]:
         days = {today}
@@ -383,6 +438,8 @@ class _Values:
         """The constants compared with `f`, and one other valid value."""
         length = max(f.min_length or 1, 1)
         samples = _SAMPLES.get(f.type, ("x" * length, "X" * length, "0" * length, "0123456789"))
+        if f.pattern:  # texts the pattern describes first
+            samples = (*texts_for(f.pattern, f.min_length), *samples)
         other = [s for s in samples
                  if s not in hints.strings and self.valid(f, s, today)]
         return [*sorted(hints.strings), *(other[:1] or samples[:1])]
@@ -395,9 +452,15 @@ def _subsets(options: Sequence[str]) -> list[Any]:
     return [[], *([o] for o in options), list(options)]
 
 
-def _numbers(f: Field, hints: _Hints) -> list[Any]:
+def _numbers(f: Field, hints: _Hints, peers: Iterable[float] = ()) -> list[Any]:
+    """Boundary values: 0, the field's bounds, each side of the constants it is compared
+    with and, compared with other fields (`peers`: their bounds and constants), each side
+    of those and of its own bounds."""
     values: set[float] = {0}
     values |= {b for b in (f.minimum, f.maximum) if isinstance(b, int | float)}
+    if hints.expressions:
+        values |= set(peers)
+        values |= {b + k for b in values for k in (-1, 1)}
     for c in hints.numbers:
         if f.type == "integer":
             low, high = math.floor(c), math.ceil(c)
@@ -652,6 +715,8 @@ class _Explorer:
         self.escapes: dict[tuple[str, int], Data] = {}  # (state, env) -> form that left it
         self.attachers: dict[str, str | None] = {}
         self.exits = {s: self._exits(s) for s in procedure.states}
+        #: final states that transitions leave after the decision (a withdrawal, a revocation)
+        self._after_decision = {s: any(procedure.transitions_from(s)) for s in procedure.states}
         self.trace = Trace(self) if trace else None
 
     # --- setting up -----------------------------------------------------------------------------
@@ -782,7 +847,9 @@ class _Explorer:
                         for c in candidates), default=0)
             amount = min(room, need - paid)
         if amount > 0 and self._may(node, Actor(APPLICANT_ID, [self.party]), PAY):
-            steps.append({"pay": amount, "as": self.applicant})
+            methods = self.p.payment_methods  # a declared list: pay with the first
+            steps.append({"pay": amount, "as": self.applicant,
+                          **({"method": methods[0].id} if methods else {})})
             paid += amount
         return _Supply(tuple(steps), documents, paid)
 
@@ -836,8 +903,8 @@ class _Explorer:
 
     def _expand(self, node_id: int) -> None:
         node = self.nodes[node_id]
-        if self.p.states[node.state].final:
-            return
+        if self.p.states[node.state].final and not self._after_decision[node.state]:
+            return  # a decided case: over, unless transitions lead on after the decision
         if node.depth >= self.max_depth:
             self._bound(f"depth: runs longer than {self.max_depth} steps were not followed "
                         "(max_depth)")
@@ -894,7 +961,7 @@ class _Explorer:
     def _wait(self, node_id: int, node: _Node) -> None:
         """Wait for the deadlines of the node's state: they fall when `Workflow.timings` says,
         and the first whose transition the engine lets fire takes the case on."""
-        timings = self.workflow.timings(node.state, node.clock)
+        timings = self.workflow.timings(node.state, node.clock, node.data)
         triggers = {timing.deadline.trigger for timing in timings}
         transitions = [t for t in self.p.transitions_from(node.state)
                        if SYSTEM_ROLE in t.roles and t.trigger in triggers]
@@ -917,7 +984,8 @@ class _Explorer:
                 continue
             answers.append((trigger, "fired"))
             move = _Move(self._index(outcome.transition), outcome.role, SYSTEM.id, {},
-                         supply.steps, tuple(waits), timing.deadline.after)
+                         supply.steps, tuple(waits), _stated(timing.deadline.after, node.data,
+                                                             waits))
             added = self._follow(node_id, node, outcome, SYSTEM, supply, clock, move)
             self._attempt(node_id, trigger, SYSTEM_ROLE, [*supply.steps, *_waits(waits)],
                           "fired", added, answers)
@@ -1185,6 +1253,16 @@ class _Explorer:
                               "state": node.state}
             return [*(dict(s) for s in supply.steps), step]
         return []
+
+
+def _stated(after: AnyDuration, data: Mapping[str, Any], waits: Sequence[dt.timedelta]
+            ) -> Duration:
+    """A deadline's `after` as a counterexample shows it: as stated, or as the case's data
+    gives it (else the time waited)."""
+    resolved = resolve_duration(after, data)
+    if resolved is not None:
+        return resolved
+    return Duration.parse(_wait_text(sum(waits, dt.timedelta())))
 
 
 def _fire_step(trigger: str, role: str, actor: str, data: Data) -> Step:

@@ -26,7 +26,11 @@ see "What the model approximates" below):
     Monday-Friday by default) and spends an exponential working time of mean
     `handling[trigger]` (default 15 minutes) on it, carried over to the next working day if
     the office closes;
-  - system (not a deadline): likewise after `delays[state]` if declared, else at once.
+  - system (not a deadline): likewise after `delays[state]` if declared, else at once;
+  - a step with a lead time (`lead_times[trigger]`, calendar time, e.g. a quote arriving 15
+    days after the visit) happens, or for staff joins the queue, no earlier than its lead
+    time after the case entered the state: the lead time counts in the processing time
+    (administration time too: nobody waits for the applicant) but is no staff work.
 * Processing time runs from arrival to the final state; its statistics cover the cases
   decided during the run (final outcome `accepted` or `rejected`: withdrawn, expired and
   cancelled cases end because of the applicant or a deadline). The "administration time" is
@@ -77,7 +81,7 @@ from heapq import heappush
 from xml.sax.saxutils import escape, quoteattr
 
 from .. import graph
-from ..model import SYSTEM_ROLE, Duration, Procedure, State, Transition
+from ..model import SYSTEM_ROLE, Duration, Field, FieldDuration, Procedure, State, Transition
 from ..workflow import Workflow
 
 DAY = 86400.0
@@ -134,7 +138,9 @@ class LoadParameters:
     `handling`: mean working time per staff trigger. `delays`: mean time before the
     applicant acts, per state (in a state the applicant cannot leave, the wait before the
     staff's transition, e.g. until the applicant comes to collect). `weights`: declared
-    weights per trigger (the others follow the rule of `routes`).
+    weights per trigger (the others follow the rule of `routes`). `lead_times`: per
+    trigger, the calendar time after entering the step's source state before the step can
+    happen (a staff step joins its queue no earlier), e.g. a quote arriving after a visit.
     Working time: `workdays` days a week from Monday, `workday_hours` hours from
     `workday_start` (an hour of the day). `defaults` names the figures `from_procedure`
     filled in by default, e.g. ("arrivals_per_day", "staff.clerk").
@@ -146,6 +152,7 @@ class LoadParameters:
     handling: Mapping[str, float] = field(default_factory=dict)
     delays: Mapping[str, float] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
+    lead_times: Mapping[str, float] = field(default_factory=dict)
     seed: int = 0
     workday_start: float = 8.0
     workday_hours: float = 8.0
@@ -164,7 +171,8 @@ class LoadParameters:
         if not 1 <= self.workdays <= 7:
             problems.append("workdays must be between 1 and 7")
         for name, values in (("staff", self.staff), ("handling", self.handling),
-                             ("delays", self.delays), ("weights", self.weights)):
+                             ("delays", self.delays), ("weights", self.weights),
+                             ("lead_times", self.lead_times)):
             problems += [f"{name}.{key} must not be negative"
                          for key, value in values.items() if not value >= 0]
         if problems:
@@ -182,6 +190,7 @@ class LoadParameters:
         delays: Mapping[str, DurationLike] | None = None,
         weights: Mapping[str, float] | None = None,
         seed: int | None = None,
+        lead_times: Mapping[str, DurationLike] | None = None,
         workday_start: float | None = None,
         workday_hours: float | None = None,
         workdays: int | None = None,
@@ -194,6 +203,7 @@ class LoadParameters:
         """
         sim = procedure.simulation
         _check_names(procedure, staff, handling, delays, weights)
+        _check_names(procedure, None, lead_times, None, None)
         filled: list[str] = []
         if arrivals_per_day is None and sim.arrivals_per_day is None:
             filled.append("arrivals_per_day")
@@ -218,6 +228,8 @@ class LoadParameters:
                                     DEFAULT_ARRIVALS_PER_DAY),
             staff={**sim.staff, **(staff or {})}, handling=merged_handling,
             delays=merged_delays, weights=merged_weights,
+            lead_times={k: approximate_seconds(v)
+                        for k, v in {**sim.lead_times, **(lead_times or {})}.items()},
             seed=0 if seed is None else seed,
             workday_start=_first(workday_start, 8.0), workday_hours=_first(workday_hours, 8.0),
             workdays=5 if workdays is None else workdays,
@@ -464,8 +476,29 @@ def _deadline_offsets(workflow: Workflow, state: str) -> list[list[tuple[float, 
     for day in range(7):
         entered = _MONDAY + dt.timedelta(days=day)
         found.append([((timing.due - entered).total_seconds(), timing.index)
-                      for timing in workflow.timings(state, entered)])
+                      for timing in workflow.timings(state, entered,
+                                                     _typical(workflow.procedure))])
     return found
+
+
+def _typical(procedure: Procedure) -> dict[str, int]:
+    """A typical value of each integer field a deadline reads its duration from (`after:
+    {field, unit}`): the middle of its min and max, else the bound it has; the load model
+    has no form data, and a field with neither bound gives no deadline."""
+    found = {}
+    for state in procedure.states.values():
+        for deadline in state.deadlines:
+            read = deadline.after
+            f = _data_field(procedure, read.field) if isinstance(read, FieldDuration) else None
+            bounds = [b for b in (f.minimum, f.maximum) if isinstance(b, int)] if f else []
+            if f is not None and bounds:
+                found[f.id] = sum(bounds) // len(bounds)
+    return found
+
+
+def _data_field(procedure: Procedure, field_id: str) -> Field | None:
+    return procedure.field(field_id) or next(
+        (i for t in procedure.transitions for i in t.input if i.id == field_id), None)
 
 
 class _Simulator:
@@ -528,6 +561,7 @@ class _Simulator:
         self.step_role: list[int] = []
         self.step_rate: list[float] = []  # 1 / mean handling time, 0 for none
         self.step_delay: list[float] = []  # 1 / mean delay before acting, 0 for none
+        self.step_lead: list[float] = []  # seconds after entry before the step may happen
         for state in states:
             self.first.append(len(self.step_target))
             cumulative: list[float] = []
@@ -552,6 +586,7 @@ class _Simulator:
                 self.step_role.append(role_index.get(step.actor, -1))
                 self.step_rate.append(1 / handling if handling > 0 else 0.0)
                 self.step_delay.append(1 / delay if delay > 0 else 0.0)
+                self.step_lead.append(self.params.lead_times.get(step.trigger, 0.0))
             self.cumulative.append(cumulative)
 
     def _compile_deadlines(self, procedure: Procedure, states: list[State],
@@ -617,13 +652,14 @@ class _Simulator:
         kind = self.step_kind[step]
         if kind != _SYSTEM:
             self.pending[case] = wait
+        ready = t + max(wait, self.step_lead[step])  # not before its lead time has passed
         if kind != _STAFF:
-            self.arm(case, state, token, t, t + wait)
-            heappush(self.heap, (t + wait, next(self.seq), _FIRE, case, token, step))
+            self.arm(case, state, token, t, ready)
+            heappush(self.heap, (ready, next(self.seq), _FIRE, case, token, step))
             return
         self.arm(case, state, token, t, math.inf)
-        if wait:
-            heappush(self.heap, (t + wait, next(self.seq), _JOIN, case, token, step))
+        if ready > t:
+            heappush(self.heap, (ready, next(self.seq), _JOIN, case, token, step))
         else:
             self.join(t, case, token, step)
 
@@ -696,8 +732,10 @@ class _Simulator:
 
     def join(self, t: float, case: int, token: int, step: int) -> None:
         if self.token[case] == token:
-            if self.pending[case]:  # the applicant came: the counter opens later if closed
-                self.waited[case] += self.pending[case] + self.add_work(t, 0.0) - t
+            pending = self.pending[case]
+            if pending:  # the applicant came: the counter opens later if closed
+                held = pending >= self.step_lead[step]  # the applicant, not the lead time
+                self.waited[case] += pending + (self.add_work(t, 0.0) - t if held else 0.0)
             role = self.step_role[step]
             self.queues[role].append((case, token, step))
             self.dispatch(role, t)

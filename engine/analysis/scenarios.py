@@ -1,10 +1,14 @@
 """Scenario tests written by authors: a list of steps played on an in-memory engine.
 
 A scenario file (e.g. procedures/tests/passport/issued.yaml) names a procedure and lists
-steps: `start`, `fire`, `attach`, `pay`, `wait` (advance the fake clock, then run due
+steps: `start`, `fire`, `edit` (save form fields: the applicant, or staff correcting),
+`attach` (`replace: true`: instead of its files), `remove` (a document's files), `pay`
+(`method:` one of `payment_methods`), `wait` (advance the fake clock, then run due
 deadlines), `read` (`case` or `history`, as the step's actor: what they may see, or their
-refusal) and `expect` (state, outcome, fees, documents still missing, a refusal and its
-reasons, notifications sent, documents issued, history length, data, available triggers).
+refusal), `follow_up` (go on with a follow-up case: the one a transition opened, else one
+opened now, with `data:`; later steps act on it) and `expect` (state, outcome, fees,
+documents still missing, a refusal and its reasons, notifications sent, documents issued,
+history length, data, available triggers, the procedures of the follow-ups opened).
 Expectations read the case as the system, or after a `read: case`, as that reader saw it.
 Files are read with the strict loader, so a scenario that names an unknown trigger, field,
 document or state is reported with its file:line like a procedure error.
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import source
+from .. import links, source
 from ..clock import FakeClock
 from ..errors import Diagnostic, GuichetError
 from ..model import Duration, Procedure
@@ -26,12 +30,15 @@ from ..rules import unknown
 from ..runtime import Engine
 from ..values import SYSTEM, Actor, Case, Event
 
-ACTIONS = ("start", "fire", "attach", "pay", "wait", "read", "claim", "members", "purge")
+ACTIONS = ("start", "fire", "attach", "remove", "pay", "wait", "read", "claim", "members",
+           "purge", "edit", "follow_up")
 READS = ("case", "history")  # what a `read` step reads
-STEP_KEYS = {*ACTIONS, "expect", "as", "data", "file", "provider", "provider_reference",
+STEP_KEYS = {*ACTIONS, "expect", "as", "data", "file", "replace", "provider", "method",
+             "provider_reference",
              "on_behalf", "organisation"}
 EXPECT_KEYS = {"state", "outcome", "fees_due", "fees_paid", "documents_missing",
-               "history_length", "data", "refused", "notifications", "issued", "available"}
+               "history_length", "data", "refused", "notifications", "issued", "available",
+               "follow_ups"}
 ERROR_KINDS = {"not_allowed": "NotAllowed", "blocked": "Blocked", "invalid_data": "InvalidData",
                "concurrent_update": "ConcurrentUpdate", "unknown_case": "UnknownCase",
                "unknown_trigger": "UnknownTrigger"}
@@ -76,6 +83,8 @@ class Result:
     scenario: Scenario
     failures: list[str] = field(default_factory=list)
     fired: list[tuple[str, str | None, str]] = field(default_factory=list)  # trigger, from, to
+    #: transitions fired in follow-up cases (`follow_up:` steps), by their procedure's id
+    followed: dict[str, list[tuple[str, str | None, str]]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -135,9 +144,23 @@ class _Checker:
         if not isinstance(steps, list) or not steps:
             self.error(("steps",), "missing-key", "a scenario needs a list of steps")
             return None
-        checked = tuple(self._step(procedure, i, s) for i, s in enumerate(steps))
+        checked = []
+        for i, spec in enumerate(steps):  # steps after `follow_up: X` act on a case of X
+            if isinstance(spec, dict) and "follow_up" in spec:
+                procedure = self._follow_up(procedure, i, spec["follow_up"])
+            checked.append(self._step(procedure, i, spec))
         name = data.get("name") or Path(self.document.path).stem
-        return Scenario(self.document.path, str(name), procedure.id, checked, clock)
+        return Scenario(self.document.path, str(name), str(data.get("procedure")),
+                        tuple(checked), clock)
+
+    def _follow_up(self, p: Procedure, index: int, name: Any) -> Procedure:
+        """The procedure a `follow_up:` step moves to (p itself when it is not one of p's)."""
+        offered = {f.procedure for f in links.follow_ups(p)}
+        if name not in offered or name not in self.procedures:
+            self.error(("steps", index, "follow_up"), "undefined-procedure",
+                       unknown("follow-up procedure", str(name), sorted(offered)))
+            return p
+        return self.procedures[str(name)]
 
     def _clock(self, value: Any) -> dt.datetime:
         if value is None:
@@ -172,9 +195,15 @@ class _Checker:
         if "fire" in spec and spec["fire"] not in p.triggers:
             self.error((*path, "fire"), "undefined-trigger",
                        unknown("trigger", str(spec["fire"]), p.triggers))
-        if "attach" in spec and p.document(str(spec["attach"])) is None:
-            self.error((*path, "attach"), "undefined-document",
-                       unknown("document", str(spec["attach"]), [d.id for d in p.documents]))
+        for key in ("attach", "remove"):
+            if key in spec and p.document(str(spec[key])) is None:
+                self.error((*path, key), "undefined-document",
+                           unknown("document", str(spec[key]), [d.id for d in p.documents]))
+        if "method" in spec and p.payment_methods and spec["method"] not in {
+                m.id for m in p.payment_methods}:
+            self.error((*path, "method"), "invalid-value",
+                       unknown("payment method", str(spec["method"]),
+                               [m.id for m in p.payment_methods]))
         if "read" in spec and spec["read"] not in READS:
             self.error((*path, "read"), "invalid-value",
                        f'"{spec["read"]}" is not one of {", ".join(READS)}')
@@ -184,11 +213,12 @@ class _Checker:
             except (ValueError, KeyError):
                 self.error((*path, "wait"), "invalid-value",
                            f'"{spec["wait"]}" is not a duration like "3 days"')
-        data = spec.get("start") if "start" in spec else spec.get("data")
-        for key in data or {}:
+        given = next((k for k in ("start", "edit") if k in spec), "data")
+        data = spec.get(given)
+        for key in data if isinstance(data, dict) else {}:
             if key not in fields:
-                self.error((*path, "start" if "start" in spec else "data", key),
-                           "undefined-field", unknown("field", key, fields), key=True)
+                self.error((*path, given, key), "undefined-field", unknown("field", key, fields),
+                           key=True)
         if "as" in spec and ":" not in str(spec["as"]):
             self.error((*path, "as"), "invalid-value", f'"{spec["as"]}" is not ROLE:ID, '
                                                        'e.g. "agent:agent-7"')
@@ -223,14 +253,17 @@ class Session:
     """One case on a fresh in-memory engine with a fake clock: what scenarios and the
     interactive simulator drive. Every action is also kept as a scenario step."""
 
-    def __init__(self, procedure: Procedure, clock: dt.datetime = DEFAULT_CLOCK) -> None:
+    def __init__(self, procedure: Procedure, clock: dt.datetime = DEFAULT_CLOCK,
+                 others: Iterable[Procedure] = ()) -> None:
+        """`others`: procedures its follow-ups may open (those it links to are loaded)."""
         self.procedure = procedure
         self.clock = FakeClock(clock)
-        self.engine = Engine([procedure], "sqlite://", clock=self.clock)
+        self.engine = Engine(_linked(procedure, others), "sqlite://", clock=self.clock)
         self.events: list[Event] = []
         self.engine.on("notification", self.events.append)
         self.engine.on("document_issued", self.events.append)
         self.reference: str | None = None
+        self.references: list[str] = []  # every case started, in order (for coverage)
         self.claim_code: str | None = None  # of the last start on behalf
         self.steps: list[dict[str, Any]] = []
         self._payments = 0
@@ -264,10 +297,36 @@ class Session:
         case = self.engine.start(self.procedure.id, actor, data or {}, on_behalf=on_behalf,
                                  organisation=organisation)
         self.reference, self.claim_code = case.reference, case.claim_code
+        self.references.append(case.reference)
         options: dict[str, Any] = {"on_behalf": True} if on_behalf else {}
         if organisation:
             options["organisation"] = organisation
         self._record({"start": dict(data or {}), **options}, actor)
+        return case
+
+    def edit(self, data: Mapping[str, Any], actor: Actor) -> Case:
+        """Save form fields without a transition (the applicant, or staff correcting)."""
+        case = self.engine.update(self.reference or "", actor, data)
+        self._record({"edit": dict(data)}, actor)
+        return case
+
+    def follow_up(self, procedure_id: str, actor: Actor, data: Mapping[str, Any] | None = None
+                  ) -> Case:
+        """Go on with a follow-up case of the current one: the one a transition opened (the
+        latest of `procedure_id` not followed yet), else one `actor` opens now, as its
+        state offers. Later steps act on it."""
+        parent = self.reference or ""
+        opened = [r for r in self.engine.case(parent, SYSTEM).follow_ups
+                  if r not in self.references
+                  and self.engine.case(r, SYSTEM).procedure_id == procedure_id]
+        if opened:
+            case = self.engine.case(opened[-1], SYSTEM)
+        else:
+            case = self.engine.start(procedure_id, actor, data or {}, parent=parent)
+        self.reference = case.reference
+        self.references.append(case.reference)
+        self._record({"follow_up": procedure_id, **({"data": dict(data)} if data else {})},
+                     actor)
         return case
 
     def claim(self, code: str, actor: Actor) -> Case:
@@ -293,8 +352,9 @@ class Session:
         return case
 
     def attach(self, document_id: str, actor: Actor, media_type: str | None = None,
-               size: int = 1024, count: int = 1) -> Case:
-        """Attach `count` generated placeholder files of `media_type` and about `size` bytes."""
+               size: int = 1024, count: int = 1, replace: bool = False) -> Case:
+        """Attach `count` generated placeholder files of `media_type` and about `size` bytes
+        (with `replace`: instead of the document's current files)."""
         document = self.procedure.document(document_id)
         if document is None:
             raise KeyError(document_id)
@@ -305,20 +365,28 @@ class Session:
             body = head + f"{document.id}-{n}-{self.clock.now.isoformat()}".encode()
             content = (body * (size // len(body) + 1))[:max(size, len(body))]
             case = self.engine.attach(case.reference, document.id, f"{document.id}-{n}",
-                                      content, actor)
+                                      content, actor, replace=replace and n == 0)
         file = {"type": media_type, "size": size, "count": count}
-        self._record({"attach": document_id, "file": file}, actor)
+        self._record({"attach": document_id, "file": file,
+                      **({"replace": True} if replace else {})}, actor)
+        return case
+
+    def remove(self, document_id: str, actor: Actor) -> Case:
+        """Remove every file of a document."""
+        case = self.engine.remove_document(self.reference or "", document_id, actor)
+        self._record({"remove": document_id}, actor)
         return case
 
     def pay(self, amount: int | str, actor: Actor, provider: str = "tmoney",
-            provider_reference: str | None = None) -> Case:
-        """Pay `amount` (or "due": what is still owed)."""
+            provider_reference: str | None = None, method: str | None = None) -> Case:
+        """Pay `amount` (or "due": what is still owed), with `method` if given."""
         case = self.case()
         value = case.fees_outstanding if amount == "due" else int(amount)
         self._payments += 1
         reference = provider_reference or f"SIM-{case.reference}-{self._payments}"
-        case = self.engine.pay(case.reference, value, provider, reference, actor)
-        self._record({"pay": amount, "provider": provider}, actor)
+        case = self.engine.pay(case.reference, value, provider, reference, actor, method=method)
+        self._record({"pay": amount, "provider": provider,
+                      **({"method": method} if method else {})}, actor)
         return case
 
     def wait(self, duration: str) -> list[tuple[str, str, str]]:
@@ -339,11 +407,14 @@ class Runner:
     def __init__(self, procedures: Iterable[Procedure]) -> None:
         self.procedures = {p.id: p for p in procedures}
 
-    def run(self, scenario: Scenario, trace: list[str] | None = None) -> Result:
-        """Play `scenario`; with `trace`, append a line per step (state, fees, messages)."""
-        session = Session(self.procedures[scenario.procedure_id], scenario.clock)
+    def run(self, scenario: Scenario, trace: list[str] | None = None,
+            language: str = "fr") -> Result:
+        """Play `scenario`; with `trace`, append a line per step (state, fees, messages,
+        refusals in `language`)."""
+        session = Session(self.procedures[scenario.procedure_id], scenario.clock,
+                          self.procedures.values())
         result = Result(scenario)
-        play = _Play(session, result, trace)
+        play = _Play(session, result, trace, language)
         try:
             for step in scenario.steps:
                 try:
@@ -353,12 +424,36 @@ class Runner:
                     play.fail(step, f"the engine failed: {type(exc).__name__}: {exc}")
                     break
         finally:
-            if session.reference:
-                result.fired = [(h.trigger, h.from_state, h.to_state)
-                                for h in session.engine.history(session.reference, SYSTEM)
-                                if not h.trigger.startswith("@")]
+            fired = _fired(session)
+            result.fired = fired.pop(scenario.procedure_id, [])
+            result.followed = fired
             session.close()
         return result
+
+
+def _fired(session: Session) -> dict[str, list[tuple[str, str | None, str]]]:
+    """The transitions fired in every case the scenario started or followed (trigger, from,
+    to), by procedure id."""
+    fired: dict[str, list[tuple[str, str | None, str]]] = {}
+    for reference in session.references:
+        procedure_id = session.engine.case(reference, SYSTEM).procedure_id
+        fired.setdefault(procedure_id, []).extend(
+            (h.trigger, h.from_state, h.to_state)
+            for h in session.engine.history(reference, SYSTEM) if not h.trigger.startswith("@"))
+    return fired
+
+
+def _linked(procedure: Procedure, others: Iterable[Procedure]) -> list[Procedure]:
+    """`procedure` and the procedures its follow-ups link to, directly or not."""
+    known = {p.id: p for p in others}
+    found = {procedure.id: procedure}
+    waiting = [procedure]
+    while waiting:
+        for link in links.follow_ups(waiting.pop()):
+            if link.procedure in known and link.procedure not in found:
+                found[link.procedure] = known[link.procedure]
+                waiting.append(known[link.procedure])
+    return list(found.values())
 
 
 def default_actor(procedure: Procedure) -> str:
@@ -369,8 +464,10 @@ def default_actor(procedure: Procedure) -> str:
 
 
 class _Play:
-    def __init__(self, session: Session, result: Result, trace: list[str] | None) -> None:
+    def __init__(self, session: Session, result: Result, trace: list[str] | None,
+                 language: str = "fr") -> None:
         self.session, self.result, self.trace = session, result, trace
+        self.language = language  # of the trace
         self.engine, self.events = session.engine, session.events
         self.default_actor = default_actor(session.procedure)
         self.current = actor_of(self.default_actor)
@@ -399,7 +496,7 @@ class _Play:
             if action is not None:
                 self.act(action, spec)
         except GuichetError as error:
-            self.note(step, f"refused: {error.message('en')}")
+            self.note(step, f"refused: {error.message(self.language)}")
             return self.refused(step, error, expect)
         self.note(step)
         if "refused" in expect:
@@ -423,12 +520,20 @@ class _Play:
         elif action == "attach":
             file = spec.get("file") or {}
             session.attach(str(spec["attach"]), actor, file.get("type"),
-                           _size(file.get("size", "1 KB")), int(file.get("count", 1)))
+                           _size(file.get("size", "1 KB")), int(file.get("count", 1)),
+                           spec.get("replace") is True)
+        elif action == "remove":
+            session.remove(str(spec["remove"]), actor)
         elif action == "pay":
+            method = spec.get("method")
             session.pay(spec["pay"], actor, str(spec.get("provider", "tmoney")),
-                        spec.get("provider_reference"))
+                        spec.get("provider_reference"), None if method is None else str(method))
         elif action == "read":
             self.seen = session.read(str(spec["read"]), actor)
+        elif action == "edit":
+            session.edit(dict(spec["edit"] or {}), actor)
+        elif action == "follow_up":
+            session.follow_up(str(spec["follow_up"]), actor, spec.get("data"))
         else:
             session.wait(str(spec["wait"]))
 
@@ -445,7 +550,7 @@ class _Play:
             self.trace.append(f"       {outcome}")
         for event in self.events:
             text = event.payload.get("text", {})
-            shown = text.get("fr") if isinstance(text, dict) else text
+            shown = text.get(self.language) if isinstance(text, dict) else text
             self.trace.append(f"       {event.name} {event.payload.get('channel', '')}: {shown}")
 
     def refused(self, step: Step, error: GuichetError, expect: Mapping[str, Any]) -> bool:
@@ -462,8 +567,8 @@ class _Play:
         missing = [r for r in wanted.get("reasons", []) if r not in subjects]
         if missing:
             return self.fail(step, f"expected reasons {missing} in {actual}")
-        if "contains" in wanted and str(wanted["contains"]) not in error.message("en") + \
-                error.message("fr"):
+        said = [error.message("en"), error.message("fr"), *(r.detail for r in error.reasons)]
+        if "contains" in wanted and not any(str(wanted["contains"]) in t for t in said):
             return self.fail(step, f'expected the message to contain "{wanted["contains"]}", '
                                    f"got {actual}")
         return self.check(step, {k: v for k, v in expect.items() if k != "refused"})
@@ -506,6 +611,9 @@ class _Play:
         if key == "available":
             return [a.trigger for a in self.engine.available(self.reference, self.current)
                     if a.allowed]
+        if key == "follow_ups":
+            return [self.engine.case(r, SYSTEM).procedure_id
+                    for r in self.engine.case(self.reference, SYSTEM).follow_ups]
         return getattr(case, key, None)
 
 
@@ -645,6 +753,8 @@ def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path
         result = runner.run(scenario)
         suite.results.append(result)
         suite.coverage[scenario.procedure_id].add(result.fired)
+        for procedure_id, fired in result.followed.items():
+            suite.coverage[procedure_id].add(fired)
     return suite
 
 

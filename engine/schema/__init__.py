@@ -138,7 +138,8 @@ def _shape(alternative: dict[str, Any]) -> str:
     if alternative.get("type") == "array":
         return "a list of names" if "identifier" in str(alternative.get("items")) else "a list"
     if alternative.get("type") == "object":
-        return "a mapping with fr and en"
+        every = set(alternative.get("properties", {})) == {"all"}  # a text's {all: ...}
+        return "a mapping with all" if every else "a mapping with fr and en"
     return _TYPES.get(str(alternative.get("type")), "a value")
 
 
