@@ -425,6 +425,10 @@ def _case_lines(engine: Engine, case: Case, language: str) -> list[str]:
     if case.claim_code is not None:
         lines.append(f"claim code: {case.claim_code} (for the receipt: the person claims the "
                      "case with it)")
+    if case.parent is not None:
+        lines.append(f"follows:   {case.parent}")
+    if case.follow_ups:
+        lines.append(f"follow-ups: {', '.join(case.follow_ups)}")
     return lines
 
 
@@ -534,13 +538,17 @@ def _reader(settings: Settings, actor: ActorSpec | None, as_system: bool) -> Act
                    "printed here.")
 @click.option("--organisation", metavar="ID", default=None,
               help="Apply as this organisation (you administer its members on the case).")
+@click.option("--parent", metavar="REFERENCE", default=None,
+              help="Open it as a follow-up of this case (its state must offer it); the data "
+                   "it carries over is filled in.")
 @session_options
 def start(procedure: str, actor: ActorSpec, data: dict[str, Any] | None,
-          on_behalf: bool, organisation: str | None) -> None:
+          on_behalf: bool, organisation: str | None, parent: str | None) -> None:
     """Open a case of PROCEDURE (its id, e.g. passport)."""
     settings = _settings()
     _print_case(settings.engine().start(procedure, settings.actor(actor), data,
-                                        on_behalf=on_behalf, organisation=organisation))
+                                        on_behalf=on_behalf, organisation=organisation,
+                                        parent=parent))
 
 
 @case.command()

@@ -7,6 +7,7 @@ source document so that diagnostics can point at it.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -98,6 +99,18 @@ class Duration:
             if moment.weekday() < 5:
                 left -= 1
         return moment
+
+    def last_day(self, first: dt.date) -> dt.date:
+        """The last day of a period of this length starting on `first`, months and years
+        counted on the calendar (12 months from 5 January: to 4 January; from 31 January, 1
+        month ends on 27 or 28 February, the day before the clamped 28 or 29 February)."""
+        if self.unit not in ("months", "years"):
+            start = dt.datetime.combine(first, dt.time())
+            return self.add_to(start).date() - dt.timedelta(days=1)
+        months = first.month - 1 + self.amount * (12 if self.unit == "years" else 1)
+        year, month = first.year + months // 12, months % 12 + 1
+        day = min(first.day, calendar.monthrange(year, month)[1])
+        return dt.date(year, month, day) - dt.timedelta(days=1)
 
     def __str__(self) -> str:
         unit = self.unit.replace("_", " ")

@@ -187,9 +187,12 @@ class Engine:
         see masked (Workflow, "who may read what"). A host reading for no person passes
         SYSTEM."""
         row = self._row(reference)
-        self.workflow(row["procedure_hash"]).check_read(_view(row), actor)
-        return replace(self._case_value(row, actor),
-                       follow_ups=tuple(self._store.follow_ups(row["reference"])))
+        workflow = self.workflow(row["procedure_hash"])
+        workflow.check_read(_view(row), actor)
+        value = self._case_value(row, actor)
+        if workflow.opens_follow_ups:  # only then can a case have some
+            value = replace(value, follow_ups=tuple(self._store.follow_ups(row["reference"])))
+        return value
 
     def history(self, reference: str, actor: Actor) -> list[HistoryEntry]:
         """Every recorded step of a case, oldest first, with the form fields it changed and
@@ -499,8 +502,9 @@ class Engine:
         for_party = (workflow.for_party(_view(row), actor)
                      if decision.role in workflow.procedure.party_roles else None)
         recorded_role = workflow.role_of(_view(row), actor) if for_party else decision.role
-        rendered = self._effects(workflow, (*t.notify, *target.notify), t.issue,
-                                 workflow.document_context(decision.context, now.date()),
+        context = (workflow.document_context(decision.context, now.date()) if t.issue
+                   else decision.context)
+        rendered = self._effects(workflow, (*t.notify, *target.notify), t.issue, context,
                                  row["reference"], target.id, t.trigger)
         payload = {
             "trigger": t.trigger, "sequence": version, "from": source, "to": target.id,

@@ -28,7 +28,6 @@ from .model import (
     Fee,
     Field,
     FollowUp,
-    Option,
     Procedure,
     Requirement,
     Text,
@@ -299,24 +298,26 @@ class Workflow:
         self.check_options(cleaned, context)
         return self.drop_hidden(cleaned, context)
 
-    def check_options(self, submitted: Mapping[str, Any], context: Context) -> None:
-        """InvalidData naming each submitted choice whose chosen option is not offered: its
-        `when:` does not hold, or cannot be evaluated (an option in doubt is not offered)."""
-        errors: Errors = {}
-        for f in self._conditional_choices:
-            if f.id not in submitted or submitted[f.id] is None:
-                continue
-            chosen = submitted[f.id] if isinstance(submitted[f.id], list) else [submitted[f.id]]
-            refused = [o.value for o in f.options
-                       if o.value in chosen and o.when and not context.holds(o.when)]
-            if refused:
-                errors[f.id] = text("option_not_offered", value=", ".join(refused))
+    def check_options(self, data: Mapping[str, Any], context: Context) -> None:
+        """InvalidData naming each choice in `data` whose chosen option is not offered (see
+        not_offered), so a change that withdraws an option already chosen is refused too."""
+        errors = {field_id: text("option_not_offered", value=", ".join(values))
+                  for field_id, values in self.not_offered(data, context).items()}
         if errors:
             raise _invalid(errors)
 
-    def offered(self, f: Field, context: Context) -> tuple[Option, ...]:
-        """The options of a choice this case is offered now."""
-        return tuple(o for o in f.options if o.when is None or context.holds(o.when))
+    def not_offered(self, data: Mapping[str, Any], context: Context) -> dict[str, list[str]]:
+        """The values chosen in `data` for each choice whose option is not offered in
+        `context`: its `when:` does not hold, or cannot be evaluated (in doubt, not offered)."""
+        found = {}
+        for f in self._conditional_choices:
+            value = data.get(f.id)
+            chosen = value if isinstance(value, list) else [value]
+            refused = [o.value for o in f.options
+                       if o.value in chosen and o.when and not context.holds(o.when)]
+            if refused:
+                found[f.id] = refused
+        return found
 
     @cached_property
     def _conditional_choices(self) -> tuple[Field, ...]:
@@ -380,6 +381,9 @@ class Workflow:
         if names != ():
             for f in self.form.missing(context, visible, names):
                 reasons.append(Reason("field", f.id, text("missing_field", label=f.label)))
+        for field_id, values in self.not_offered(context, context).items():
+            reasons.append(Reason("field", field_id,
+                                  text("option_not_offered", value=", ".join(values))))
         for d in self.documents_missing(case.documents, context, t.requires_documents):
             reasons.append(Reason("document", d.id, text("missing_document", label=d.label)))
         owed = self.fees_required(t.trigger, context, case.actors) - case.fees_paid
@@ -439,8 +443,9 @@ class Workflow:
             return Refusal("refused", _unique(refusals), trigger, self.label(trigger))
         merged = self._merge(case, allowed, role, actor, data, today)
         context = self.context(merged, case.documents, case.fees_paid, today)
-        if data:
-            self.check_options(data, context)
+        if data:  # a form change is checked whole: it may withdraw an option already chosen
+            changes_form = any(key in self.field_ids for key in data)
+            self.check_options(merged if changes_form else data, context)
         return _Weighed(role, merged, context,
                         [(t, self.requirements(t, case, context)) for t in allowed])
 
@@ -608,12 +613,12 @@ class Workflow:
 
     def document_context(self, context: Context, today: dt.date) -> Mapping[str, Any]:
         """What issued documents' templates see: the case's names and `valid_until`, the
-        last day of validity of a document issued today (when `validity:` gives one)."""
+        last day of validity of a document issued today (when `validity:` gives one; months
+        and years on the calendar, see Duration.last_day)."""
         validity = resolve_duration(self.procedure.validity, context)
         if validity is None:
             return context
-        start = dt.datetime.combine(today, dt.time())
-        return {**context, VALID_UNTIL: validity.add_to(start).date()}
+        return {**context, VALID_UNTIL: validity.last_day(today)}
 
     def fees_due(self, case: CaseView, today: dt.date) -> int:
         """What the case owes in all, as its data and documents make the fees apply."""
@@ -652,7 +657,7 @@ class Workflow:
         cleaned = self.clean(data, today, actor.language)
         merged = {**case.data, **cleaned}
         context = self.context(merged, case.documents, case.fees_paid, today)
-        self.check_options(cleaned, context)
+        self.check_options(merged, context)
         return self.drop_hidden(merged, context)
 
     def editable_fields(self, case: CaseView, actor: Actor) -> Requirement:
@@ -689,6 +694,13 @@ class Workflow:
             raise NotAllowed(text("already_claimed"))
         if not claims.matches(code, sealed):
             raise _invalid({"code": text("wrong_claim_code")})
+
+    @cached_property
+    def opens_follow_ups(self) -> bool:
+        """Whether cases of this version may have follow-ups (`opens:`, `follow_ups:`)."""
+        p = self.procedure
+        return any(t.opens for t in p.transitions) or any(
+            s.follow_ups for s in p.states.values())
 
     def offered_follow_up(self, case: CaseView, actor: Actor, procedure_id: str
                           ) -> FollowUp:

@@ -8,12 +8,15 @@ transitions after the decision. One small procedure family exercises them all.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from helpers import MakeEngine
 
+from cli import main
 from engine import (
     Actor,
     Blocked,
@@ -26,7 +29,7 @@ from engine import (
 )
 from engine.analysis.explore import explore
 from engine.analysis.loadsim import LoadParameters, simulate_load
-from engine.model import Procedure
+from engine.model import Duration, Procedure
 from engine.values import SYSTEM
 
 CITIZEN = Actor("citizen-1", ["citizen"])
@@ -261,6 +264,11 @@ def test_an_option_is_offered_only_when_its_condition_holds(permits: Engine) -> 
     assert permits.case(reference, CITIZEN).data["plan"] == "long"
     with pytest.raises(InvalidData):  # changed later: checked against the new answers
         permits.update(reference, CITIZEN, {"profile": "student", "plan": "long"})
+    with pytest.raises(InvalidData) as withdrawn:  # a change withdrawing the option chosen
+        permits.update(reference, CITIZEN, {"profile": "student"})
+    assert list(withdrawn.value.errors) == ["plan"]
+    assert permits.update(reference, CITIZEN, {"profile": "student", "plan": "basic"}
+                          ).data["plan"] == "basic"
 
 
 def test_an_option_whose_condition_cannot_be_evaluated_is_not_offered(permits: Engine) -> None:
@@ -276,9 +284,20 @@ def test_validity_read_from_a_field_dates_the_issued_document(permits: Engine) -
     permits.pay(reference, 1000, "tmoney", "TM-2", CITIZEN)
     permits.fire(reference, "pay_quote", CITIZEN)
     issued = permits.history(reference, CITIZEN)[-1].issued[0]
-    today = permits.clock()
-    assert issued["text"]["en"] == (f"Permit {reference} valid until "
-                                    f"{(today + dt.timedelta(days=180)).date()}.")
+    assert permits.clock().date() == dt.date(2026, 3, 2)
+    assert issued["text"]["en"] == f"Permit {reference} valid until 2026-09-01."
+
+
+@pytest.mark.parametrize(("amount", "unit", "first", "last"), [
+    (12, "months", dt.date(2026, 1, 5), dt.date(2027, 1, 4)),
+    (1, "months", dt.date(2026, 1, 31), dt.date(2026, 2, 27)),
+    (5, "years", dt.date(2024, 2, 29), dt.date(2029, 2, 27)),
+    (10, "days", dt.date(2026, 1, 1), dt.date(2026, 1, 10)),
+    (2, "business_days", dt.date(2026, 3, 6), dt.date(2026, 3, 9)),
+])
+def test_a_validity_ends_on_the_calendar(amount: int, unit: str, first: dt.date,
+                                         last: dt.date) -> None:
+    assert Duration(amount, unit).last_day(first) == last
 
 
 def test_a_deadline_read_from_a_field_falls_after_that_many_units(permits: Engine) -> None:
@@ -419,3 +438,32 @@ def test_the_load_simulation_times_a_deadline_read_from_the_form() -> None:
     report = simulate_load(draft, params)
     assert report.forced.get("expired", 0) > 0
     assert report.outcomes.get("expired", 0) == report.forced["expired"]
+
+
+def test_the_command_line_opens_a_follow_up_and_shows_the_link(
+        tmp_path: Path, family: list[Procedure]) -> None:
+    folder = tmp_path / "procedures"
+    folder.mkdir()
+    for name, text in (("permit", PERMIT), ("inspection", INSPECTION), ("renewal", RENEWAL)):
+        (folder / f"{name}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'g.db'}"
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(main, ["case", *args, "--db", db, "--procedures",
+                                           str(folder), "--json"])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    data = json.dumps({"surname": "Mensah", "nationality": "GH", "profile": "student",
+                       "months": 6})
+    reference = json.loads(run("start", "permit", "--as", "citizen:c1", "--data", data))[
+        "reference"]
+    run("fire", reference, "visit", "--as", "technician:t1")
+    run("fire", reference, "quote", "--as", "technician:t1", "--data", '{"quote_amount": 5}')
+    run("pay", reference, "5", "--provider", "tmoney", "--provider-reference", "P1",
+        "--as", "citizen:c1")
+    run("fire", reference, "pay_quote", "--as", "citizen:c1")
+    renewal = json.loads(run("start", "renewal", "--parent", reference, "--as", "citizen:c1"))
+    assert (renewal["parent"], renewal["data"]) == (reference, {"holder": "Mensah"})
+    shown = json.loads(run("show", reference, "--as-system"))
+    assert len(shown["follow_ups"]) == 2 and renewal["reference"] in shown["follow_ups"]

@@ -199,7 +199,9 @@ class _Checker:
             if key in spec and p.document(str(spec[key])) is None:
                 self.error((*path, key), "undefined-document",
                            unknown("document", str(spec[key]), [d.id for d in p.documents]))
-        if "method" in spec and p.payment_methods and spec["method"] not in {
+        expect = spec.get("expect")
+        refusal = isinstance(expect, dict) and "refused" in expect  # may try a wrong method
+        if "method" in spec and p.payment_methods and not refusal and spec["method"] not in {
                 m.id for m in p.payment_methods}:
             self.error((*path, "method"), "invalid-value",
                        unknown("payment method", str(spec["method"]),
@@ -355,11 +357,11 @@ class Session:
                size: int = 1024, count: int = 1, replace: bool = False) -> Case:
         """Attach `count` generated placeholder files of `media_type` and about `size` bytes
         (with `replace`: instead of the document's current files)."""
-        document = self.procedure.document(document_id)
+        case = self.case()  # of this procedure, or of a follow-up the scenario went on with
+        document = self.engine.workflow(case.procedure_hash).procedure.document(document_id)
         if document is None:
             raise KeyError(document_id)
         media_type = media_type or document.media_types[0]
-        case = self.case()
         for n in range(count):
             head = _SAMPLES.get(media_type, b"plain text, not a known type\n")
             body = head + f"{document.id}-{n}-{self.clock.now.isoformat()}".encode()
