@@ -598,7 +598,8 @@ def fire(reference: str, trigger: str, actor: ActorSpec, data: dict[str, Any] | 
               help="The form fields to save: inline JSON, @file.json or @file.yaml.")
 @session_options
 def edit(reference: str, actor: ActorSpec, data: dict[str, Any]) -> None:
-    """Save form fields of the case REFERENCE as a draft, without submitting it."""
+    """Save form fields of the case REFERENCE without a transition: the applicant's draft,
+    or staff correcting the fields the state lets them."""
     settings = _settings()
     _print_case(settings.engine().update(reference, settings.actor(actor), data))
 

@@ -62,10 +62,25 @@ def _carry_problems(parent: Procedure, child: Procedure, link: FollowUp
         elif source in sources and not _compatible(sources[source], fields[target]):
             yield target, (f'"{source}" ({sources[source].type}) cannot fill "{target}" '
                            f'({fields[target].type}) of procedure "{child.id}"')
+        elif source in sources and not _as_protected(sources[source], fields[target]):
+            yield target, (f'"{source}" is protected (sensitive, visible_to) and would be '
+                           f'less so in "{target}" of procedure "{child.id}": mark it at least '
+                           "as much")
 
 
 def _data_fields(p: Procedure) -> Mapping[str, Field]:
     return {f.id: f for f in (*p.fields, *(i for t in p.transitions for i in t.input))}
+
+
+def _as_protected(source: Field, target: Field) -> bool:
+    """Whether a value carried from `source` stays at least as protected in `target`:
+    sensitive if it was, seen by no role it was not (role names, as each procedure names
+    them)."""
+    if source.sensitive and not target.sensitive:
+        return False
+    if source.visible_to:
+        return bool(target.visible_to) and set(target.visible_to) <= set(source.visible_to)
+    return True
 
 
 def _compatible(source: Field, target: Field) -> bool:

@@ -147,6 +147,14 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "required": {
         "fr": "est obligatoire",
         "en": "is required"},
+    "case_purged": {
+        "fr": "ce dossier a été purgé : plus rien ne peut y être fait",
+        "en": "this case has been purged: nothing more can be done on it"},
+    "follow_up_alone": {
+        "fr": "un dossier de suite appartient au demandeur du dossier d'origine : il ne "
+              "s'ouvre ni pour autrui ni au nom d'une organisation",
+        "en": "a follow-up belongs to the applicant of the case it follows: it is not opened "
+              "for someone else or on behalf of an organisation"},
     "no_follow_up": {
         "fr": "ce dossier ne permet pas d'ouvrir une démarche « {procedure} » à cette étape",
         "en": "this case does not offer a \"{procedure}\" follow-up at this step"},

@@ -364,20 +364,25 @@ def no_final_reachable(given: RuleInput) -> Iterator[Problem]:
 
 @rule("final-state-exit")
 def final_state_exits(given: RuleInput) -> Iterator[Problem]:
+    """A final state ends the case; after an acceptance only, a transition may lead to
+    another final state that is not an acceptance (a withdrawal, a revocation)."""
     states = given.procedure.states
     for t in given.procedure.transitions:
         for name, path in _source_paths(given, t):
-            if name in states and states[name].final and not _after_decision(given, t):
-                yield Problem(path, f'transition "{t.trigger}" leaves final state "{name}" '
-                                    f'for "{t.target}", which is not final; a final state ends '
-                                    "the case (after the decision, only another final state "
-                                    "may follow: a withdrawal, a revocation)")
+            if name in states and states[name].final and not _after_decision(given, t, name):
+                yield Problem(path, f'transition "{t.trigger}" leaves final state "{name}"; a '
+                                    "final state ends the case (after an acceptance, a "
+                                    "transition may lead to a final state with another "
+                                    "outcome: a withdrawal, a revocation)")
 
 
-def _after_decision(given: RuleInput, t: Transition) -> bool:
-    """A transition after the decision: from a final state to another final state."""
+def _after_decision(given: RuleInput, t: Transition, source: str) -> bool:
+    """A transition after the decision: from an accepted case to another final state, which
+    is not an acceptance (so a refusal is never turned into one, nor an acceptance
+    repeated)."""
     target = given.procedure.states.get(t.target)
-    return target is not None and target.final
+    return (given.procedure.states[source].outcome == "accepted" and target is not None
+            and target.final and target.outcome != "accepted")
 
 
 @rule("ambiguous-trigger")

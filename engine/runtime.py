@@ -36,7 +36,7 @@ from .messages import Texts, text
 from .model import APPLICANT_PARTY, SYSTEM_ROLE, Duration, Procedure, Transition
 from .outbox import Hook, Outbox
 from .registry import Versions
-from .timers import TimerSettled, check_stay, due_text, settle_due, timer_rows
+from .timers import TimerSettled, check_stay, deadline_due, settle_due, timer_rows
 from .values import (
     SYSTEM,
     Actor,
@@ -191,8 +191,17 @@ class Engine:
         workflow.check_read(_view(row), actor)
         value = self._case_value(row, actor)
         if workflow.opens_follow_ups:  # only then can a case have some
-            value = replace(value, follow_ups=tuple(self._store.follow_ups(row["reference"])))
+            value = replace(value, follow_ups=self._follow_ups(row["reference"], actor))
         return value
+
+    def _follow_ups(self, reference: str, actor: Actor) -> tuple[str, ...]:
+        """The follow-ups of a case that `actor` may read."""
+        found = []
+        for child in self._store.follow_ups(reference):
+            row = self._row(child)
+            if self.workflow(row["procedure_hash"]).may_read(_view(row), actor):
+                found.append(child)
+        return tuple(found)
 
     def history(self, reference: str, actor: Actor) -> list[HistoryEntry]:
         """Every recorded step of a case, oldest first, with the form fields it changed and
@@ -314,6 +323,8 @@ class Engine:
         if parent is None:
             applicant, parties, code = self._applicant(workflow, actor, on_behalf, organisation)
             given, linked = data or {}, None
+        elif on_behalf or organisation is not None:  # it is the parent's applicant's
+            raise NotAllowed(text("follow_up_alone"))
         else:
             applicant, parties, carried, linked = self._follow_up_of(parent, workflow, actor)
             given, code = {**carried, **(data or {})}, None
@@ -337,25 +348,31 @@ class Engine:
         parent's state offers this procedure to its applicant and `actor` is them."""
         row = self._row(parent)
         parent_workflow = self.workflow(row["procedure_hash"])
-        follow_up = parent_workflow.offered_follow_up(_view(row), actor, workflow.procedure.id)
+        self._check_not_purged(row)
+        follow_up = parent_workflow.offered_follow_up(_view(row), actor, workflow.procedure.id,
+                                                      workflow.procedure.title)
         if not parent_workflow.acts_for_applicant(_view(row), actor):
             workflow.check_start(actor)
-        return (row["applicant_id"], dict(row["parties"]), follow_up.data(row["data"]),
-                row["reference"])
+        carried = workflow.acceptable(follow_up.data(row["data"]), self.clock().date())
+        return row["applicant_id"], dict(row["parties"]), carried, row["reference"]
 
     def _opening(self, workflow: Workflow, actor: Actor, data: Mapping[str, Any],
                  applicant: str, parties: Mapping[str, Any], now: dt.datetime,
-                 for_party: str | None, parent: str | None) -> _Opening:
+                 for_party: str | None, parent: str | None,
+                 numbered: dict[str, str] | None = None) -> _Opening:
         """A case about to be opened, decided and rendered outside any write transaction:
-        its data validated, its reference taken first when its initial state notifies."""
+        its data validated, its reference taken first when its initial state notifies or it
+        is linked (kept in `numbered`, by procedure, for when it is decided again)."""
         procedure = workflow.procedure
         cleaned = workflow.start_data(data, now.date(), actor.language)
         initial = procedure.initial_state
-        reference = None
+        reference = (numbered or {}).get(procedure.id)
         effects: dict[str, Any] = {"notifications": [], "issued": []}
-        if initial.notify or parent is not None:  # numbered first: rendered, or linked
+        if reference is None and (initial.notify or parent is not None):  # numbered first
             with self._write() as c:
                 reference = self._next_reference(c, procedure, now)
+            if numbered is not None:
+                numbered[procedure.id] = reference
         if initial.notify:
             assert reference is not None
             context = workflow.context(cleaned, {}, 0, now.date())
@@ -435,11 +452,12 @@ class Engine:
         unless the caller named the version it expects."""
         canonical = _canonical(reference)
         now = now or self.clock()
+        numbered: dict[str, str] = {}  # a follow-up's reference, kept when decided again
         for attempt in range(1, _ATTEMPTS + 1):
             row = self._row(reference)
             if timer is not None:
                 check_stay(timer, row)
-            step = self._decide(row, trigger, actor, data, expected_version, now)
+            step = self._decide(row, trigger, actor, data, expected_version, now, numbered)
             try:
                 with self._write() as c:
                     if timer is not None and not self._store.settle_timer(c, timer["id"],
@@ -456,26 +474,32 @@ class Engine:
             value = self._case_value(step.written, actor, step.fees_due)
             if step.opening is not None and opened is not None:
                 self._outbox.deliver(*opened, "case_started", step.opening.payload)
-                value = replace(value, follow_ups=tuple(self._store.follow_ups(canonical)))
+                value = replace(value, follow_ups=self._follow_ups(canonical, actor))
             return value
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _decide(self, row: Mapping[str, Any], trigger: str, actor: Actor,
-                data: Mapping[str, Any], expected_version: int | None, now: dt.datetime
-                ) -> _Step:
+                data: Mapping[str, Any], expected_version: int | None, now: dt.datetime,
+                numbered: dict[str, str]) -> _Step:
         """What firing `trigger` does to the case as read, effects rendered; or the refusal."""
         workflow = self.workflow(row["procedure_hash"])
         if trigger not in workflow.procedure.triggers:
             raise UnknownTrigger(text("unknown_trigger", trigger=trigger))
         if expected_version is not None and row["version"] != expected_version:
             raise _concurrent()
+        self._check_not_purged(row)
         outcome = workflow.decide(_view(row), trigger, actor, data, now.date())
         if not isinstance(outcome, Decision):
             raise outcome.error()
-        return self._step(workflow, row, outcome, actor, now)
+        return self._step(workflow, row, outcome, actor, now, numbered)
+
+    def _check_not_purged(self, row: Mapping[str, Any]) -> None:
+        """NotAllowed on a purged case (only a closed case can be: asked only then)."""
+        if row["outcome"] is not None and self._store.is_purged(row["id"]):
+            raise NotAllowed(text("case_purged"))
 
     def _step(self, workflow: Workflow, row: Mapping[str, Any], decision: Decision,
-              actor: Actor, now: dt.datetime) -> _Step:
+              actor: Actor, now: dt.datetime, numbered: dict[str, str]) -> _Step:
         """The rows a decided transition writes, and its effects (rendered here)."""
         t: Transition = decision.transition
         target = workflow.procedure.states[t.target]
@@ -494,7 +518,7 @@ class Engine:
             values["state_entered_at"] = now
         step_input = {f.id: decision.data.get(f.id) for f in t.input}
         changes = _changes(workflow, row["data"], decision.data) if "data" in values else {}
-        opening = self._opened_by(t, row, decision.data, now) if t.opens else None
+        opening = self._opened_by(t, row, decision.data, now, numbered) if t.opens else None
         linked = {FOLLOW_UP: opening.reference} if opening else {}
         recorded = {**step_input, **({CHANGES: changes} if changes else {}), **linked}
         # an agent fills in for the applicant only in the applicant's own steps; in a staff
@@ -522,14 +546,15 @@ class Engine:
         )
 
     def _opened_by(self, t: Transition, row: Mapping[str, Any], data: Mapping[str, Any],
-                   now: dt.datetime) -> _Opening:
+                   now: dt.datetime, numbered: dict[str, str]) -> _Opening:
         """The follow-up case firing `t` opens (`opens:`), by the engine, for the case's
-        applicant, with the data it carries over; numbered now, so both cases record the
-        link."""
+        applicant, with the data it carries over (what its form refuses is left for the
+        applicant to fill in); numbered now, once per fire, so both cases record the link."""
         assert t.opens is not None
         child = self._current(t.opens.procedure)
-        return self._opening(child, SYSTEM, t.opens.data(data), row["applicant_id"],
-                             row["parties"], now, None, row["reference"])
+        carried = child.acceptable(t.opens.data(data), now.date())
+        return self._opening(child, SYSTEM, carried, row["applicant_id"], row["parties"], now,
+                             None, row["reference"], numbered)
 
     def _write_step(self, c: Any, step: _Step, now: dt.datetime) -> int:
         """Write a decided step (case row at its version, history, timers, outbox)."""
@@ -542,8 +567,10 @@ class Engine:
         return self._store.add_outbox(c, _outbox(row["id"], "transition", step.effects, now))
 
     def update(self, reference: str, actor: Actor, data: Mapping[str, Any]) -> Case:
-        """Save form fields without a transition (a draft): the applicant, in a state that
-        lets them edit. The step is recorded in the history with the changed fields."""
+        """Save form fields without a transition: the applicant's draft, in a state that lets
+        them edit, or staff correcting the fields a state lets their role change (never on
+        their own case). The step is recorded in the history with each changed field's
+        value before and after."""
         limits.check_payload(data)
         now = self.clock()
 
@@ -812,8 +839,9 @@ class Engine:
         context = workflow.context(row["data"], _counts(row["documents"]), row["fees_paid"],
                                    now.date())
         notes = [deadline.reminder] if deadline.reminder else []
-        due = due_text(workflow, timer["deadline_index"], row)
-        seen = {**context, "due_date": dt.datetime.fromisoformat(due).date()}
+        due_at = deadline_due(timer, self._store.pending_timers(row["id"]))
+        due = due_at.isoformat()
+        seen = {**context, "due_date": due_at.date()}
         rendered = self._effects(workflow, notes, (), seen, row["reference"], row["state"],
                                  deadline.trigger)
         payload = {"trigger": deadline.trigger, "due_at": due,

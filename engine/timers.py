@@ -9,7 +9,7 @@ another ticker fired, or one of an earlier stay, never fires.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import ConcurrentUpdate, DatabaseUnavailable, GuichetError
@@ -51,12 +51,17 @@ def check_stay(timer: Timer, case: Mapping[str, Any]) -> None:
         raise StaleTimer()
 
 
-def due_text(workflow: Workflow, index: int, case: Mapping[str, Any]) -> str:
-    """When deadline `index` of the case's state falls for its current stay (ISO 8601)."""
-    timing = next(t for t in workflow.timings(case["state"], case["state_entered_at"],
-                                              case["data"])
-                  if t.index == index)
-    return timing.due.isoformat()
+def deadline_due(timer: Timer, pending: Iterable[Mapping[str, Any]]) -> dt.datetime:
+    """When the deadline a reminder `timer` announces falls: the due time of its pending
+    deadline timer (same stay, same deadline), as scheduled when the state was entered;
+    StaleTimer when it is gone."""
+    for row in pending:
+        if (row["kind"] == "deadline" and row["state"] == timer["state"]
+                and row["deadline_index"] == timer["deadline_index"]
+                and row["state_entered_at"] == timer["state_entered_at"]):
+            due: dt.datetime = row["due_at"]
+            return due
+    raise StaleTimer()
 
 
 def settle_due(timer: Timer, fire: Callable[[], str],

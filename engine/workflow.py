@@ -237,12 +237,12 @@ class Workflow:
             value = context.get(fee.amount_from)
             if not isinstance(value, int | float) or isinstance(value, bool):
                 return None
-            amount = value
+            amount = max(value, 0)  # a negative amount never cancels another fee
         if fee.per is not None:
             units = context.get(fee.per)
             if units is None and fee.per in self._input_ids:
                 return None
-            amount *= units if isinstance(units, int | float) else 0
+            amount *= max(units, 0) if isinstance(units, int | float) else 0
         return int(amount)
 
     def fees_required(self, trigger: str, context: Mapping[str, Any],
@@ -298,10 +298,26 @@ class Workflow:
         self.check_options(cleaned, context)
         return self.drop_hidden(cleaned, context)
 
+    def acceptable(self, data: Mapping[str, Any], today: dt.date) -> dict[str, Any]:
+        """`data` without the values this procedure's form refuses (and what their removal
+        makes refused): what a follow-up keeps of the data carried over to it."""
+        kept = dict(data)
+        while kept:
+            try:
+                self.start_data(kept, today)
+            except InvalidData as refused:
+                if not refused.errors.keys() & kept.keys():
+                    return {}  # refused as a whole (should not happen): carry nothing
+                kept = {k: v for k, v in kept.items() if k not in refused.errors}
+                continue
+            break
+        return kept
+
     def check_options(self, data: Mapping[str, Any], context: Context) -> None:
         """InvalidData naming each choice in `data` whose chosen option is not offered (see
         not_offered), so a change that withdraws an option already chosen is refused too."""
-        errors = {field_id: text("option_not_offered", value=", ".join(values))
+        errors = {field_id: text("option_not_offered", value=self._option_labels(field_id,
+                                                                                  values))
                   for field_id, values in self.not_offered(data, context).items()}
         if errors:
             raise _invalid(errors)
@@ -318,6 +334,13 @@ class Workflow:
             if refused:
                 found[f.id] = refused
         return found
+
+    def _option_labels(self, field_id: str, values: list[str]) -> dict[str, str]:
+        """The labels of these options of a field, joined, in every language."""
+        found = next(f for f in self._conditional_choices if f.id == field_id)
+        labels = {o.value: o.label for o in found.options}
+        return {language: ", ".join(labels[v].get(language) or v for v in values)
+                for language in LANGUAGES}
 
     @cached_property
     def _conditional_choices(self) -> tuple[Field, ...]:
@@ -382,8 +405,9 @@ class Workflow:
             for f in self.form.missing(context, visible, names):
                 reasons.append(Reason("field", f.id, text("missing_field", label=f.label)))
         for field_id, values in self.not_offered(context, context).items():
-            reasons.append(Reason("field", field_id,
-                                  text("option_not_offered", value=", ".join(values))))
+            if names is None or field_id in names:  # a stored choice no longer offered
+                reasons.append(Reason("field", field_id, text(
+                    "option_not_offered", value=self._option_labels(field_id, values))))
         for d in self.documents_missing(case.documents, context, t.requires_documents):
             reasons.append(Reason("document", d.id, text("missing_document", label=d.label)))
         owed = self.fees_required(t.trigger, context, case.actors) - case.fees_paid
@@ -667,9 +691,10 @@ class Workflow:
         if case.outcome is not None:
             return ()
         applicant = self.is_applicant(case, actor)
+        staff = not self.is_party(case, actor)  # nobody corrects their own case as staff
         found: set[str] = set()
         for grant in self.procedure.states[case.state].edits:
-            if (grant.applicant and applicant) or actor.roles & set(grant.roles):
+            if (grant.applicant and applicant) or (staff and actor.roles & set(grant.roles)):
                 if grant.fields == "all":
                     return "all"
                 found.update(grant.fields)
@@ -702,16 +727,17 @@ class Workflow:
         return any(t.opens for t in p.transitions) or any(
             s.follow_ups for s in p.states.values())
 
-    def offered_follow_up(self, case: CaseView, actor: Actor, procedure_id: str
-                          ) -> FollowUp:
-        """The follow-up of `procedure_id` the case's state offers (`follow_ups:`); NotAllowed
-        unless `actor` acts as the case's applicant party and the state offers it."""
+    def offered_follow_up(self, case: CaseView, actor: Actor, procedure_id: str,
+                          title: Text | str) -> FollowUp:
+        """The follow-up of `procedure_id` (named `title` to a citizen) the case's state
+        offers (`follow_ups:`); NotAllowed unless `actor` acts as the case's applicant party
+        and the state offers it."""
         if not self.is_applicant(case, actor):
             raise NotAllowed(text("not_yours"))
         found = next((f for f in self.procedure.states[case.state].follow_ups
                       if f.procedure == procedure_id), None)
         if found is None:
-            raise NotAllowed(text("no_follow_up", procedure=procedure_id))
+            raise NotAllowed(text("no_follow_up", procedure=title))
         return found
 
     def check_start(self, actor: Actor) -> None:
