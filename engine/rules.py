@@ -864,6 +864,13 @@ def fee_fields(given: RuleInput) -> Iterator[Problem]:
             elif fields[name].type not in NUMERIC_TYPES:
                 yield Problem(where, f'fee "{fee.id}" {why} field "{name}", which is '
                                      f"{fields[name].type}, not a number")
+            elif not _at_least_zero(fields[name].minimum):
+                yield Problem(where, f'fee "{fee.id}" {why} field "{name}", which may be '
+                                     "negative (counted as 0); give it `min: 0`", "warning")
+
+
+def _at_least_zero(minimum: Any) -> bool:
+    return isinstance(minimum, int | float) and not isinstance(minimum, bool) and minimum >= 0
 
 
 @rule("duration-field")
