@@ -1261,5 +1261,23 @@ def explore_command(procedure_name: str, directory: str, max_depth: int, max_nod
             echo(f"counterexample saved: {target}", err=True)
     sys.exit(1 if report.findings else 0)
 
+
+# --- seeing a procedure: render, site, verify, preview ----------------------------------------
+# Each command imports its renderer when it runs (the CLI stays quick to start).
+
+@main.group()
+def render() -> None:
+    """Render a procedure (or a case's document) as a person sees it."""
+
+
+def _write_output(text: str, output: str | None) -> None:
+    """Print a rendering, or write it to OUTPUT (a path the user gave on the command line)."""
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    Path(output).write_text(text, encoding="utf-8")
+    echo(f"written: {output}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
