@@ -1273,10 +1273,419 @@ def render() -> None:
 def _write_output(text: str, output: str | None) -> None:
     """Print a rendering, or write it to OUTPUT (a path the user gave on the command line)."""
     if output is None:
-        click.echo(text, nl=not text.endswith("\n"))
+        echo(text, nl=not text.endswith("\n"))
         return
     Path(output).write_text(text, encoding="utf-8")
     echo(f"written: {output}", err=True)
+
+
+def _one_line_error(message: str) -> NoReturn:
+    """Print `error: MESSAGE` (one line) and exit with status 1."""
+    echo("error: " + " ".join(message.split()), err=True)
+    sys.exit(1)
+
+
+def _rendering_options(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The argument and options every `render` command of a procedure takes: PROCEDURE,
+    --lang, -o/--output and --procedures."""
+    options = [
+        click.argument("procedure_name", metavar="PROCEDURE"),
+        click.option("--lang", "language", type=click.Choice(LANGUAGES), default="fr",
+                     show_default=True, help=f"Language of the {what}."),
+        click.option("-o", "--output", type=click.Path(dir_okay=False),
+                     help="Write to this file instead of printing."),
+        click.option("--procedures", "directory", metavar="DIR", default=DEFAULT_PROCEDURES,
+                     show_default=True, help="Where to find PROCEDURE by id."),
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def _render(procedure_name: str, directory: str, output: str | None,
+            produce: Callable[[Procedure], str], *refused: type[Exception]) -> None:
+    """Render PROCEDURE (an id among DIR's files, or a file) with `produce` and print or
+    write it; a procedure not found, an error of the kinds `refused` names or a file that
+    cannot be written is one line and exit status 1."""
+    try:
+        procedure = _procedure(procedure_name, directory)
+    except click.BadParameter as exc:
+        _one_line_error(exc.format_message())
+    try:
+        text = produce(procedure)
+    except refused as exc:
+        _one_line_error(str(exc))
+    try:
+        _write_output(text, output)
+    except OSError as exc:
+        _one_line_error(f"cannot write {output}: {exc.strerror or exc}")
+
+
+@render.command(name="form")
+@_rendering_options("form")
+@click.option("--step", "trigger", metavar="TRIGGER", default=None,
+              help="The input of this step instead of the start form.")
+def render_form(procedure_name: str, trigger: str | None, language: str, output: str | None,
+                directory: str) -> None:
+    """The citizen's form of PROCEDURE (an id or a file) as one HTML page: labels, hints,
+    constraints, documents, a live fee summary; fields show and hide with their `when:`."""
+    from renderers.form import form_html
+
+    _render(procedure_name, directory, output,
+            lambda p: form_html(p, language, trigger=trigger), ValueError)
+
+
+@render.command(name="diagram")
+@_rendering_options("labels")
+@click.option("--format", "output_format", type=click.Choice(["mermaid", "dot", "svg"]),
+              default="mermaid", show_default=True,
+              help="Mermaid stateDiagram-v2, Graphviz DOT, or SVG (needs Graphviz's dot).")
+def render_diagram(procedure_name: str, output_format: str, language: str,
+                   output: str | None, directory: str) -> None:
+    """The state machine of PROCEDURE (an id or a file) as a diagram: final states by
+    outcome, transitions with their label and roles, deadlines dashed with their delay."""
+    from renderers import diagram
+
+    draw = {"mermaid": diagram.mermaid, "dot": diagram.dot, "svg": diagram.svg}[output_format]
+    _render(procedure_name, directory, output, lambda p: draw(p, language),
+            diagram.DiagramUnavailable)
+
+
+@render.command(name="page")
+@_rendering_options("page")
+@click.option("--format", "output_format", type=click.Choice(["html", "markdown"]),
+              default="html", show_default=True,
+              help="A whole HTML document, or Markdown.")
+def render_page(procedure_name: str, output_format: str, language: str,
+                output: str | None, directory: str) -> None:
+    """The page a citizen reads before applying to PROCEDURE (an id or a file): who may
+    apply, documents and their conditions in plain words, fees, time limits, steps."""
+    from renderers import page
+
+    make = page.page_html if output_format == "html" else page.page_markdown
+    _render(procedure_name, directory, output, lambda p: make(p, language))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("-o", "--output", "directory", required=True, type=click.Path(file_okay=False),
+              help="The folder to write the site into (created if needed).")
+def site(paths: tuple[str, ...], directory: str) -> None:
+    """Build the static catalogue site of the procedures under PATHS (default procedures/):
+    an index per language grouped by authority, with an offline search box, and each
+    procedure's page, form and diagram. Plain files: open DIRECTORY/index.html."""
+    from renderers.site import build_site
+
+    procedures = [compiler.load_procedure(p) for p in compiler.procedure_files(paths or
+                                                                                ("procedures",))]
+    written = build_site(procedures, directory)
+    echo(f"{len(written)} file(s) written under {directory} "
+         f"({len(procedures)} procedure(s)); open {Path(directory) / 'index.html'}")
+
+
+# --- issued documents: render document, verify, keys (renderers/documents.py, signing.py) ----
+
+class _PreviewData(DataType):
+    """--data for a preview: a file's path as it is (or @file, or inline JSON)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        text = str(value)
+        if not text.startswith(("@", "{")) and Path(text).is_file():
+            text = "@" + text
+        return super().convert(text, param, ctx)
+
+
+def _refuse(message: str) -> NoReturn:
+    """One line on stderr, exit status 1."""
+    echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(1)
+
+
+def _signer(key: str | None) -> Any:
+    """The Signer of --key FILE.pem (None without it); a bad key file is refused."""
+    if key is None:
+        return None
+    from renderers.signing import KeyProblem, Signer
+
+    try:
+        return Signer.from_pem(key)
+    except KeyProblem as exc:
+        _refuse(str(exc))
+
+
+@render.command(name="document")
+@click.argument("first", metavar="REFERENCE|PROCEDURE")
+@click.argument("document_id", metavar="DOCUMENT")
+@click.option("--case", "case_reference", metavar="REFERENCE", default=None,
+              help="The case whose document it is (then the first argument is its "
+                   "procedure's id).")
+@click.option("--data", "data", type=_PreviewData(), default=None,
+              help="Preview: render PROCEDURE's DOCUMENT template with this sample data "
+                   "(a JSON or YAML file, or inline JSON); no case, no database.")
+@_reader_options
+@click.option("--key", type=click.Path(dir_okay=False), default=None,
+              help="Sign with this Ed25519 private key (PEM): prints the verification code "
+                   "and its QR code.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of printing.")
+@click.option("--pdf", is_flag=True,
+              help="Write a PDF to --output with Chromium's print-to-PDF (needs chromium).")
+@session_options
+def render_document(first: str, document_id: str, case_reference: str | None,
+                    data: dict[str, Any] | None, actor: ActorSpec | None, as_system: bool,
+                    key: str | None, output: str | None, pdf: bool) -> None:
+    """An issued document of a case as print-ready HTML (A4): `REFERENCE DOCUMENT`, or
+    `PROCEDURE DOCUMENT --case REFERENCE`, read as --as ROLE:ID (or --as-system); DOCUMENT
+    `receipt` is the case's receipt. `PROCEDURE DOCUMENT --data FILE` previews the template
+    with sample data. The text is the one issued at the step, never rendered again."""
+    settings = _settings()
+    if pdf and output is None:
+        raise click.UsageError("--pdf needs --output FILE.pdf")
+    if data is not None:
+        if case_reference is not None or actor is not None or as_system:
+            raise click.UsageError("--data previews a template: no --case, --as or --as-system")
+        if key is not None:
+            raise click.UsageError("--data previews a template: a preview is never signed "
+                                   "(no --key)")
+        procedure = _procedure(first, settings.procedures or DEFAULT_PROCEDURES)
+        page = _preview_document(procedure, document_id, data, settings.language)
+    else:
+        reader = _reader(settings, actor, as_system)
+        signer = _signer(key)
+        page = _case_document(settings, first, case_reference, document_id, reader, signer)
+    if pdf:
+        assert output is not None
+        _write_pdf(page, output)
+    else:
+        _write_output(page, output)
+
+
+def _case_document(settings: Settings, first: str, case_reference: str | None,
+                   document_id: str, reader: Actor, signer: Any) -> str:
+    """A case's issued document (or receipt) as `reader` may read it."""
+    from engine.workflow import MASKED
+    from renderers.documents import (
+        RECEIPT,
+        DocumentNotIssued,
+        document_html,
+        find_issued,
+        issued_ids,
+        receipt_html,
+        receipt_text,
+    )
+
+    engine = settings.engine()
+    found = engine.case(case_reference or first, reader)
+    if case_reference is not None and found.procedure_id != first:
+        _refuse(f"case {found.reference} is a case of {found.procedure_id}, not of {first}")
+    procedure = engine.workflow(found.procedure_hash).procedure
+    language = settings.language
+    declared = {item.id for t in procedure.transitions for item in t.issue}
+    if document_id == RECEIPT and RECEIPT not in declared:
+        if signer is not None and MASKED in receipt_text(procedure, found, language):
+            _refuse(f"{reader.id} may not read every value of {found.reference}: a signed "
+                    "receipt is printed by a reader who sees them all (--as-system)")
+        return receipt_html(procedure, found, language, signer=signer)
+    entries = engine.history(found.reference, reader)
+    try:
+        issued = find_issued(entries, document_id, language)
+    except DocumentNotIssued:
+        known = ", ".join([*issued_ids(entries), RECEIPT])
+        _refuse(f'no document "{document_id}" was issued on {found.reference} '
+                f"(there is: {known})")
+    if issued.text == MASKED:
+        _refuse(f"{reader.id} may not read the text of {document_id} of {found.reference}")
+    return document_html(procedure, found, document_id, language, signer=signer,
+                         history=entries)
+
+
+def _preview_document(procedure: Procedure, document_id: str, data: Mapping[str, Any],
+                      language: str) -> str:
+    """The document `document_id` of `procedure` rendered from `data` through the sandbox, as
+    a step issuing it would (engine/effects.py), on a sample case."""
+    from engine import effects, references
+    from engine.workflow import Workflow
+    from renderers.documents import document_html
+
+    issuing = [(t, item) for t in procedure.transitions for item in t.issue
+               if item.id == document_id]
+    if not issuing:
+        declared = sorted({item.id for t in procedure.transitions for item in t.issue})
+        _refuse(f'{procedure.id} issues no document "{document_id}" '
+                f"(it issues: {', '.join(declared) or 'none'})")
+    transition, item = issuing[0]
+    workflow = Workflow(procedure)
+    now = utc_now()
+    context = workflow.document_context(workflow.context(data, {}, 0, now.date()), now.date())
+    reference = next(r for n in range(1, 3)
+                     if (r := references.make(procedure.reference_prefix, now.year, n)))
+    rendered = effects.render(workflow, (), (item,), context, reference, transition.target,
+                              transition.trigger)
+    text = rendered["issued"][0]["text"]
+    sample = Case(reference, procedure.id, procedure.hash, transition.target, None, "preview",
+                  data, 0, 0, (), 1, now, now)
+    return document_html(procedure, sample, document_id, language,
+                         issued_text=text.get(language) or text.get("fr") or
+                         next(iter(text.values()), ""), issued_at=now)
+
+
+#: The longest Chromium may take to print a PDF.
+PDF_SECONDS = 60
+
+
+def _write_pdf(page: str, output: str) -> None:
+    """Print `page` to the PDF file `output` with Chromium (headless, no network)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        _refuse("--pdf needs Chromium (chromium) on the PATH; write HTML with -o FILE.html")
+    target = Path(output).resolve()
+    with tempfile.TemporaryDirectory(prefix="guichet-pdf-") as work:
+        source_page = Path(work) / "document.html"
+        source_page.write_text(page, encoding="utf-8")
+        command = [browser, "--headless", "--no-sandbox", "--disable-gpu",
+                   "--no-pdf-header-footer", f"--user-data-dir={work}/profile",
+                   f"--print-to-pdf={target}", source_page.as_uri()]
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=PDF_SECONDS,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            _refuse(f"Chromium did not print the PDF within {PDF_SECONDS} s")
+        except OSError as exc:
+            _refuse(f"cannot run {browser}: {exc.strerror or exc}")
+    if done.returncode != 0 or not target.is_file() or target.stat().st_size == 0:
+        _refuse(f"Chromium could not print the PDF (exit status {done.returncode})")
+    echo(f"written: {output}", err=True)
+
+
+@main.command(name="verify")
+@click.argument("code", required=False)
+@click.option("--file", "document_file", type=click.Path(dir_okay=False), default=None,
+              help="The document: a page `guichet render document` wrote (.html: its text, "
+                   "and its code when CODE is not given) or its text (.txt).")
+@click.option("--public-key", "public_key", type=click.Path(dir_okay=False), required=True,
+              help="The issuing host's Ed25519 public key (PEM).")
+def verify_command(code: str | None, document_file: str | None, public_key: str) -> None:
+    """Whether a document is authentic and unchanged: its verification CODE (as printed on
+    it) checked against its text (--file) with the issuer's public key. Exit status 0 when
+    authentic and unchanged, 1 otherwise, with the reason on one line."""
+    from renderers.documents import MAX_PAGE_CHARS, read_page
+    from renderers.signing import KeyProblem, read_public_key, verify
+
+    if document_file is None:
+        raise click.UsageError("give the document to check: --file FILE.html or FILE.txt "
+                               "(the code alone says nothing about the text)")
+    try:
+        key = read_public_key(public_key)
+    except KeyProblem as exc:
+        _refuse(str(exc))
+    content = _document_text(document_file, MAX_PAGE_CHARS)
+    if Path(document_file).suffix.lower() in (".html", ".htm"):
+        text, embedded = read_page(content)
+        if text is None:
+            _refuse(f"{document_file}: not a document page Guichet wrote (no #issued-text)")
+        content, code = text, code or embedded
+    if not code:
+        raise click.UsageError("give the verification CODE (printed on the document)")
+    verdict = verify(code, content, key)
+    if verdict.ok:
+        echo(verdict.message)
+        return
+    _refuse(verdict.message)
+
+
+def _document_text(path: str, longest: int) -> str:
+    """A document file's text (UTF-8, at most `longest` characters); refused otherwise."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(longest * 4 + 1)
+    except OSError as exc:
+        _refuse(f"{path}: cannot read ({exc.strerror or type(exc).__name__})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        _refuse(f"{path}: not UTF-8 text")
+    if len(raw) > longest * 4 or len(text) > longest:
+        _refuse(f"{path}: larger than a document ({longest:,} characters)")
+    return text
+
+
+@main.group()
+def keys() -> None:
+    """Keys that sign issued documents (Ed25519)."""
+
+
+@keys.command(name="generate")
+@click.option("--private", "private_file", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the private key (PEM; kept secret, mode 600).")
+@click.option("--public", "public_file", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the public key to publish (PEM).")
+def keys_generate(private_file: str, public_file: str) -> None:
+    """A new Ed25519 key pair: sign with the private key (`render document --key`), publish
+    the public one (`verify --public-key`). Never overwrites a file."""
+    from renderers.signing import Signer
+
+    signer = Signer.generate()
+    for path in (private_file, public_file):
+        if Path(path).exists():
+            _refuse(f"{path} exists: not overwritten")
+    try:
+        descriptor = os.open(private_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(signer.private_pem())
+        Path(public_file).write_bytes(signer.public_pem())
+    except OSError as exc:
+        _refuse(f"cannot write the keys: {exc.strerror or exc}")
+    echo(f"written: {private_file} (private, keep it secret), {public_file} (public)")
+
+
+# --- preview: play a procedure in a browser (web/preview.py, the optional web extra) ---------
+
+PREVIEW_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (only this machine unless --public).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--lang", "language", type=click.Choice(LANGUAGES), default="fr",
+              show_default=True, help="The language pages open in (switchable on each page).")
+@click.option("--public", is_flag=True,
+              help="Allow a --host other than 127.0.0.1/localhost (anyone who reaches it may "
+                   "act as any role: never on a network you do not trust).")
+def preview(paths: tuple[str, ...], host: str, port: int, language: str, public: bool) -> None:
+    """Play the procedures under PATHS (default procedures/) in a browser: fill the form as
+    an applicant, then switch role and fire the next steps, on an in-memory engine that
+    forgets everything when the server stops. Needs the `web` extra (pip install
+    'guichet[web]')."""
+    if host not in PREVIEW_LOCAL_HOSTS and not public:
+        raise click.UsageError(f"--host {host} would serve the preview beyond this machine; "
+                               "add --public if that is what you want")
+    try:
+        from web.preview import create_app, run
+    except ImportError as exc:
+        _refuse(f"the preview needs the web extra: pip install 'guichet[web]' ({exc})")
+    if not paths:
+        if not Path(DEFAULT_PROCEDURES).is_dir():
+            raise click.UsageError(f"no PATH given and no {DEFAULT_PROCEDURES} directory here")
+        paths = (DEFAULT_PROCEDURES,)
+    procedures = [compiler.load_procedure(p) for p in compiler.procedure_files(paths)]
+    app = create_app(procedures, language=language)
+    if host not in PREVIEW_LOCAL_HOSTS:
+        echo(f"warning: serving on {host}: anyone who reaches it may act as any role",
+             err=True)
+    shown = f"[{host}]" if ":" in host else host
+    echo(f"preview of {len(procedures)} procedure(s): http://{shown}:{port}/ "
+         "(Ctrl+C to stop)", err=True)
+    run(app, host=host, port=port)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,7 +21,7 @@ from .errors import (
 )
 from .model import Procedure
 from .outbox import EVENTS
-from .runtime import Engine
+from .runtime import Engine, load_procedures
 from .values import (
     Actor,
     AttachedDocument,
@@ -58,6 +58,7 @@ __all__ = [
     "UnknownTrigger",
     "compile_source",
     "lint",
+    "load_procedures",
     "load_procedure",
     "procedure_files",
 ]

@@ -924,6 +924,30 @@ def negated(node: Node) -> Node | None:
     return node.node if isinstance(node, nodes.Not) else None
 
 
+def logical(node: Node) -> tuple[str, Node, Node] | None:
+    """For `a and b` or `a or b`, ("and" or "or", a, b) (`a and b and c` is
+    `(a and b) and c`); else None."""
+    if isinstance(node, nodes.And):
+        return "and", node.left, node.right
+    if isinstance(node, nodes.Or):
+        return "or", node.left, node.right
+    return None
+
+
+def negative(node: Node) -> Node | None:
+    """For `-x` (a minus sign before x: `-1` is one), the tree of `x`; else None."""
+    return node.node if isinstance(node, nodes.Neg) else None
+
+
+def call_arguments(node: Node) -> list[Node] | None:
+    """For `f(x, y)` where f is a plain name and every argument is positional, the argument
+    nodes (`age(birth_date)` gives [birth_date]); else None."""
+    if not isinstance(node, nodes.Call) or call_name(node) is None or node.kwargs \
+            or node.dyn_args or node.dyn_kwargs:
+        return None
+    return list(node.args)
+
+
 def comparison(node: Node) -> tuple[Node, str, Node] | None:
     """When `node` is one comparison with one operator (`a < b`, `x in ['a', 'b']`), its
     (left, operator, right), the operator named as in `Expression.comparisons` (eq, ne, lt,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import expressions as ex
-from . import graph, links
+from . import form_subset, graph, links
 from .errors import Diagnostic, Severity
 from .model import (
     APPLICANT_PARTY,
@@ -34,6 +34,8 @@ from .model import (
     Text,
     Transition,
 )
+from .sample_data import sample_context
+from .sms import sms_length
 from .source import Document as SourceDocument
 
 
@@ -579,6 +581,36 @@ def _option_problem(named: ex.Node, value: ex.Node, scope: _Scope) -> str | None
     return None
 
 
+def _form_conditions(p: Procedure) -> Iterator[tuple[str, ex.Expression, Path]]:
+    """The `when:` a form shows and hides something with: fields (sub-fields and step
+    inputs included), documents, fees and options, with what each one is."""
+    for f in _all_fields(p):
+        if f.when:
+            yield f'field "{f.id}"', f.when, (*f.path, "when")
+        for i, option in enumerate(f.options):
+            if option.when:
+                yield (f'option "{option.value}" of field "{f.id}"', option.when,
+                       (*f.path, "options", i, "when"))
+    for document in p.documents:
+        if document.when:
+            yield f'document "{document.id}"', document.when, (*document.path, "when")
+    for fee in p.fees:
+        if fee.when:
+            yield f'fee "{fee.id}"', fee.when, (*fee.path, "when")
+
+
+@rule("form-expression")
+def form_expressions(given: RuleInput) -> Iterator[Problem]:
+    """A condition the citizen's form cannot evaluate as they type: the form then always
+    shows the element, and the server decides (see engine/form_subset.py)."""
+    for what, expression, path in _form_conditions(given.procedure):
+        reason = form_subset.outside_reason(expression)
+        if reason is not None:
+            yield Problem(path, f"the form cannot follow this condition as the citizen types "
+                                f"({reason}): {what} is always shown and the server decides: "
+                                f"{expression.source}", "warning")
+
+
 @rule("field-constraint")
 def field_constraints(given: RuleInput) -> Iterator[Problem]:
     for f in _all_fields(given.procedure):
@@ -894,6 +926,45 @@ def duration_fields(given: RuleInput) -> Iterator[Problem]:
             yield Problem((*path, "field"), f'field "{found.id}" is not required: while it is '
                                             "unset there is no duration (no deadline, no "
                                             "validity)", "warning")
+
+
+# --- SMS length ---------------------------------------------------------------------------------
+
+def _sms_notifications(p: Procedure) -> Iterator[tuple[Notification, str]]:
+    """Every SMS notification with the state its text is rendered in (entered, or reminded)."""
+    for state_id, state in p.states.items():
+        yield from ((n, state_id) for n in state.notify if n.channel == "sms")
+        yield from ((d.reminder, state_id) for d in state.deadlines
+                    if d.reminder and d.reminder.channel == "sms")
+    for t in p.transitions:
+        yield from ((n, t.target) for n in t.notify if n.channel == "sms")
+
+
+@rule("sms-length")
+def sms_lengths(given: RuleInput) -> Iterator[Problem]:
+    """SMS texts rendered with sample data (engine/sample_data.py) that do not fit in one
+    message: 160 GSM-7 characters, or 70 when a character is outside GSM-7."""
+    p = given.procedure
+    names = {"fr": "French", "en": "English"}
+    for note, state in _sms_notifications(p):
+        for language, template in note.template.items():
+            try:
+                text = template.render(sample_context(p, state, language))
+            except Exception:  # noqa: BLE001 - a template failing on samples is not this rule's
+                continue
+            counted = sms_length(text)
+            if counted.fits:
+                continue
+            where = f"the {names.get(language, language)} SMS text"
+            if counted.outside_gsm7:
+                shown = " ".join(f'"{c}"' for c in counted.outside_gsm7[:5])
+                message = (f"{where} has characters outside GSM-7 ({shown}): one SMS holds "
+                           f"{counted.limit} characters (UCS-2), and it is {counted.length} "
+                           "with sample data")
+            else:
+                message = (f"{where} is {counted.length} GSM-7 characters with sample data, "
+                           f"over the {counted.limit} of one SMS")
+            yield Problem((*note.path, "template", language), message, "warning")
 
 
 # --- completeness -------------------------------------------------------------------------------

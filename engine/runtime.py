@@ -73,7 +73,9 @@ _ATTEMPTS = 5  # decisions of one fire when the case keeps changing under it
 ProcedureSource = str | Path | Procedure
 
 
-def _load(procedures: ProcedureSource | Iterable[ProcedureSource]) -> list[Procedure]:
+def load_procedures(procedures: ProcedureSource | Iterable[ProcedureSource]) -> list[Procedure]:
+    """Procedures given as directories, files or compiled `Procedure` objects, compiled
+    (ProcedureError on a refused file): what `Engine(procedures=...)` loads."""
     items: Iterable[ProcedureSource]
     if isinstance(procedures, str | Path | Procedure):
         items = [procedures]
@@ -101,7 +103,7 @@ class Engine:
         synchronous: str = "FULL",
     ) -> None:
         self.clock = clock
-        loaded = _load(procedures)  # refuse bad files before touching the database
+        loaded = load_procedures(procedures)  # refuse bad files before touching the database
         broken = links.check(((p, None) for p in loaded), "error")
         if broken:  # a follow-up the engine could not open
             raise ProcedureError(broken)
