@@ -27,6 +27,7 @@ from engine.model import APPLICANT_PARTY, Procedure
 from engine.values import Case, HistoryEntry
 
 from . import html
+from . import words as words_module
 from .qr import qr_svg
 from .signing import Signer, qr_payload
 
@@ -56,7 +57,7 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
         "verify_hint": "Ce document est signé électroniquement. Pour vérifier qu'il est "
                        "authentique et n'a pas été modifié, saisissez ce code avec son texte "
                        "(guichet verify) ou scannez le code QR.",
-        "qr_title": "Code QR de vérification", "currency": "FCFA", "issued_by": "Délivré par",
+        "qr_title": "Code QR de vérification", "issued_by": "Délivré par",
     },
     "en": {
         "reference": "Reference", "issued_on": "Issued on", "receipt": "Filing receipt",
@@ -68,7 +69,7 @@ _WORDS: Mapping[str, Mapping[str, str]] = {
         "verify_hint": "This document is signed electronically. To check that it is authentic "
                        "and unchanged, enter this code with its text (guichet verify) or scan "
                        "the QR code.",
-        "qr_title": "Verification QR code", "currency": "XOF", "issued_by": "Issued by",
+        "qr_title": "Verification QR code", "issued_by": "Issued by",
     },
 }
 
@@ -230,14 +231,14 @@ def format_date(moment: dt.date | dt.datetime, language: str = "fr") -> str:
 
 
 def format_number(number: int, language: str = "fr") -> str:
-    """25 000 (a narrow no-break space between thousands) / 25,000."""
-    grouped = f"{number:,}"
-    return grouped.replace(",", "\u202f") if _language(language) == "fr" else grouped
+    """25 000 (a narrow no-break space between thousands) / 25,000: see renderers.words."""
+    return words_module.number(number, _language(language))
 
 
 def format_amount(amount: int, language: str = "fr") -> str:
-    """25 000 FCFA / 25,000 XOF."""
-    return f"{format_number(amount, language)} {_WORDS[_language(language)]['currency']}"
+    """« 25 000 FCFA » / "XOF 25,000": the one way the renderers write an amount
+    (renderers.words.xof)."""
+    return words_module.xof(amount, _language(language))
 
 
 # --- reading a saved page back (guichet verify --file) ----------------------------------------
