@@ -447,7 +447,7 @@ def test_readme_diagram_is_the_diagram_of_the_readme_example() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     example = readme.split("A short but complete example:", 1)[1]
     example = example.split("```yaml\n", 1)[1].split("```", 1)[0]
-    section = readme.split("## See your procedure", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("## See your procedure", 1)[1].split("\n## The command line", 1)[0]
     shown = section.split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert shown == diagram.mermaid(_compile(example), "en")
     assert "guichet render diagram" in readme.split("## The command line", 1)[1]
