@@ -468,8 +468,11 @@ def main(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="text: one problem per line; json: an array for CI.")
+@click.option("--format", "output_format",
+              type=click.Choice(["text", "json", "sarif", "github"]), default="text",
+              show_default=True,
+              help="text: one problem per line; json: an array for CI; sarif: SARIF 2.1.0 for "
+                   "code scanning; github: GitHub Actions annotations.")
 def validate(paths: tuple[str, ...], output_format: str) -> None:
     """Check procedure files (files or directories; default procedures/)."""
     if not paths:
@@ -482,9 +485,22 @@ def validate(paths: tuple[str, ...], output_format: str) -> None:
     warnings = len(diagnostics) - errors
     if output_format == "json":
         click.echo(json_text([d.as_json() for d in diagnostics]))
+    elif output_format == "sarif":
+        from importlib.metadata import PackageNotFoundError, version
+
+        from engine.diagnostic_formats import sarif_log
+        try:
+            tool_version: str | None = version("guichet")
+        except PackageNotFoundError:  # pragma: no cover - run from a checkout, not installed
+            tool_version = None
+        click.echo(json_text(sarif_log(diagnostics, tool_version=tool_version)))
     else:
-        for diagnostic in diagnostics:
-            echo(str(diagnostic))
+        if output_format == "github":
+            from engine.diagnostic_formats import to_github
+            echo(to_github(diagnostics), nl=False)
+        else:
+            for diagnostic in diagnostics:
+                echo(str(diagnostic))
         summary = f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
         echo(summary, err=True)
     sys.exit(1 if errors else 0)
@@ -1686,6 +1702,40 @@ def preview(paths: tuple[str, ...], host: str, port: int, language: str, public:
     echo(f"preview of {len(procedures)} procedure(s): http://{shown}:{port}/ "
          "(Ctrl+C to stop)", err=True)
     run(app, host=host, port=port)
+
+
+# --- starting a procedure -----------------------------------------------------------------------
+
+@main.command(name="new")
+@click.argument("procedure_id")
+@click.option("--directory", default=DEFAULT_PROCEDURES, show_default=True,
+              type=click.Path(file_okay=False), help="Where to write the procedure.")
+def new_command(procedure_id: str, directory: str) -> None:
+    """Write a small valid procedure PROCEDURE_ID.yaml and its scenarios (tests/PROCEDURE_ID/)
+    to start from; never overwrites a file."""
+    from engine.new_procedure import NewProcedureError, write
+    try:
+        written = write(procedure_id, directory)
+    except NewProcedureError as exc:
+        echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for path in written:
+        echo(f"wrote {path}")
+    echo(f"next: guichet validate {directory} && guichet test {directory} --coverage", err=True)
+
+
+# --- the language server --------------------------------------------------------------------
+
+@main.command(name="lsp")
+def lsp_command() -> None:
+    """Serve the language server over stdio for an editor: the diagnostics of `guichet
+    validate` as you type, completion of ids, go to definition, hover. Needs the lsp extra
+    (pip install 'guichet[lsp]')."""
+    try:
+        from lsp.server import main as serve
+    except ImportError as exc:
+        _refuse(f"the language server needs the lsp extra: pip install 'guichet[lsp]' ({exc})")
+    serve()
 
 
 if __name__ == "__main__":  # pragma: no cover

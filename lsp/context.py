@@ -1,0 +1,122 @@
+"""Which kind of id a position expects, read from the lines around it (never parsed: the
+text being typed is often not valid YAML).
+
+The keys leading to the position (`transitions` > `requires` > `fields`) are found by
+indentation, block lists (`from:` then `- draft`) and flow collections
+(`{trigger: abandon, from: draft, to: ex`) included; `expected_kind` maps them to a kind.
+"""
+
+from __future__ import annotations
+
+import re
+
+_KEY = re.compile(r"([A-Za-z_][\w-]*)\s*:(?=\s|$)")
+#: what may follow the key being completed: a scalar, or a flow list being written
+_VALUE_SO_FAR = re.compile(r"\s*(\[\s*)?([\w.-]+\s*,\s*)*[\w.-]*")
+_BLOCK_ITEM = re.compile(r"(\s*)-\s+[\w.-]*")
+_KEY_LINE = re.compile(r"(\s*(?:-\s+)*)\{?\s*([A-Za-z_][\w-]*)\s*:(\s|$)")
+_WORD = re.compile(r"[\w.-]+")
+
+
+def word_at(line: str, column: int) -> tuple[str, int, int] | None:
+    """The id-like word under `column` of `line` (with its start and end), if any."""
+    for found in _WORD.finditer(line):
+        if found.start() <= column <= found.end():
+            return found.group(), found.start(), found.end()
+    return None
+
+
+def expected_kind(lines: list[str], row: int, column: int) -> str | None:
+    """"state", "role", "field", "document", "trigger" or None at (row, column), 0-based."""
+    path = key_path(lines, row, column)
+    return kind_of(path) if path else None
+
+
+def kind_of(path: list[str]) -> str | None:
+    """The kind of id the value of the last key of `path` holds."""
+    section, key, parents = path[0], path[-1], set(path[1:-1])
+    if len(path) < 2:
+        return None
+    if parents & {"notify", "reminder"}:
+        return "role" if key == "to" else None
+    if section == "transitions" and key in ("from", "to"):
+        return "state"
+    if key == "roles":
+        return "role"
+    if key == "fields" and parents & {"requires", "editable"}:
+        return "field"
+    if key == "documents" and "requires" in parents:
+        return "document"
+    if section == "fees":
+        return {"due": "trigger", "per": "field"}.get(key)
+    if key in ("trigger", "not_actor_of") and section in ("transitions", "states"):
+        return "trigger"
+    return None
+
+
+def key_path(lines: list[str], row: int, column: int) -> list[str]:
+    """The keys from the top level down to the one whose value is at (row, column)."""
+    if row >= len(lines):
+        return []
+    prefix = lines[row][:column]
+    if re.search(r"(^|\s)#", prefix):
+        return []
+    inline = _inline_keys(prefix)
+    if inline:
+        return _ancestors(lines, row, _indent(lines[row])) + inline
+    item = _BLOCK_ITEM.fullmatch(prefix)
+    if item is None:
+        return []
+    parent = _list_parent(lines, row, len(item.group(1)))
+    if parent is None:
+        return []
+    parent_row, parent_key, indent = parent
+    return _ancestors(lines, parent_row, indent) + [parent_key]
+
+
+def _inline_keys(prefix: str) -> list[str]:
+    """`requires: {fields: [a, b` -> ["requires", "fields"]; [] when no value is being typed."""
+    keys = list(_KEY.finditer(prefix))
+    if not keys or not _VALUE_SO_FAR.fullmatch(prefix[keys[-1].end():]):
+        return []
+    opened = [k.group(1) for k in keys[:-1] if prefix[k.end():].lstrip().startswith("{")]
+    return opened + [keys[-1].group(1)]
+
+
+def _indent(line: str) -> int:
+    """Column of a line's first key (after list dashes and a flow brace), or of its text."""
+    found = _KEY_LINE.match(line)
+    if found:
+        return found.start(2)
+    return len(line) - len(line.lstrip(" -"))
+
+
+def _list_parent(lines: list[str], row: int, dash: int) -> tuple[int, str, int] | None:
+    """The `key:` (with nothing after it) that a block list item at column `dash` is in."""
+    for above in range(row - 1, -1, -1):
+        line = lines[above]
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        found = _KEY_LINE.match(line)
+        if found and found.start(2) <= dash:
+            rest = line[found.end():].split("#")[0].strip()
+            return (above, found.group(2), found.start(2)) if not rest else None
+        if len(line) - len(line.lstrip()) < dash:
+            return None
+    return None
+
+
+def _ancestors(lines: list[str], row: int, indent: int) -> list[str]:
+    """The keys above `row` whose indentation is less than `indent`, outermost first."""
+    keys: list[str] = []
+    for above in range(row - 1, -1, -1):
+        if indent == 0:
+            break
+        line = lines[above]
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        found = _KEY_LINE.match(line)
+        if found and found.start(2) < indent:
+            keys.append(found.group(2))
+            indent = found.start(2)
+    return keys[::-1]
