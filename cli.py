@@ -23,7 +23,7 @@ import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import yaml
@@ -32,7 +32,6 @@ from engine import (
     Actor,
     Case,
     DatabaseUnavailable,
-    Engine,
     GuichetError,
     HistoryEntry,
     InvalidData,
@@ -58,6 +57,9 @@ from engine.errors import Reason
 from engine.model import Procedure
 from engine.schema import schema_text
 from engine.values import SYSTEM
+
+if TYPE_CHECKING:  # imported where a command runs cases: `validate` never loads the database stack
+    from engine.runtime import Engine
 
 DEFAULT_PROCEDURES = "procedures/"
 DEFAULT_DATABASE = "sqlite:///guichet.db"
@@ -88,6 +90,8 @@ class Settings:
         if self._engine is None:
             url = self.database_url
             clock = utc_now if self.now is None else FakeClock(self.now)
+            from engine.runtime import Engine
+
             try:
                 engine = Engine(self.procedures or DEFAULT_PROCEDURES, url, clock=clock)
             except InvalidDatabaseURL as exc:  # malformed, or an unknown dialect

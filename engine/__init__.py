@@ -1,7 +1,13 @@
 """Guichet: a declarative workflow engine for public administrations.
 
 The public API: load and check procedure files, and (see `engine.runtime`) run cases.
+
+`Engine` and `load_procedures` are imported on first use (PEP 562 `__getattr__`): they bring
+the database stack (SQLAlchemy, SQLModel, pydantic), which loading and checking a procedure
+never needs, so `guichet validate` and the language server start without it.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .compiler import compile_source, lint, load_procedure, procedure_files
 from .errors import (
@@ -21,7 +27,6 @@ from .errors import (
 )
 from .model import Procedure
 from .outbox import EVENTS
-from .runtime import Engine, load_procedures
 from .values import (
     Actor,
     AttachedDocument,
@@ -31,6 +36,27 @@ from .values import (
     HistoryEntry,
     PaymentTotal,
 )
+
+if TYPE_CHECKING:
+    from .runtime import Engine, load_procedures
+
+_LAZY = frozenset({"Engine", "load_procedures"})
+
+
+def __getattr__(name: str) -> Any:
+    """`Engine` and `load_procedures`, from `engine.runtime`, imported when first asked for."""
+    if name in _LAZY:
+        from . import runtime
+
+        value = getattr(runtime, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
+
 
 __all__ = [
     "EVENTS",

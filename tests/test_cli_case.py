@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 import cli
 from cli import main
+from engine import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCEDURES = str(ROOT / "procedures" / "passport.yaml")  # one file: each call loads it
@@ -468,13 +469,13 @@ def test_the_engine_is_built_lazily_and_once(run: Run, workdir: Path,
     assert not (workdir / "lazy.db").exists()
     reference = started(run)
     built: list[Any] = []
-    original = cli.Engine
+    original = runtime.Engine  # cli imports it from there when a command first needs it
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         built.append(args)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "Engine", counting)
+    monkeypatch.setattr(runtime, "Engine", counting)
     run("show", reference, "--as", AGENT)
     assert len(built) == 1
     run("fire", reference, "withdraw", "--as", APPLICANT)  # the command, then its printing

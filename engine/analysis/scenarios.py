@@ -27,7 +27,6 @@ from ..clock import FakeClock
 from ..errors import Diagnostic, GuichetError
 from ..model import Duration, Procedure
 from ..rules import unknown
-from ..runtime import Engine
 from ..values import SYSTEM, Actor, Case, Event
 
 ACTIONS = ("start", "fire", "attach", "remove", "pay", "wait", "read", "claim", "members",
@@ -260,6 +259,8 @@ class Session:
         """`others`: procedures its follow-ups may open (those it links to are loaded)."""
         self.procedure = procedure
         self.clock = FakeClock(clock)
+        from ..runtime import Engine  # here, so that importing this module stays light
+
         self.engine = Engine(_linked(procedure, others), "sqlite://", clock=self.clock)
         self.events: list[Event] = []
         self.engine.on("notification", self.events.append)
