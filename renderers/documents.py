@@ -39,12 +39,6 @@ CODE_META = "guichet-verification"
 #: The largest page `issued_text_of` reads.
 MAX_PAGE_CHARS = 4 * 1024 * 1024
 
-_MONTHS = {
-    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
-           "septembre", "octobre", "novembre", "décembre"),
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"),
-}
 
 _WORDS: Mapping[str, Mapping[str, str]] = {
     "fr": {
@@ -225,9 +219,9 @@ def _language(language: str) -> str:
 
 
 def format_date(moment: dt.date | dt.datetime, language: str = "fr") -> str:
-    """`2 mars 2026` / `2 March 2026`."""
-    month = _MONTHS[_language(language)][moment.month - 1]
-    return f"{moment.day} {month} {moment.year}"
+    """« 2 mars 2026 », « 1er juin 2026 » / "2 March 2026": see renderers.words."""
+    day = moment.date() if isinstance(moment, dt.datetime) else moment
+    return words_module.date(day, _language(language))
 
 
 def format_number(number: int, language: str = "fr") -> str:

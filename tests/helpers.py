@@ -22,6 +22,20 @@ from engine.values import SYSTEM
 ROOT = Path(__file__).resolve().parent.parent
 PROCEDURES = ROOT / "procedures"
 
+# --- golden files -------------------------------------------------------------------------------
+
+#: GUICHET_REGEN=1 rewrites the golden files from what the code now renders (read the diff).
+REGEN = os.environ.get("GUICHET_REGEN") == "1"
+
+
+def assert_golden(golden: Path, text: str) -> None:
+    """`text` is exactly the golden file's content (rewritten first under GUICHET_REGEN=1)."""
+    if REGEN:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+
+
 # --- time ---------------------------------------------------------------------------------------
 
 START = dt.datetime(2026, 3, 2, 9, 0)  # a Monday, naive UTC like the engine's clock

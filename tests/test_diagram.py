@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import assert_golden
 
 from cli import main
 from engine import Procedure, compile_source, load_procedure
@@ -30,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "renderers" / "diagram"
 PROCEDURES = sorted((ROOT / "procedures").glob("*.yaml"))
 BUILDING_PERMIT = ROOT / "examples" / "procedures" / "building_permit.yaml"
-REGEN = os.environ.get("GUICHET_REGEN") == "1"
 #: Graphviz is installed by .ci/run; elsewhere its tests are skipped when it is missing.
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None and not os.environ.get("CI"),
                                reason="Graphviz (dot) is not installed")
@@ -48,11 +48,7 @@ def shipped() -> dict[str, Procedure]:
 def test_golden(path: Path, kind: str) -> None:
     procedure = load_procedure(path)
     text = getattr(diagram, kind)(procedure, "fr")
-    golden = GOLDEN / f"{procedure.id}.fr.{'mmd' if kind == 'mermaid' else 'dot'}"
-    if REGEN:
-        GOLDEN.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert text == golden.read_text(encoding="utf-8")
+    assert_golden(GOLDEN / f"{procedure.id}.fr.{'mmd' if kind == 'mermaid' else 'dot'}", text)
 
 
 def test_output_is_deterministic(shipped: dict[str, Procedure]) -> None:

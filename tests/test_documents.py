@@ -25,6 +25,7 @@ from helpers import (
     MAGISTRATE,
     PROCEDURES,
     MakeEngine,
+    assert_golden,
     criminal_record_collected,
     submitted,
 )
@@ -47,7 +48,6 @@ from renderers.signing import Signer, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "renderers" / "documents"
-REGEN = os.environ.get("GUICHET_REGEN") == "1"
 
 CITIZEN = Actor("citizen-1", ["citizen"])
 AGENT = Actor("agent-1", ["agent"])
@@ -179,11 +179,7 @@ class Checked(HTMLParser):
 
 
 def check_golden(name: str, page: str) -> None:
-    golden = GOLDEN / name
-    if REGEN:
-        GOLDEN.mkdir(parents=True, exist_ok=True)
-        golden.write_text(page, encoding="utf-8")
-    assert page == golden.read_text(encoding="utf-8")
+    assert_golden(GOLDEN / name, page)
 
 
 # --- the page of an issued document -------------------------------------------------------------

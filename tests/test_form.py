@@ -8,13 +8,13 @@ review the diff:
 
 from __future__ import annotations
 
-import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import assert_golden
 
 from cli import main
 from engine import compile_source, load_procedure
@@ -26,7 +26,6 @@ from renderers.formjs import compile_condition, js_literal
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "renderers"
-REGEN = os.environ.get("GUICHET_REGEN") == "1"
 SHIPPED = sorted([*(ROOT / "procedures").glob("*.yaml"),
                   *(ROOT / "examples" / "procedures").glob("*.yaml")])
 
@@ -103,11 +102,7 @@ def read(html: str) -> Page:
 
 def test_golden_passport_form_in_french(passport: Procedure) -> None:
     html = form_html(passport, "fr")
-    golden = GOLDEN / "form" / "passport.fr.html"
-    if REGEN:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(html, encoding="utf-8")
-    assert html == golden.read_text(encoding="utf-8")
+    assert_golden(GOLDEN / "form" / "passport.fr.html", html)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

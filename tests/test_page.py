@@ -6,7 +6,6 @@ fees in XOF, author texts escaped, and `guichet render page`."""
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 from functools import cache
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import assert_golden
 
 from cli import main
 from engine import compile_source, load_procedure
@@ -26,7 +26,6 @@ from renderers.words import NBSP, THIN
 ROOT = Path(__file__).resolve().parent.parent
 PROCEDURES = sorted((ROOT / "procedures").glob("*.yaml"))
 GOLDEN = ROOT / "tests" / "golden" / "renderers" / "page"
-REGEN = os.environ.get("GUICHET_REGEN") == "1"
 LANGUAGES = ("fr", "en")
 
 
@@ -48,11 +47,7 @@ def _load(name: str) -> Procedure:
 def test_golden(path: Path, language: str, kind: str) -> None:
     procedure = _loaded(path)
     text = (page_html if kind == "html" else page_markdown)(procedure, language)
-    golden = GOLDEN / f"{procedure.id}.{language}.{kind}"
-    if REGEN:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert text == golden.read_text(encoding="utf-8")
+    assert_golden(GOLDEN / f"{procedure.id}.{language}.{kind}", text)
 
 
 # --- well-formed HTML ----------------------------------------------------------------------------
