@@ -41,17 +41,6 @@ from engine import (
     limits,
     source,
 )
-from engine.analysis.explore import explore
-from engine.analysis.loadsim import LoadParameters, simulate_load
-from engine.analysis.scenarios import (
-    Runner,
-    Session,
-    Suite,
-    actor_of,
-    default_actor,
-    load_scenario,
-    run_suite,
-)
 from engine.clock import FakeClock, utc_now
 from engine.errors import Reason
 from engine.model import Procedure
@@ -59,6 +48,8 @@ from engine.schema import schema_text
 from engine.values import SYSTEM
 
 if TYPE_CHECKING:  # imported where a command runs cases: `validate` never loads the database stack
+    from engine.analysis.loadsim import LoadParameters  # and the analyses only where they run
+    from engine.analysis.scenarios import Session, Suite
     from engine.runtime import Engine
 
 DEFAULT_PROCEDURES = "procedures/"
@@ -876,6 +867,8 @@ def test_command(paths: tuple[str, ...], coverage: bool, extra: tuple[str, ...])
         paths = (DEFAULT_PROCEDURES,)
     if not extra and Path(DEFAULT_PROCEDURES).is_dir():
         extra = (DEFAULT_PROCEDURES,)
+    from engine.analysis.scenarios import run_suite
+
     suite = run_suite(paths, extra)
     for diagnostic in suite.diagnostics:
         echo(str(diagnostic))
@@ -982,6 +975,8 @@ def simulate(procedure_name: str, directory: str, scenario: str | None, save: st
     if scenario is not None:
         _trace(procedure, others, scenario, language)
         return
+    from engine.analysis.scenarios import Session
+
     session = Session(procedure, others=others)
     try:
         Interactive(session, language).run()
@@ -1007,6 +1002,8 @@ class LoadOverrides:
     seed: int
 
     def parameters(self, procedure: Procedure) -> LoadParameters:
+        from engine.analysis.loadsim import LoadParameters
+
         try:
             return LoadParameters.from_procedure(
                 procedure, days=self.days or 365, arrivals_per_day=self.arrivals,
@@ -1033,6 +1030,8 @@ def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
 
 def _simulate_load(procedure: Procedure, overrides: LoadOverrides, csv_file: str | None,
                    svg_file: str | None) -> None:
+    from engine.analysis.loadsim import simulate_load
+
     params = overrides.parameters(procedure)
     with click.progressbar(length=100, label="simulating", file=sys.stderr) as bar:
         report = simulate_load(procedure, params,
@@ -1054,6 +1053,8 @@ def _save_scenario(session: Session, path: str) -> None:
 
 
 def _trace(procedure: Procedure, others: list[Procedure], path: str, language: str) -> None:
+    from engine.analysis.scenarios import Runner, load_scenario
+
     known = {p.id: p for p in others} | {procedure.id: procedure}
     loaded, diagnostics = load_scenario(path, known)
     for diagnostic in diagnostics:
@@ -1072,6 +1073,8 @@ class Interactive:
     """The prompts of `guichet simulate`: plain lines, one question at a time."""
 
     def __init__(self, session: Session, language: str) -> None:
+        from engine.analysis.scenarios import actor_of, default_actor
+
         self.session = session
         self.language = language
         opener = actor_of(default_actor(session.procedure))
@@ -1086,6 +1089,8 @@ class Interactive:
         procedure = self.session.procedure
         echo(f"{self.text(procedure.title)} ({procedure.id} {procedure.version}) — "
              "an in-memory case; Ctrl-C leaves.")
+        from engine.analysis.scenarios import default_actor
+
         self.actor = self.ask_actor("Open the case as", default_actor(procedure))
         while True:
             data = self.ask_fields(procedure.fields, self.workflow.form)
@@ -1266,6 +1271,8 @@ def explore_command(procedure_name: str, directory: str, max_depth: int, max_nod
     never hold, deadlocks and cycles without exit, each with a shortest counterexample."""
     procedure = _procedure(procedure_name, directory)
     day = (today or utc_now()).date()
+    from engine.analysis.explore import explore
+
     report = explore(procedure, max_depth=max_depth, max_nodes=max_nodes, today=day)
     if as_json:
         _print_json(report.as_json())

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path as FsPath
 from typing import Any
 
-from . import links, rules, schema, source
+from . import cascade, expressions, hints, links, rules, schema, source
 from .effects import default_reminder
 from .errors import Diagnostic, Location, ProcedureError
 from .expressions import (
@@ -413,17 +413,38 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def compile_document(document: source.Document) -> tuple[Procedure | None, list[Diagnostic]]:
-    """Schema, model and semantic rules; the Procedure only when there is no error."""
-    diagnostics = schema.check(document)
+def compile_document(document: source.Document, loaded: Iterable[Diagnostic] = ()
+                     ) -> tuple[Procedure | None, list[Diagnostic]]:
+    """Schema, model and semantic rules; the Procedure only when there is no error.
+
+    `loaded`: what loading the file reported (an error there refuses the procedure too).
+    One mistake gives one error (engine/cascade.py): the model and the rules read the file
+    as its author meant it, and a value already refused is not reported again."""
+    found = _schema(document)
+    document, misspelled = cascade.as_meant(document, found)
+    if misspelled:
+        found = misspelled + _schema(document)
     builder = _Builder(document)
     procedure = builder.procedure()
-    diagnostics += builder.diagnostics
-    diagnostics += rules.check(procedure, document)
-    diagnostics = sorted(set(diagnostics), key=lambda d: d.sort_key)
+    checked = rules.check(procedure, document)
+    stages = (loaded, found, builder.diagnostics, checked)
+    diagnostics = sorted(set(cascade.one_per_value(document, stages)), key=lambda d: d.sort_key)
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
     return procedure, diagnostics
+
+
+def _schema(document: source.Document) -> list[Diagnostic]:
+    """The schema's diagnostics, a text cut by an unquoted comma said as such."""
+    return hints.quote_commas(document, schema.check(document))
+
+
+def clear_caches() -> None:
+    """Forget compiled expressions and templates and the values the schema found valid, so
+    that the next check costs what a first check costs (benchmarks use it)."""
+    expressions.compile_expression.cache_clear()
+    expressions.compile_template.cache_clear()
+    schema.forget()
 
 
 def compile_source(raw: bytes | str, path: str) -> tuple[Procedure | None, list[Diagnostic]]:
@@ -437,10 +458,8 @@ def _compile_file(raw: bytes | str, path: str
     document, diagnostics = source.load(raw, path)
     if document is None:
         return None, None, diagnostics
-    procedure, more = compile_document(document)
-    if any(d.severity == "error" for d in diagnostics):
-        procedure = None
-    return procedure, document, sorted(diagnostics + more, key=lambda d: d.sort_key)
+    procedure, diagnostics = compile_document(document, diagnostics)
+    return procedure, document, diagnostics
 
 
 def compile_definition(definition: dict[str, Any], path: str = "<snapshot>") -> Procedure:

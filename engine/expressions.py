@@ -27,9 +27,11 @@ import math
 import operator
 import re
 import string
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import islice
 from typing import Any
 
@@ -762,6 +764,34 @@ def _names(tree: nodes.Node) -> frozenset[str]:
     return frozenset(n.name for n in _all(tree, nodes.Name) if n.ctx == "load")
 
 
+class _Deferred:
+    """A sandboxed Jinja template whose Python code object is made on first use.
+
+    Jinja's code generation runs at once (it is where Jinja reports an unknown filter or test,
+    a block defined twice...), so every error is found when the file is loaded; compiling the
+    generated code, most of the rest of the cost, waits until the text is first rendered or
+    evaluated, which checking a file (`guichet validate`, the language server) rarely needs.
+    """
+
+    def __init__(self, environment: _Sandbox, tree: nodes.Template) -> None:
+        environment.compile(tree, raw=True)  # code generation: raises TemplateSyntaxError
+        self._environment, self._tree = environment, tree
+        self._template: JinjaTemplate | None = None
+        self._lock = threading.Lock()
+
+    def template(self) -> JinjaTemplate:
+        """The compiled template (made once, whatever the number of threads asking)."""
+        if self._template is None:
+            with self._lock:
+                if self._template is None:
+                    self._template = self._environment.from_string(self._tree)
+        return self._template
+
+    def __call__(self, **context: Any) -> Any:
+        """The expression's value (the template assigns it to `result`)."""
+        return TemplateExpression(self.template(), False)(**context)
+
+
 @dataclass(frozen=True)
 class Expression:
     """A compiled `when:` expression. `holds` never raises: an error means False (refuse)."""
@@ -797,21 +827,28 @@ class Expression:
                 left = operand.expr
 
 
+#: How many compiled expressions and templates are kept, keyed by their text: compiling is
+#: most of the cost of checking a procedure, and re-checking after an edit (the language
+#: server) or checking a directory meets the same texts again. Failures are not kept.
+COMPILED_CACHE = 2048
+
+
+@lru_cache(maxsize=COMPILED_CACHE)
 def compile_expression(source: str) -> Expression:
     """Compile one expression; raises ExpressionError on a syntax error, ExpressionLimit on a
-    constant computation over the limits."""
+    constant computation over the limits. The result is immutable and shared by every caller
+    that compiles the same text."""
     tree = _parse(source)
     if any(f.name == LABEL_FILTER for f in _all(tree, nodes.Filter)):
         raise ExpressionError(f'the "{LABEL_FILTER}" filter is for templates, not expressions')
     _check_constants(tree)
     body = [nodes.Assign(nodes.Name("result", "store"), _harden(_parse(source), _env), lineno=1)]
     try:
-        template = _env.from_string(nodes.Template(body, lineno=1))
+        run = _Deferred(_env, nodes.Template(body, lineno=1))
     except TemplateSyntaxError as exc:  # e.g. an unknown filter
         raise ExpressionError(_lower(exc.message or "invalid expression")) from None
     names = _names(tree)
-    return Expression(source, names, tree, TemplateExpression(template, False),
-                      tuple(sorted(names)))
+    return Expression(source, names, tree, run, tuple(sorted(names)))
 
 
 @dataclass(frozen=True)
@@ -820,7 +857,7 @@ class Template:
 
     source: str
     names: frozenset[str]
-    _template: JinjaTemplate = field(repr=False, compare=False)
+    _compiled: _Deferred = field(repr=False, compare=False)
     max_chars: int = MAX_NOTIFICATION_CHARS
 
     def render(self, context: Mapping[str, Any]) -> str:
@@ -829,7 +866,7 @@ class Template:
         token = _BUDGET.set(_Budget(RENDER_SECONDS, time.monotonic() + RENDER_SECONDS))
         try:
             parts, length = [], 0
-            for chunk in self._template.generate(dict(context)):
+            for chunk in self._compiled.template().generate(dict(context)):
                 length += len(chunk)
                 if length > self.max_chars:
                     raise _refuse(f"the text would be longer than {self.max_chars:,} characters")
@@ -839,15 +876,26 @@ class Template:
             _BUDGET.reset(token)
 
 
+def _check_self_contained(tree: nodes.Template) -> None:
+    """A template is one text: it cannot include, extend or import another file."""
+    for kind in (nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport):
+        for node in _all(tree, kind):
+            raise TemplateSyntaxError("a template cannot include, extend or import another "
+                                      "file; write the text out", node.lineno)
+
+
+@lru_cache(maxsize=COMPILED_CACHE)
 def compile_template(source: str, html: bool = False,
                      max_chars: int = MAX_NOTIFICATION_CHARS) -> Template:
     """Compile one template; raises ExpressionError (with its line) on syntax errors and
-    ExpressionLimit on a constant computation over the limits."""
+    ExpressionLimit on a constant computation over the limits. The result is immutable and
+    shared by every caller that compiles the same text with the same options."""
     env = _html_env if html else _env
     try:
         tree = env.parse(source)
         _check_constants(tree)
-        compiled = env.from_string(_harden(env.parse(source), env))
+        _check_self_contained(tree)
+        compiled = _Deferred(env, _harden(env.parse(source), env))
     except TemplateSyntaxError as exc:
         message = _lower(exc.message or "")
         raise ExpressionError(f"line {exc.lineno} of the template: {message}") from None

@@ -2,6 +2,9 @@
 
 A rule is a function `(RuleInput) -> Iterator[Problem]` registered with `@rule(name)`; README.md
 lists them all. Rules read the leniently-built model, so they never assume the schema passed.
+A name that is not declared is an `undeclared` problem; a conclusion drawn from what the
+model lacks (a state never reached, a field never used) `assumes` the names of its kind are
+all declared, and `check` leaves it out when one is not: one mistake, one error.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from . import expressions as ex
 from . import form_subset, graph, links
-from .errors import Diagnostic, Severity
+from .errors import Diagnostic, Location, Severity
 from .model import (
     APPLICANT_PARTY,
     COMPATIBLE_START_ROLE,
@@ -42,12 +45,19 @@ from .source import Document as SourceDocument
 @dataclass(frozen=True)
 class Problem:
     """One problem a rule found at `path` of the source document (at its key if `at_key`);
-    `check` turns it into a Diagnostic named after the rule."""
+    `check` turns it into a Diagnostic named after the rule.
+
+    `undeclared`: (kind, name) when the problem is a name of that kind (state, role, field,
+    document, trigger) that is not declared. `assumes`: the kinds of names the problem's
+    conclusion needs all declared; it is left out when one is not (see `check`).
+    """
 
     path: Path
     message: str
     severity: Severity = "error"
     at_key: bool = False
+    undeclared: tuple[str, str] | None = None
+    assumes: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -69,16 +79,61 @@ def rule(name: str) -> Callable[[Rule], Rule]:
     return register
 
 
+#: What the graph rules assume: every state a transition names is declared.
+STATES = frozenset({"state"})
+
+
 def check(procedure: Procedure, document: SourceDocument) -> list[Diagnostic]:
-    """Run every rule; return their diagnostics."""
+    """Run every rule; return the diagnostics of the problems that are root causes.
+
+    One mistake, one error: a name that is not declared is reported once, at its first use
+    (the message lists the lines of the others), and the problems that assume every name of
+    its kind declared are left out: the unreachable states behind a misspelled `to:`, the
+    field "never used" because its one use is misspelled. They are what the undeclared name
+    may have meant; once it is corrected, a new check reports any that remain.
+    """
     given = RuleInput(procedure, document)
-    found = []
-    for name, function in RULES.items():
-        for problem in function(given):
-            where = (document.key_at(problem.path) if problem.at_key
-                     else document.at(problem.path))
-            found.append(Diagnostic(where, problem.severity, name, problem.message))
-    return found
+    found = [(name, problem) for name, function in RULES.items() for problem in function(given)]
+    missing = {p.undeclared[0] for _, p in found if p.undeclared} | _missing_states(procedure)
+    kept = [(name, p) for name, p in found if not p.assumes & missing]
+    return _once_per_name([(name, p, _location(document, p)) for name, p in kept])
+
+
+def _location(document: SourceDocument, problem: Problem) -> Location:
+    return document.key_at(problem.path) if problem.at_key else document.at(problem.path)
+
+
+def _missing_states(p: Procedure) -> frozenset[str]:
+    """{"state"} when a transition lacks its `from:` or `to:` (the schema reports it): the
+    graph rules cannot tell what it meant either."""
+    return STATES if any(not t.sources or not t.target for t in p.transitions) else frozenset()
+
+
+def _once_per_name(found: list[tuple[str, Problem, Location]]) -> list[Diagnostic]:
+    """The diagnostics of `found`, each undeclared name once: at its first use, saying the
+    lines of the others."""
+    uses: dict[tuple[str, str], list[Location]] = {}
+    for _, problem, where in found:
+        if problem.undeclared:
+            uses.setdefault(problem.undeclared, []).append(where)
+    diagnostics = []
+    for name, problem, where in found:
+        message = problem.message
+        if problem.undeclared:
+            first, *others = sorted(uses[problem.undeclared])
+            if where != first:
+                continue
+            message += _also_on({o.line for o in others} - {first.line})
+        diagnostics.append(Diagnostic(where, problem.severity, name, message))
+    return diagnostics
+
+
+def _also_on(lines: set[int]) -> str:
+    """" (also on line 7)", " (also on lines 7, 9 and 12)" or "" for no line."""
+    shown = [str(n) for n in sorted(lines)]
+    if len(shown) < 2:
+        return f" (also on line {shown[0]})" if shown else ""
+    return f" (also on lines {', '.join(shown[:-1])} and {shown[-1]})"
 
 
 def _suggest(word: str, candidates: Iterable[str]) -> str:
@@ -89,6 +144,14 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
 def unknown(kind: str, name: str, known: Iterable[str]) -> str:
     """`unknown <kind> "<name>"`, with a "did you mean" hint when one is close."""
     return f'unknown {kind} "{name}"{_suggest(name, known)}'
+
+
+def undeclared(path: Path, kind: str, name: str, known: Iterable[str], *, at_key: bool = False,
+               noun: str = "", then: str = "") -> Problem:
+    """The problem of a `kind` name used at `path` but not declared: `unknown <noun>
+    "<name>"` (noun: the kind unless given), a "did you mean" hint, then `then`."""
+    return Problem(path, unknown(noun or kind, name, known) + then, at_key=at_key,
+                   undeclared=(kind, name))
 
 
 def _source_paths(given: RuleInput, transition: Transition) -> Iterator[tuple[str, Path]]:
@@ -147,13 +210,12 @@ def undefined_states(given: RuleInput) -> Iterator[Problem]:
     for t in given.procedure.transitions:
         for name, path in _source_paths(given, t):
             if name not in states:
-                yield Problem(path, unknown("state", name, states))
+                yield undeclared(path, "state", name, states)
         if t.target and t.target not in states:
-            yield Problem((*t.path, "to"), unknown("state", t.target, states))
+            yield undeclared((*t.path, "to"), "state", t.target, states)
     for name in given.procedure.simulation.delays:
         if name not in states:
-            yield Problem(("simulation", "delays", name), unknown("state", name, states),
-                          at_key=True)
+            yield undeclared(("simulation", "delays", name), "state", name, states, at_key=True)
 
 
 def _notifications(p: Procedure) -> Iterator[Notification]:
@@ -170,16 +232,15 @@ def undefined_roles(given: RuleInput) -> Iterator[Problem]:
     for t in given.procedure.transitions:
         for i, role in enumerate(t.roles):
             if role not in roles:
-                yield Problem((*t.path, "roles", i), unknown("role", role, roles))
+                yield undeclared((*t.path, "roles", i), "role", role, roles)
     for name in given.procedure.simulation.staff:
         if name not in roles:
-            yield Problem(("simulation", "staff", name), unknown("role", name, roles),
-                          at_key=True)
+            yield undeclared(("simulation", "staff", name), "role", name, roles, at_key=True)
     for note in _notifications(given.procedure):
         if note.to not in roles and note.to != APPLICANT_PARTY and \
                 note.to not in given.procedure.parties:
-            yield Problem((*note.path, "to"),
-                          unknown("role or party", note.to, [*roles, *given.procedure.parties]))
+            known = [*roles, *given.procedure.parties, APPLICANT_PARTY]
+            yield undeclared((*note.path, "to"), "role", note.to, known, noun="role or party")
     yield from _undefined_start_roles(given)
     yield from _undefined_reader_roles(given)
     yield from _unknown_names(given, "roles", "role", roles)
@@ -190,7 +251,8 @@ def undefined_roles(given: RuleInput) -> Iterator[Problem]:
     for declared in roles.values():
         if declared.id not in used:
             yield Problem(declared.path, f'role "{declared.id}" is never allowed to fire a '
-                                         "transition", "warning", at_key=True)
+                                         "transition", "warning", at_key=True,
+                          assumes=frozenset({"role"}))
 
 
 def _undefined_start_roles(given: RuleInput) -> Iterator[Problem]:
@@ -198,7 +260,7 @@ def _undefined_start_roles(given: RuleInput) -> Iterator[Problem]:
     for key, named in (("roles", start.roles), ("on_behalf", start.on_behalf)):
         for i, role in enumerate(named):
             if role not in roles:
-                yield Problem(("start", key, i), unknown("role", role, roles))
+                yield undeclared(("start", key, i), "role", role, roles)
 
 
 def _undefined_reader_roles(given: RuleInput) -> Iterator[Problem]:
@@ -208,12 +270,12 @@ def _undefined_reader_roles(given: RuleInput) -> Iterator[Problem]:
     roles = p.roles
     for i, role in enumerate(p.read_roles):
         if role not in roles:
-            yield Problem(("read", i), unknown("role", role, roles))
+            yield undeclared(("read", i), "role", role, roles)
     items: list[Field | Document] = [*_all_fields(p), *p.documents]
     for item in items:
         for i, role in enumerate(item.visible_to):
             if role not in roles:
-                yield Problem((*item.path, "visible_to", i), unknown("role", role, roles))
+                yield undeclared((*item.path, "visible_to", i), "role", role, roles)
 
 
 @rule("who-may-start")
@@ -243,18 +305,17 @@ def undefined_fields(given: RuleInput) -> Iterator[Problem]:
         if isinstance(t.requires_fields, tuple):
             for i, name in enumerate(t.requires_fields):
                 if name not in fields:
-                    yield Problem((*t.path, "requires", "fields", i),
-                                  unknown("field", name, fields))
+                    yield undeclared((*t.path, "requires", "fields", i), "field", name, fields)
     for party in given.procedure.parties.values():
         for kind, name in party.contact_fields.items():
             if name not in fields:
-                yield Problem((*party.path, kind), unknown("field", name, fields))
+                yield undeclared((*party.path, kind), "field", name, fields)
     yield from _unknown_names(given, "fields", "field", fields)
     data = _data_fields(given.procedure)
     for follow_up in links.follow_ups(given.procedure):
         for child, source in follow_up.carry:
             if source not in data:
-                yield Problem((*follow_up.path, "carry", child), unknown("field", source, data))
+                yield undeclared((*follow_up.path, "carry", child), "field", source, data)
 
 
 def _unknown_names(given: RuleInput, key: str, kind: str, known: Iterable[str]
@@ -263,7 +324,7 @@ def _unknown_names(given: RuleInput, key: str, kind: str, known: Iterable[str]
     for names, path in _edit_grants(given, key):
         for i, name in enumerate(names):
             if name not in known:
-                yield Problem((*path, i), unknown(kind, name, known))
+                yield undeclared((*path, i), kind, name, known)
 
 
 def _edit_grants(given: RuleInput, key: str) -> Iterator[tuple[list[str], Path]]:
@@ -287,8 +348,8 @@ def undefined_documents(given: RuleInput) -> Iterator[Problem]:
         if isinstance(t.requires_documents, tuple):
             for i, name in enumerate(t.requires_documents):
                 if name not in documents:
-                    yield Problem((*t.path, "requires", "documents", i),
-                                  unknown("document", name, documents))
+                    yield undeclared((*t.path, "requires", "documents", i), "document", name,
+                                     documents)
 
 
 @rule("undefined-trigger")
@@ -297,17 +358,16 @@ def undefined_triggers(given: RuleInput) -> Iterator[Problem]:
     triggers = p.triggers
     for fee in p.fees:
         if fee.due and fee.due not in triggers:
-            yield Problem((*fee.path, "due"), unknown("trigger", fee.due, triggers))
+            yield undeclared((*fee.path, "due"), "trigger", fee.due, triggers)
     for t in p.transitions:
         for i, name in enumerate(t.not_actor_of):
             if name not in triggers:
-                yield Problem((*t.path, "separation", "not_actor_of", i),
-                              unknown("trigger", name, triggers))
+                yield undeclared((*t.path, "separation", "not_actor_of", i), "trigger", name,
+                                 triggers)
     for key in ("handling", "weights", "lead_times"):
         for name in getattr(p.simulation, key):
             if name not in triggers:
-                yield Problem(("simulation", key, name), unknown("trigger", name, triggers),
-                              at_key=True)
+                yield undeclared(("simulation", key, name), "trigger", name, triggers, at_key=True)
     yield from _deadline_triggers(p)
 
 
@@ -317,15 +377,16 @@ def _deadline_triggers(p: Procedure) -> Iterator[Problem]:
         for deadline in state.deadlines:
             where = (*deadline.path, "trigger")
             if deadline.trigger not in triggers:
-                yield Problem(where, unknown("trigger", deadline.trigger, triggers))
+                yield undeclared(where, "trigger", deadline.trigger, triggers)
                 continue
             leaving = list(p.transitions_from(state.id, deadline.trigger))
             if not leaving:
                 yield Problem(where, f'deadline trigger "{deadline.trigger}" has no transition '
-                                     f'from state "{state.id}"')
+                                     f'from state "{state.id}"', assumes=STATES)
             elif not any(SYSTEM_ROLE in t.roles for t in leaving):
                 yield Problem(where, f'deadline trigger "{deadline.trigger}" is fired by the '
-                                     'system; add "system" to the roles of its transition')
+                                     'system; add "system" to the roles of its transition',
+                              assumes=frozenset({"role"}))
 
 
 # --- the graph ----------------------------------------------------------------------------------
@@ -340,7 +401,7 @@ def unreachable_states(given: RuleInput) -> Iterator[Problem]:
     for state in p.states.values():
         if state.id not in reached:
             yield Problem(state.path, f'state "{state.id}" can never be reached from the initial '
-                                      f'state "{initial[0]}"', at_key=True)
+                                      f'state "{initial[0]}"', at_key=True, assumes=STATES)
 
 
 @rule("dead-end-state")
@@ -349,7 +410,8 @@ def dead_end_states(given: RuleInput) -> Iterator[Problem]:
     for state in given.procedure.states.values():
         if not state.final and not edges[state.id]:
             yield Problem(state.path, f'state "{state.id}" is not final and no transition leaves '
-                                      "it; add a transition or mark it final", at_key=True)
+                                      "it; add a transition or mark it final", at_key=True,
+                          assumes=STATES)
 
 
 @rule("no-final-reachable")
@@ -361,7 +423,7 @@ def no_final_reachable(given: RuleInput) -> Iterator[Problem]:
     for state in p.states.values():
         if state.id not in can_finish and edges[state.id]:
             yield Problem(state.path, f'no final state can be reached from state "{state.id}"',
-                          at_key=True)
+                          at_key=True, assumes=STATES)
 
 
 @rule("final-state-exit")
@@ -495,11 +557,12 @@ def undeclared_names(given: RuleInput) -> Iterator[Problem]:
     for expression, path, scope in _expressions(given.procedure):
         known = scope.names()
         for name in sorted(expression.names - known):
-            yield Problem(path, unknown("name", name, known) + f" in: {expression.source}")
+            yield undeclared(path, "field", name, known, noun="name",
+                             then=f" in: {expression.source}")
     for template, path, scope in _templates(given.procedure):
         known = scope.names()
         for name in sorted(template.names - known):
-            yield Problem(path, unknown("name", name, known) + " in template")
+            yield undeclared(path, "field", name, known, noun="name", then=" in template")
 
 
 def _kind(node: ex.Node, scope: _Scope) -> str | None:
@@ -624,21 +687,9 @@ def _all_fields(p: Procedure) -> list[Field]:
 
 
 def _field_problems(f: Field) -> Iterator[Problem]:
-    if f.type in ("choice", "multi_choice") and not f.options:
-        yield Problem(f.path, f'{f.type} field "{f.id}" needs options')
-    if f.options and f.type not in ("choice", "multi_choice"):
-        yield Problem((*f.path, "options"), f'options only apply to choice fields, not {f.type}')
-    if f.type == "group" and not f.fields:
-        yield Problem(f.path, f'group "{f.id}" needs fields')
-    if f.type != "group":
-        for key, value in (("fields", f.fields), ("min_rows", f.min_rows),
-                           ("max_rows", f.max_rows)):
-            if value:
-                yield Problem((*f.path, key), f"{key} only applies to groups, not {f.type}")
+    # A key that does not fit the field type, a choice without options and a group without
+    # fields are refused by the schema (`field`'s if/then on `type`), as field-constraint too.
     yield from _bound_problems(f)
-    for key, value in (("min_age", f.min_age), ("max_age", f.max_age)):
-        if value is not None and f.type != "date":
-            yield Problem((*f.path, key), f"{key} only applies to date fields, not {f.type}")
     if f.pattern is not None:
         problem = _pattern_problem(f.pattern)
         if problem:
@@ -866,9 +917,6 @@ def _bound_problems(f: Field) -> Iterator[Problem]:
             if not _is_date_bound(bound):
                 yield Problem(where, f'{key} of date field "{f.id}" must be a date like '
                                      '"2000-01-31" or "today"')
-        else:
-            yield Problem(where, f'{key} does not apply to {f.type} field "{f.id}"; '
-                                 "use min_length or max_length for text")
 
 
 def _is_date_bound(value: Any) -> bool:
@@ -892,7 +940,7 @@ def fee_fields(given: RuleInput) -> Iterator[Problem]:
             if name is not None]
         for name, where, why in read:
             if name not in fields:
-                yield Problem(where, unknown("field", name, fields))
+                yield undeclared(where, "field", name, fields)
             elif fields[name].type not in NUMERIC_TYPES:
                 yield Problem(where, f'fee "{fee.id}" {why} field "{name}", which is '
                                      f"{fields[name].type}, not a number")
@@ -918,7 +966,7 @@ def duration_fields(given: RuleInput) -> Iterator[Problem]:
             continue
         found = fields.get(duration.field)
         if found is None:
-            yield Problem((*path, "field"), unknown("field", duration.field, fields))
+            yield undeclared((*path, "field"), "field", duration.field, fields)
         elif found.type != "integer":
             yield Problem((*path, "field"), f'duration read from field "{found.id}", which is '
                                             f"{found.type}, not an integer")
@@ -1057,7 +1105,8 @@ def unused_fields(given: RuleInput) -> Iterator[Problem]:
     for f in p.fields:
         if f.id not in used:
             yield Problem(f.path, f'field "{f.id}" is never required by a transition nor used '
-                                  "by an expression, fee or template", "warning")
+                                  "by an expression, fee or template", "warning",
+                          assumes=frozenset({"field"}))
 
 
 @rule("unused-document")
@@ -1069,4 +1118,4 @@ def unused_documents(given: RuleInput) -> Iterator[Problem]:
     for d in p.documents:
         if d.id not in used:
             yield Problem(d.path, f'document "{d.id}" is never required by a transition',
-                          "warning")
+                          "warning", assumes=frozenset({"document", "field"}))

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.composer import Composer
+from yaml.composer import ComposerError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.parser import Parser
 from yaml.reader import Reader
-from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
 from .errors import Diagnostic, Location
@@ -44,6 +43,8 @@ _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
 _INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+#: The first characters of the texts `_YAML11_BOOL` and `_YAML11_NUMBERS` can match.
+_AMBIGUOUS_START = frozenset("yYnNoO+-.0123456789")
 _YAML11_BOOL = re.compile(r"(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)")
 #: Plain scalars some YAML reader would take for a number, with what it would read.
 _YAML11_NUMBERS = (
@@ -53,9 +54,6 @@ _YAML11_NUMBERS = (
     (re.compile(r"[-+]?[0-9][0-9_]*_[0-9_]*(\.[0-9_]*)?"), "a number with _ in YAML 1.1"),
     (re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"), "infinity or not-a-number"),
 )
-_TAGS = {
-    "tag:yaml.org,2002:" + name for name in ("str", "int", "float", "bool", "null", "seq", "map")
-}
 
 
 @dataclass(frozen=True)
@@ -86,48 +84,167 @@ class _Refused(Exception):
         self.rule, self.message, self.line, self.column = rule, message, line, column
 
 
-_PLAIN = "tag:guichet,plain"
+_PLAIN = "tag:guichet,plain"  # a plain scalar, typed by `_Builder` with YAML 1.2 core rules
+_TAGGED = "tag:guichet,tagged"  # a plain scalar with a standard tag (reported once, then typed)
+_TEXT = "tag:yaml.org,2002:str"
+_STANDARD = "tag:yaml.org,2002:"
+_TAG_ADVICE = {
+    "str": "quote the value to mean text", "int": "write the number without a tag",
+    "float": "write the number without a tag", "bool": "write true or false without a tag",
+    "null": "leave the value empty", "seq": "write the list without a tag",
+    "map": "write the mapping without a tag",
+}
+
+_CParser: Any
+try:  # libyaml's C parser: the same events and positions, about ten times faster
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _CParser = None
+
+#: Whether libyaml's C parser is used (PyYAML was built with it).
+LIBYAML = _CParser is not None
 
 
-class _Resolver(BaseResolver):
-    """No implicit typing: plain scalars are typed by `_Builder` with YAML 1.2 core rules."""
+class _PyParser(Reader, Scanner, Parser):
+    """PyYAML's pure-Python parser, used when libyaml is not available."""
 
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        if kind is ScalarNode and implicit[0]:
-            return _PLAIN
-        return str(super().resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
-
-
-class _Composer(Reader, Scanner, Parser, Composer, _Resolver):
     def __init__(self, text: str) -> None:
         Reader.__init__(self, text)
         Scanner.__init__(self)
         Parser.__init__(self)
-        Composer.__init__(self)
-        _Resolver.__init__(self)
-        self.depth = 0
-        self.aliases = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
-        mark: Any = event.start_mark
+
+def _parser(text: str, fast: bool = True) -> Any:
+    """An event parser of `text`: libyaml's when PyYAML has it (and `fast`), else PyYAML's."""
+    return _CParser(text) if fast and _CParser is not None else _PyParser(text)
+
+
+class _Composer:
+    """The node graph of one document, built from parser events.
+
+    Every tag is reported (a standard one like `!!str` as an error that does not stop the
+    load, any other at once). Nesting depth, the number of aliases and the number of values
+    the document expands to (an alias counts as many values as its anchor's) are bounded as
+    the events arrive, so an alias bomb is refused before anything is built.
+    """
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+        self.anchors: dict[str, tuple[Node, int]] = {}  # name: node and its expanded size
+        self.open: set[str] = set()  # anchors of the collections being composed
+        self.aliases = 0
+        self.depth = 0
+        self.problems: list[_Refused] = []
+
+    def single_node(self) -> Node | None:
+        """The root node (None for an empty stream); refuses a second document."""
+        get, check = self.events.get_event, self.events.check_event
+        get()  # stream start
+        root = None
+        if not check(yaml.StreamEndEvent):
+            get()  # document start
+            root = self.node()[0]
+            get()  # document end
+        if not check(yaml.StreamEndEvent):
+            raise ComposerError("expected a single document in the stream",
+                                root.start_mark if root else None,
+                                "but found another document", get().start_mark)
+        return root
+
+    def node(self) -> tuple[Node, int]:
+        """The next node and the number of values it expands to."""
+        event: Any = self.events.get_event()  # its marks are PyYAML's or libyaml's
         if isinstance(event, yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise _Refused("yaml-alias-limit",
-                               f"more than {MAX_ALIASES} aliases; write the values out instead",
-                               mark.line, mark.column)
-        tag = getattr(event, "tag", None)
-        if tag not in (None, "!") and tag not in _TAGS:
-            short = str(tag).replace("tag:yaml.org,2002:", "!!")
-            raise _Refused("yaml-tag", f'tag "{short}" is not allowed', mark.line, mark.column)
+            return self.alias(event)
+        self.tag(event)
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise _Refused("yaml-depth", f"nesting deeper than {MAX_DEPTH} levels",
-                           mark.line, mark.column)
-        node = super().compose_node(parent, index)
+            raise _refused_at(event, "yaml-depth", f"nesting deeper than {MAX_DEPTH} levels")
+        composed: tuple[Node, int]
+        if isinstance(event, yaml.ScalarEvent):
+            composed = self.scalar(event), 1
+        elif isinstance(event, yaml.SequenceStartEvent):
+            composed = self.collection(event, SequenceNode, yaml.SequenceEndEvent)
+        else:
+            composed = self.collection(event, MappingNode, yaml.MappingEndEvent)
         self.depth -= 1
-        return node
+        if event.anchor is not None:
+            self.anchors[event.anchor] = composed
+        return composed
+
+    def collection(self, event: Any, kind: type[SequenceNode | MappingNode], end: type[Any]
+                   ) -> tuple[Node, int]:
+        node = kind(_STANDARD + ("seq" if kind is SequenceNode else "map"), [],
+                    event.start_mark, None, flow_style=event.flow_style)
+        self.anchor(event)
+        items: list[Any] = node.value
+        size = 1
+        while not self.events.check_event(end):
+            item, item_size = self.node()
+            if kind is MappingNode:
+                value, value_size = self.node()
+                items.append((item, value))
+                item_size += value_size
+            else:
+                items.append(item)
+            size += item_size
+            if size > MAX_VALUES:
+                raise _refused_at(event, "yaml-alias-limit",
+                                  f"aliases expand this file to more than {MAX_VALUES} values "
+                                  "(an alias bomb?); write the values out")
+        node.end_mark = self.events.get_event().end_mark
+        self.open.discard(event.anchor)
+        return node, size
+
+    def alias(self, event: Any) -> tuple[Node, int]:
+        self.aliases += 1
+        if self.aliases > MAX_ALIASES:
+            raise _refused_at(event, "yaml-alias-limit",
+                              f"more than {MAX_ALIASES} aliases; write the values out instead")
+        if event.anchor in self.open:
+            raise _refused_at(event, "yaml-alias-limit",
+                              "an alias refers to the value that contains it")
+        if event.anchor not in self.anchors:
+            raise ComposerError(None, None, f"found undefined alias {event.anchor!r}",
+                                event.start_mark)
+        return self.anchors[event.anchor]
+
+    def anchor(self, event: Any) -> None:
+        """Refuse an anchor name used twice (checked when the anchored value starts)."""
+        name = event.anchor
+        if name is None:
+            return
+        if name in self.anchors or name in self.open:
+            first = self.anchors[name][0].start_mark if name in self.anchors else None
+            raise ComposerError(f"found duplicate anchor {name!r}; first occurrence", first,
+                                "second occurrence", event.start_mark)
+        if not isinstance(event, yaml.ScalarEvent):
+            self.open.add(name)
+
+    def tag(self, event: Any) -> None:
+        """Report the event's tag: a standard one for later, any other at once."""
+        tag = event.tag
+        if tag is None:
+            return
+        name = tag.removeprefix(_STANDARD)
+        advice = _TAG_ADVICE.get(name) if tag.startswith(_STANDARD) else None
+        short = "!!" + name if tag.startswith(_STANDARD) else tag
+        problem = _refused_at(event, "yaml-tag", f'tag "{short}" is not allowed'
+                                                 + (f"; {advice}" if advice else ""))
+        if advice is None:
+            raise problem
+        self.problems.append(problem)
+
+    def scalar(self, event: Any) -> ScalarNode:
+        """A scalar node tagged for `_Builder`: text, plain, or plain with a reported tag."""
+        tag = _TEXT if event.style else _PLAIN if event.tag is None else _TAGGED
+        self.anchor(event)
+        return ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                          style=event.style or None)
+
+
+def _refused_at(event: Any, rule: str, message: str) -> _Refused:
+    return _Refused(rule, message, event.start_mark.line, event.start_mark.column)
 
 
 class _Builder:
@@ -156,7 +273,8 @@ class _Builder:
                 if self.budget < 0 else f"nesting deeper than {MAX_DEPTH} levels",
                 node.start_mark.line, node.start_mark.column,
             )
-        self.values.setdefault(path, self.location(node))
+        if path not in self.values:  # an alias repeats its anchor's location
+            self.values[path] = self.location(node)
         if isinstance(node, MappingNode):
             return self.mapping(node, path, depth)
         if isinstance(node, SequenceNode):
@@ -189,8 +307,8 @@ class _Builder:
 
     def scalar(self, node: ScalarNode) -> Any:
         text = node.value
-        if node.style is not None or node.tag == "tag:yaml.org,2002:str":
-            return text  # quoted, block or explicitly tagged text
+        if node.style is not None:
+            return text  # quoted or block text
         if text in _NULL:
             return None
         if text in _TRUE:
@@ -201,18 +319,23 @@ class _Builder:
             return self.integer(node, text)
         if _FLOAT.fullmatch(text) and not _YAML11_NUMBERS[0][0].fullmatch(text):
             return self.real(node, text)
+        if node.tag == _PLAIN and text[:1] in _AMBIGUOUS_START:  # a tagged one was reported
+            self.ambiguity(node, text)
+        return text
+
+    def ambiguity(self, node: ScalarNode, text: str) -> None:
+        """Report a plain text some YAML reader would take for a boolean or a number."""
         if _YAML11_BOOL.fullmatch(text):
             self.report(node, "yaml-ambiguous",
                         f'"{text}" is a boolean in YAML 1.1 and text in YAML 1.2; '
                         f"write true or false, or quote it ('{text}') to mean text")
-        else:
-            for pattern, reading in _YAML11_NUMBERS:
-                if pattern.fullmatch(text):
-                    self.report(node, "yaml-ambiguous",
-                                f'"{text}" may be read as {reading}; write the number in '
-                                f"decimal, or quote it ('{text}') to mean text")
-                    break
-        return text
+            return
+        for pattern, reading in _YAML11_NUMBERS:
+            if pattern.fullmatch(text):
+                self.report(node, "yaml-ambiguous",
+                            f'"{text}" may be read as {reading}; write the number in '
+                            f"decimal, or quote it ('{text}') to mean text")
+                return
 
     def integer(self, node: ScalarNode, text: str) -> int:
         """An integer of at most MAX_DIGITS digits; a longer one is reported (and read as the
@@ -306,8 +429,12 @@ def decode(raw: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
     return text.removeprefix("\ufeff"), []
 
 
-def load(raw: bytes | str, path: str) -> tuple[Document | None, list[Diagnostic]]:
-    """Load one YAML file strictly. Returns the document (None when unusable) and diagnostics."""
+def load(raw: bytes | str, path: str, fast: bool = True
+         ) -> tuple[Document | None, list[Diagnostic]]:
+    """Load one YAML file strictly. Returns the document (None when unusable) and diagnostics.
+
+    `fast=False` parses with PyYAML's pure-Python parser even where libyaml is available (the
+    two give the same values, locations and diagnostics; tests compare them)."""
     if isinstance(raw, bytes):
         text, problems = decode(raw, path)
         if text is None:
@@ -321,31 +448,20 @@ def load(raw: bytes | str, path: str) -> tuple[Document | None, list[Diagnostic]
         return None, [Diagnostic(where, "error", rule, message)]
 
     try:
-        composer = _Composer(text)
-        root = composer.get_single_node()
+        composer = _Composer(_parser(text, fast))
+        root = composer.single_node()
         if root is None:
             return refused(0, 0, "file-empty", "file is empty; a procedure starts with "
                                                "id, version, title, roles, states and transitions")
-        _check_expansion(root)
         data = builder.build(root, ())
+        builder.diagnostics += [Diagnostic(Location(path, p.line + 1, p.column + 1), "error",
+                                           p.rule, p.message) for p in composer.problems]
     except _Refused as exc:
         return refused(exc.line, exc.column, exc.rule, exc.message)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = (exc.problem or exc.context or "invalid YAML").strip()
-        if exc.context and "duplicate anchor" in exc.context:
-            message = exc.context.split(";")[0] + "; each anchor name must be unique"
-        elif exc.context and exc.problem:
-            message = f"{exc.problem} ({exc.context})"
-        return refused(mark.line if mark else 0, mark.column if mark else 0, "yaml-syntax",
-                       _lower_first(message))
+        return None, [_syntax_error(exc, path)]
     except yaml.reader.ReaderError as exc:  # control characters and the like
-        line = text.count("\n", 0, exc.position)
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1)
-        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        return refused(line, column, "yaml-syntax",
-                       f"control character {character!r} (U+{ord(character):04X}) is not "
-                       "allowed in YAML text")
+        return None, [_control_character(exc, text, path, fast and LIBYAML)]
     if not isinstance(data, dict):
         kind = ("a list" if isinstance(data, list) else "nothing" if data is None
                 else f'the value "{data}"')
@@ -356,38 +472,32 @@ def load(raw: bytes | str, path: str) -> tuple[Document | None, list[Diagnostic]
     return document, builder.diagnostics
 
 
-def _check_expansion(root: Node) -> None:
-    """Refuse before building when aliases would expand the file past MAX_VALUES values.
+def _syntax_error(exc: yaml.MarkedYAMLError, path: str) -> Diagnostic:
+    """`yaml-syntax` (or `yaml-depth` for libyaml's own nesting limit), at the parser's mark."""
+    mark = exc.problem_mark or exc.context_mark
+    where = Location(path, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1)
+    message = (exc.problem or exc.context or "invalid YAML").strip()
+    if exc.context and "duplicate anchor" in exc.context:
+        message = exc.context.split(";")[0] + "; each anchor name must be unique"
+    elif exc.context and exc.problem:
+        message = f"{exc.problem} ({exc.context})"
+    if "maximum nesting depth" in message:  # libyaml's own limit, met before ours
+        return Diagnostic(where, "error", "yaml-depth", f"nesting deeper than {MAX_DEPTH} levels")
+    return Diagnostic(where, "error", "yaml-syntax", _lower_first(message))
 
-    Sizes are memoised per node, so this costs one visit per distinct node however many
-    times aliases repeat it.
-    """
-    sizes: dict[int, int] = {}
-    pending: set[int] = set()
 
-    def size(node: Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in pending:
-            raise _Refused("yaml-alias-limit", "an alias refers to the value that contains it",
-                           node.start_mark.line, node.start_mark.column)
-        pending.add(key)
-        total = 1
-        if isinstance(node, MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
-        elif isinstance(node, SequenceNode):
-            total += sum(size(item) for item in node.value)
-        pending.discard(key)
-        sizes[key] = total
-        if total > MAX_VALUES:
-            raise _Refused("yaml-alias-limit",
-                           f"aliases expand this file to more than {MAX_VALUES} values "
-                           "(an alias bomb?); write the values out",
-                           node.start_mark.line, node.start_mark.column)
-        return total
-
-    size(root)
+def _control_character(exc: yaml.reader.ReaderError, text: str, path: str,
+                       counts_bytes: bool) -> Diagnostic:
+    """`yaml-syntax` for a character YAML refuses, located in `text`."""
+    position = exc.position
+    if counts_bytes:  # libyaml counts bytes of the UTF-8 text
+        position = len(text.encode("utf-8")[:position].decode("utf-8", "ignore"))
+    line = text.count("\n", 0, position)
+    column = position - (text.rfind("\n", 0, position) + 1)
+    character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return Diagnostic(Location(path, line + 1, column + 1), "error", "yaml-syntax",
+                      f"control character {character!r} (U+{ord(character):04X}) is not "
+                      "allowed in YAML text")
 
 
 def _lower_first(text: str) -> str:

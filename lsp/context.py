@@ -16,11 +16,25 @@ _VALUE_SO_FAR = re.compile(r"\s*(\[\s*)?([\w.-]+\s*,\s*)*[\w.-]*")
 _BLOCK_ITEM = re.compile(r"(\s*)-\s+[\w.-]*")
 _KEY_LINE = re.compile(r"(\s*(?:-\s+)*)\{?\s*([A-Za-z_][\w-]*)\s*:(\s|$)")
 _WORD = re.compile(r"[\w.-]+")
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+#: (parent, key) of the values naming a data field besides lists: durations read from data,
+#: a fee's amount read from a field
+_FIELD_KEYS = {("after", "field"), ("validity", "field"), ("amount", "from")}
+#: a `when:` key, whose value is an expression
+_WHEN = re.compile(r"(?:^|[\s{,])when\s*:(?:\s|$)")
 
 
 def word_at(line: str, column: int) -> tuple[str, int, int] | None:
     """The id-like word under `column` of `line` (with its start and end), if any."""
     for found in _WORD.finditer(line):
+        if found.start() <= column <= found.end():
+            return found.group(), found.start(), found.end()
+    return None
+
+
+def identifier_at(line: str, column: int) -> tuple[str, int, int] | None:
+    """The identifier under `column` (`photo` in `documents.photo`), with its columns."""
+    for found in _IDENTIFIER.finditer(line):
         if found.start() <= column <= found.end():
             return found.group(), found.start(), found.end()
     return None
@@ -34,24 +48,35 @@ def expected_kind(lines: list[str], row: int, column: int) -> str | None:
 
 def kind_of(path: list[str]) -> str | None:
     """The kind of id the value of the last key of `path` holds."""
-    section, key, parents = path[0], path[-1], set(path[1:-1])
+    if path == ["read"]:
+        return "role"
     if len(path) < 2:
         return None
+    section, key, parents = path[0], path[-1], set(path[1:-1])
     if parents & {"notify", "reminder"}:
         return "role" if key == "to" else None
+    if key in ("roles", "on_behalf", "visible_to"):
+        return "role"
+    return _state_or_trigger(section, key) or _data_kind(section, path[-2], key, parents)
+
+
+def _state_or_trigger(section: str, key: str) -> str | None:
     if section == "transitions" and key in ("from", "to"):
         return "state"
-    if key == "roles":
-        return "role"
-    if key == "fields" and parents & {"requires", "editable"}:
-        return "field"
-    if key == "documents" and "requires" in parents:
-        return "document"
-    if section == "fees":
-        return {"due": "trigger", "per": "field"}.get(key)
     if key in ("trigger", "not_actor_of") and section in ("transitions", "states"):
         return "trigger"
-    return None
+    return "trigger" if (section, key) == ("fees", "due") else None
+
+
+def _data_kind(section: str, parent: str, key: str, parents: set[str]) -> str | None:
+    """"field" or "document" where the form's data is named (`per:`, `carry:`, `requires:`...)."""
+    if key == "documents" and "requires" in parents:
+        return "document"
+    if key == "fields" and parents & {"requires", "editable"}:
+        return "field"
+    if parent == "carry" or (section, key) == ("fees", "per") or (parent, key) in _FIELD_KEYS:
+        return "field"
+    return "field" if section == "parties" and key in ("name", "phone", "email") else None
 
 
 def key_path(lines: list[str], row: int, column: int) -> list[str]:
@@ -120,3 +145,24 @@ def _ancestors(lines: list[str], row: int, indent: int) -> list[str]:
             keys.append(found.group(2))
             indent = found.start(2)
     return keys[::-1]
+
+
+def expression_before(lines: list[str], row: int, column: int) -> str | None:
+    """The `when:` expression from its start to (row, column) 0-based, or None when the
+    position is not in one (nor in a comment). A value on several lines is joined."""
+    if row >= len(lines):
+        return None
+    prefix = lines[row][:column]
+    if re.search(r"(^|\s)#", prefix):
+        return None
+    found = list(_WHEN.finditer(prefix))
+    if found:
+        return prefix[found[-1].end():]
+    indent = _indent(lines[row]) if lines[row].strip() else column
+    for above in range(row - 1, -1, -1):
+        line = lines[above]
+        if line.strip() and _indent(line) < indent:
+            key = list(_WHEN.finditer(line))
+            return "\n".join([line[key[-1].end():], *lines[above + 1:row], prefix]) \
+                if key else None
+    return None

@@ -1,5 +1,6 @@
-"""Where the ids of a procedure text are declared: states, roles, fields, documents, fees
-and triggers, each with its line, columns and label(s).
+"""Where the ids of a procedure text are declared: states, roles, fields, documents, fees,
+triggers and transitions' input ids, each with its line, columns and label(s). The index
+keeps the text's lines and, when it loaded, its document (lsp.references reads them).
 
 A text that loads (engine.source) is read exactly. A text being typed often does not load; it
 is then scanned line by line with simple patterns, and labels are borrowed from the last
@@ -16,7 +17,9 @@ from typing import Any
 
 from engine import source
 
-KINDS = ("state", "role", "field", "document", "fee", "trigger")
+KINDS = ("state", "role", "field", "document", "fee", "trigger", "input")
+#: kinds an id of another kind may also be (a data field may be a transition's input)
+_ALSO = {"field": ("input",)}
 #: the list sections whose items declare an id, and the key that declares it
 _LISTS = {"fields": ("field", "id"), "documents": ("document", "id"), "fees": ("fee", "id"),
           "transitions": ("trigger", "trigger")}
@@ -53,6 +56,8 @@ class Index:
     definitions: dict[str, dict[str, Definition]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS})
     loaded: bool = False      # True when the text loaded (exact), False when scanned
+    lines: list[str] = field(default_factory=list)
+    document: source.Document | None = None      # the loaded text, None when scanned
 
     def add(self, definition: Definition) -> None:
         self.definitions[definition.kind].setdefault(definition.id, definition)
@@ -62,7 +67,7 @@ class Index:
 
     def find(self, name: str, kind: str | None = None) -> Definition | None:
         """The declaration of `name` as `kind`, or as any kind when `kind` is None."""
-        kinds = (kind,) if kind else KINDS
+        kinds = (kind, *_ALSO.get(kind, ())) if kind else KINDS
         for each in kinds:
             found = self.definitions.get(each, {}).get(name)
             if found is not None:
@@ -76,9 +81,10 @@ def build(text: str, previous: Index | None = None) -> Index:
         document, _ = source.load(text, "<editor>")
     except Exception:  # noqa: BLE001 - the editor's text is anything; never fail here
         document = None
+    lines = text.splitlines()
     if document is not None and isinstance(document.data, dict):
-        return _from_document(document, text.splitlines())
-    index = _scan(text.splitlines())
+        return _from_document(document, lines)
+    index = _scan(lines)
     if previous is not None:
         for kind, found in index.definitions.items():
             for name, definition in found.items():
@@ -101,7 +107,7 @@ def labels_of(value: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _from_document(document: source.Document, lines: list[str]) -> Index:
-    index = Index(loaded=True)
+    index = Index(loaded=True, lines=lines, document=document)
     data = document.data
     for section, kind in _MAPPINGS.items():
         entries = data.get(section)
@@ -117,7 +123,20 @@ def _from_document(document: source.Document, lines: list[str]) -> Index:
                 where = document.at((*path, key))
                 index.add(_definition(kind, name, where.line, where.column, lines,
                                       labels_of(item)))
+    _add_inputs(index, document, lines)
     return index
+
+
+def _add_inputs(index: Index, document: source.Document, lines: list[str]) -> None:
+    """The `input:` ids of the transitions (data an expression or template may read)."""
+    transitions = document.data.get("transitions")
+    for number, transition in enumerate(transitions if isinstance(transitions, list) else []):
+        inputs = transition.get("input") if isinstance(transition, dict) else None
+        for path, item in _items(inputs, ("transitions", number, "input")):
+            if isinstance(item.get("id"), str):
+                where = document.at((*path, "id"))
+                index.add(_definition("input", item["id"], where.line, where.column, lines,
+                                      labels_of(item)))
 
 
 def _items(entries: Any, path: source.Path) -> Iterator[tuple[source.Path, dict[str, Any]]]:
@@ -134,17 +153,23 @@ def _items(entries: Any, path: source.Path) -> Iterator[tuple[source.Path, dict[
 def _definition(kind: str, name: str, line: int, column: int, lines: list[str],
                 labels: tuple[tuple[str, str], ...]) -> Definition:
     """A Definition from a 1-based location, its columns found on the line itself."""
+    return Definition(kind, name, *span_at(lines, line, column, name), labels)
+
+
+def span_at(lines: list[str], line: int, column: int, name: str) -> tuple[int, int, int]:
+    """0-based (line, start, end) of `name` written at or after a 1-based location (past a
+    quote, say); the location itself when `name` is not on the line."""
     row = max(line - 1, 0)
     text = lines[row] if row < len(lines) else ""
     start = text.find(name, max(column - 1, 0))
     if start < 0:
         start = max(column - 1, 0)
-    return Definition(kind, name, row, start, start + len(name), labels)
+    return row, start, start + len(name)
 
 
 def _scan(lines: list[str]) -> Index:
     """Ids of a text that does not load: section by section, with line patterns."""
-    index = Index()
+    index = Index(lines=lines)
     section, child_indent = "", -1
     for row, text in enumerate(lines):
         if not text.strip() or text.lstrip().startswith("#"):

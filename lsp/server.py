@@ -1,21 +1,26 @@
-"""The language server: pygls wiring of diagnostics, completion, definition and hover.
+"""The language server: pygls wiring of diagnostics, completion, definition, hover,
+references and quick fixes.
 
 Diagnostics are the complete checks of `guichet validate`, run on open at once and on
-change after a short pause (DEBOUNCE seconds without typing). Completion, definition and
-hover read the lines around the cursor (lsp.context) and the ids of the text (lsp.index).
+change after a short pause (DEBOUNCE seconds without typing). Completion, definition,
+hover and references read the lines around the cursor (lsp.context), the ids of the text
+(lsp.index) and where they are used (lsp.references); quick fixes read the diagnostics'
+"did you mean" (lsp.quickfix).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import ServerTextPosition, ServerTextRange, TextDocument
 
-from lsp import context, diagnostics, index
+from engine.expressions import BUILTINS
+from lsp import context, diagnostics, index, quickfix, references
 
 DEBOUNCE = 0.15
 _ITEM_KIND = {
@@ -25,7 +30,12 @@ _ITEM_KIND = {
     "document": types.CompletionItemKind.File,
     "fee": types.CompletionItemKind.Value,
     "trigger": types.CompletionItemKind.Event,
+    "input": types.CompletionItemKind.Field,
 }
+#: a string an expression has closed
+_CLOSED_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+#: what an expression has written just before a document id: `documents.`, `documents["`
+_DOCUMENT_KEY = re.compile(r"(?<![\w.])documents\s*(?:\.get\(\s*['\"]|\[\s*['\"]|\.\s*)\w*$")
 
 
 @dataclass
@@ -94,17 +104,17 @@ class GuichetServer(LanguageServer):
         where = document.position_from_client_units(position)
         if where.line >= len(lines):
             return None
-        word = context.word_at(lines[where.line], where.character)
-        if word is None:
-            return None
-        name, start, end = word
-        kind = context.expected_kind(lines, where.line, start)
-        found = self.index_of(document).find(name, kind)
-        if found is None:
-            return None
-        span = types.Range(start=types.Position(where.line, start),
-                           end=types.Position(where.line, end))
-        return found, _client_range(document, span)
+        line = lines[where.line]
+        words = (context.word_at(line, where.character),        # `a.b-c`, else `b` in it
+                 context.identifier_at(line, where.character))
+        for name, start, end in filter(None, words):
+            kind = context.expected_kind(lines, where.line, start)
+            found = self.index_of(document).find(name, kind)
+            if found is not None:
+                span = types.Range(start=types.Position(where.line, start),
+                                   end=types.Position(where.line, end))
+                return found, _client_range(document, span)
+        return None
 
 
 def _client_range(document: TextDocument, span: types.Range) -> types.Range:
@@ -143,16 +153,42 @@ def did_close(ls: GuichetServer, params: types.DidCloseTextDocumentParams) -> No
 
 
 @server.feature(types.TEXT_DOCUMENT_COMPLETION,
-                types.CompletionOptions(trigger_characters=[" ", "[", ","]))
+                types.CompletionOptions(trigger_characters=[" ", "[", ",", ".", "("]))
 def completion(ls: GuichetServer, params: types.CompletionParams) -> types.CompletionList:
-    """The ids of the kind expected at the cursor (state ids after `to:`, ...)."""
+    """The ids of the kind expected at the cursor (state ids after `to:`, ...), or the
+    names a `when:` expression may use there."""
     document = ls.workspace.get_text_document(params.text_document.uri)
     where = document.position_from_client_units(params.position)
-    kind = context.expected_kind(ls.lines(document), where.line, where.character)
-    items = [] if kind is None else [
-        types.CompletionItem(label=each.id, kind=_ITEM_KIND[each.kind], detail=each.describe())
-        for each in ls.index_of(document).ids(kind)]
+    lines, ids = ls.lines(document), ls.index_of(document)
+    expression = context.expression_before(lines, where.line, where.character)
+    if expression is not None:
+        return types.CompletionList(is_incomplete=False,
+                                    items=_expression_items(ids, expression))
+    kind = context.expected_kind(lines, where.line, where.character)
+    items = [] if kind is None else [_item(each) for each in ids.ids(kind)]
     return types.CompletionList(is_incomplete=False, items=items)
+
+
+def _item(declared: index.Definition) -> types.CompletionItem:
+    return types.CompletionItem(label=declared.id, kind=_ITEM_KIND[declared.kind],
+                                detail=declared.describe())
+
+
+def _expression_items(ids: index.Index, expression: str) -> list[types.CompletionItem]:
+    """What an expression may name where it ends: document ids after `documents.`, else
+    the fields, the transitions' input ids and the built-ins (`today`, `age`...); nothing
+    inside a string or after `.` or `|`."""
+    code = expression.lstrip()
+    code = code[1:] if code[:1] in ('"', "'") else code     # the value's own YAML quotes
+    if _DOCUMENT_KEY.search(code):
+        return [_item(each) for each in ids.ids("document")]
+    bare = _CLOSED_STRING.sub("", code)
+    if "'" in bare or '"' in bare or re.search(r"[.|]\s*\w*$", bare):
+        return []
+    names = [_item(each) for kind in ("field", "input") for each in ids.ids(kind)]
+    return names + [types.CompletionItem(
+        label=name, detail=meaning, kind=types.CompletionItemKind.Function if name == "age"
+        else types.CompletionItemKind.Variable) for name, meaning in BUILTINS.items()]
 
 
 @server.feature(types.TEXT_DOCUMENT_DEFINITION)
@@ -163,8 +199,7 @@ def definition(ls: GuichetServer, params: types.DefinitionParams) -> types.Locat
         return None
     declared = found[0]
     document = ls.workspace.get_text_document(params.text_document.uri)
-    span = types.Range(start=types.Position(declared.line, declared.start),
-                       end=types.Position(declared.line, declared.end))
+    span = _range((declared.line, declared.start, declared.end))
     return types.Location(uri=document.uri, range=_client_range(document, span))
 
 
@@ -180,6 +215,51 @@ def hover(ls: GuichetServer, params: types.HoverParams) -> types.Hover | None:
               for lang, text in declared.labels]
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown,
                                                     value="\n".join(lines)), range=span)
+
+
+@server.feature(types.TEXT_DOCUMENT_REFERENCES)
+def find_references(ls: GuichetServer, params: types.ReferenceParams) -> list[types.Location]:
+    """Every use of the id under the cursor (from a use or from its declaration), and its
+    declaration too when the client asks for it."""
+    found = ls.id_at(params.text_document.uri, params.position)
+    if found is None:
+        return []
+    declared = found[0]
+    document = ls.workspace.get_text_document(params.text_document.uri)
+    spans = references.uses(ls.index_of(document), declared)
+    if params.context.include_declaration:
+        spans = sorted([*spans, (declared.line, declared.start, declared.end)])
+    return [types.Location(uri=document.uri, range=_client_range(document, _range(span)))
+            for span in spans]
+
+
+@server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+    code_action_kinds=[types.CodeActionKind.QuickFix]))
+def code_action(ls: GuichetServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """For each of our diagnostics given that suggests a word ("did you mean"), a quick fix
+    writing the suggestion in place of the wrong word."""
+    document = ls.workspace.get_text_document(params.text_document.uri)
+    lines = ls.lines(document)
+    actions = []
+    for diagnostic in params.context.diagnostics:
+        fix = quickfix.suggestion(diagnostic.message)
+        if diagnostic.source != diagnostics.SOURCE or fix is None:
+            continue
+        wrong, right = fix
+        start = document.position_from_client_units(diagnostic.range.start)
+        edits = [types.TextEdit(range=_client_range(document, _range(span)), new_text=right)
+                 for span in quickfix.wrong_spans(lines, start.line, start.character, wrong)]
+        if edits:
+            actions.append(types.CodeAction(
+                title=f'Replace "{wrong}" with "{right}"', kind=types.CodeActionKind.QuickFix,
+                diagnostics=[diagnostic], is_preferred=True,
+                edit=types.WorkspaceEdit(changes={document.uri: edits})))
+    return actions
+
+
+def _range(span: references.Span) -> types.Range:
+    line, start, end = span
+    return types.Range(start=types.Position(line, start), end=types.Position(line, end))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import datetime as dt
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -312,3 +313,30 @@ def test_html_templates_are_still_escaped() -> None:
 def test_sandbox_still_refuses_private_attributes() -> None:
     with pytest.raises(Exception, match="unsafe"):
         compile_template("{{ x | attr('__class__') }}").render({"x": 1})
+
+
+@pytest.mark.parametrize("source", [
+    '{% include "other.txt" %}', '{% extends "base.txt" %}', '{% import "macros" as m %}',
+    '{% from "macros" import m %}', 'Bonjour {% if x %}{% include "x" %}{% endif %}',
+])
+def test_a_template_cannot_reach_another_file(source: str) -> None:
+    """Refused when the file is loaded, not only when rendering would fail."""
+    with pytest.raises(ExpressionError, match="cannot include, extend or import"):
+        compile_template(source)
+
+
+def test_compiled_texts_are_shared_and_render_once_compiled() -> None:
+    """The same text compiles to the same object (kept by text), and rendering it from several
+    threads at once gives every thread the right text."""
+    source = "{{ name }} ({{ n * 2 }})"
+    assert compile_template(source) is compile_template(source)
+    assert compile_expression("n > 1") is compile_expression("n > 1")
+    template = compile_template(source + " ")  # not rendered before
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(
+        template.render({"name": f"t{i}", "n": i}))) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == sorted(f"t{i} ({i * 2}) " for i in range(8))

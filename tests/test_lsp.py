@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ pytest.importorskip("pygls")
 import pytest_lsp  # noqa: E402 - only once pygls is known to be there
 from lsprotocol import types  # noqa: E402
 from pytest_lsp import ClientServerConfig, LanguageClient  # noqa: E402
+
+from engine import compile_source, rules  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSPORT = ROOT / "procedures" / "passport.yaml"
@@ -141,6 +144,9 @@ async def test_garbage_gives_diagnostics_not_a_crash(client: LanguageClient, gar
                 types.CompletionParams(text_document=where, position=position))
             await client.text_document_hover_async(
                 types.HoverParams(text_document=where, position=position))
+            await client.text_document_references_async(types.ReferenceParams(
+                text_document=where, position=position,
+                context=types.ReferenceContext(include_declaration=True)))
     assert not [m for m in client.log_messages if m.type == types.MessageType.Error]
 
 
@@ -153,6 +159,12 @@ async def test_garbage_gives_diagnostics_not_a_crash(client: LanguageClient, gar
     ("fees:\n  - {id: x, amount: 5, due: su", "trigger"),
     ("states:\n  draft:\n    deadlines:\n      - {after: 30 days, trigger: ab", "trigger"),
     ("states:\n  draft:\n    editable: {roles: [agent], fields: [na", "field"),
+    ("start:\n  on_behalf: [ag", "role"),
+    ("read: [ag", "role"),
+    ("fields:\n  - id: a\n    visible_to: [ag", "role"),
+    ("fees:\n  - {id: x, amount: {from: nb", "field"),
+    ("states:\n  a:\n    deadlines:\n      - after: {field: da", "field"),
+    ("parties:\n  owner: {phone: ph", "field"),
     ("roles:\n  app", None),
     ("transitions:\n  - trigger: a\n    to: b  # com", None),
 ])
@@ -161,3 +173,152 @@ def test_the_kind_of_id_expected_is_read_from_the_lines_around(text: str, kind: 
     from lsp.context import expected_kind
     lines = text.split("\n")
     assert expected_kind(lines, len(lines) - 1, len(lines[-1])) == kind
+
+
+# --- references, quick fixes, completion in expressions ---------------------------------------
+
+def _where(uri: str) -> types.TextDocumentIdentifier:
+    return types.TextDocumentIdentifier(uri=uri)
+
+
+def _spans(pattern: str, name: str) -> set[tuple[int, int, int]]:
+    """(line, start, end) of each `name` on the lines of TEXT matching `pattern`."""
+    return {(row, found.start(), found.end()) for row, line in enumerate(LINES)
+            if re.match(pattern, line) for found in re.finditer(rf"\b{name}\b", line)}
+
+
+async def _references(client: LanguageClient, uri: str, position: types.Position,
+                      declaration: bool) -> set[tuple[int, int, int]]:
+    found = await client.text_document_references_async(types.ReferenceParams(
+        text_document=_where(uri), position=position,
+        context=types.ReferenceContext(include_declaration=declaration)))
+    assert found is not None and all(each.uri == uri for each in found)
+    assert all(each.range.start.line == each.range.end.line for each in found)
+    return {(each.range.start.line, each.range.start.character, each.range.end.character)
+            for each in found}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_references_of_a_state_are_its_from_and_to(client: LanguageClient) -> None:
+    uri = _uri("references.yaml")
+    _open(client, uri, TEXT)
+    uses = _spans(r"    (from|to): ", "submitted")
+    assert (TO_SUBMITTED, 8, 17) in uses and len(uses) == 4   # one `to:`, three `from:`
+    on_declaration = types.Position(SUBMITTED_KEY, 4)
+    assert await _references(client, uri, on_declaration, declaration=False) == uses
+    on_use = types.Position(TO_SUBMITTED, 11)          # not the "unless submitted." of a text
+    assert await _references(client, uri, on_use, declaration=True) == \
+        uses | {(SUBMITTED_KEY, 2, 11)}
+    rejected = _spans(r"    to: ", "rejected")          # not `final: rejected`, an outcome
+    assert len(rejected) == 2 and _spans(r"    final: ", "rejected")
+    found = await _references(client, uri, types.Position(LINES.index("  rejected:"), 2),
+                              declaration=False)
+    assert found == rejected
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_references_while_a_line_is_half_written(client: LanguageClient) -> None:
+    uri = _uri("references_typing.yaml")
+    assert LINES[TO_SUBMITTED + 1] == "    roles: [applicant]"
+    _open(client, uri, TEXT.replace("    to: submitted\n    roles: [applicant]\n",
+                                    "    to: submitted\n    roles: [applicant\n", 1))
+    assert await _diagnostics(client, uri, "yaml-syntax")       # the text does not load
+    found = await _references(client, uri, types.Position(SUBMITTED_KEY, 4), declaration=True)
+    assert found == _spans(r"    (from|to): ", "submitted") | {(SUBMITTED_KEY, 2, 11)}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_references_of_a_field_are_in_expressions_and_templates(
+        client: LanguageClient) -> None:
+    uri = _uri("references_field.yaml")
+    _open(client, uri, TEXT)
+    declared = LINES.index("  - id: birth_date")
+    in_when = _spans(r"\s+when: age\(birth_date\)", "birth_date")
+    in_templates = _spans(r".*\{\{ birth_date \}\}", "birth_date")
+    assert len(in_when) >= 10 and len(in_templates) == 2
+    found = await _references(client, uri, types.Position(declared, 10), declaration=False)
+    assert found == in_when | in_templates
+
+
+@pytest.mark.parametrize(("right", "wrong", "rule"), [
+    ("    to: submitted\n", "    to: submited\n", "undefined-state"),
+    ("\ntitle:\n", "\ntitel:\n", "unknown-key"),
+    ("    when: age(birth_date) >= 18\n", "    when: age(birth_dat) >= 18\n", "undeclared-name"),
+])
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_did_you_mean_quick_fix_makes_the_file_validate(
+        client: LanguageClient, right: str, wrong: str, rule: str) -> None:
+    uri = _uri(f"quickfix_{rule}.yaml")
+    typo = TEXT.replace(right, wrong, 1)
+    _open(client, uri, typo)
+    [diagnostic] = [d for d in await _diagnostics(client, uri, rule) if d.code == rule]
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=_where(uri), range=diagnostic.range,
+        context=types.CodeActionContext(diagnostics=[diagnostic])))
+    assert actions is not None
+    [action] = actions
+    assert isinstance(action, types.CodeAction)
+    assert action.kind == types.CodeActionKind.QuickFix
+    assert list(action.diagnostics or ()) == [diagnostic]
+    assert action.edit is not None and action.edit.changes is not None
+    fixed = _apply(typo, action.edit.changes[uri])
+    assert fixed == TEXT
+    _, found = compile_source(fixed, str(PASSPORT))
+    assert not [d for d in found if d.severity == "error"]
+
+
+def _apply(text: str, edits: Sequence[types.TextEdit]) -> str:
+    """`text` with `edits` made (one-line ranges; the texts here are all in the BMP)."""
+    lines = text.split("\n")
+    for edit in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character),
+                       reverse=True):
+        start, end = edit.range.start, edit.range.end
+        assert start.line == end.line
+        line = lines[start.line]
+        lines[start.line] = line[:start.character] + edit.new_text + line[end.character:]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("message", [
+    rules.unknown("state", "submited", ["submitted", "draft"]),
+    rules.unknown("name", "birth_dat", ["birth_date"]) + " in: age(birth_dat) >= 18",
+])
+def test_the_suggestion_is_read_from_the_engine_s_message(message: str) -> None:
+    from lsp.quickfix import suggestion
+    assert suggestion(message) in (("submited", "submitted"), ("birth_dat", "birth_date"))
+    assert suggestion(rules.unknown("state", "zzz", ["submitted"])) is None   # nothing close
+    assert suggestion('"x" is not one of a, b') is None
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_completion_in_a_when_expression_offers_the_names_it_may_use(
+        client: LanguageClient) -> None:
+    uri = _uri("complete_when.yaml")
+    row = LINES.index("    when: request_type == 'renewal'")
+    written = ["    when: ", "    when: age(", "    when: documents.", "    when: sex == 'fe"]
+    _open(client, uri, "\n".join([*LINES[:row], *written, *LINES[row + 1:]]))
+    offered = []
+    for number, line in enumerate(written):
+        found = await client.text_document_completion_async(types.CompletionParams(
+            text_document=_where(uri), position=types.Position(row + number, len(line))))
+        assert isinstance(found, types.CompletionList)
+        offered.append({item.label: item.detail for item in found.items})
+    names, in_call, documents, in_string = offered
+    assert {"request_type", "birth_date", "holder_verified", "today", "age"} <= set(names)
+    assert "Date of birth" in (names["birth_date"] or "")
+    assert not {"submitted", "agent", "photos"} & set(names)   # a state, a role, a document
+    assert "birth_date" in in_call
+    assert "photos" in documents and "birth_date" not in documents
+    assert in_string == {}
+
+
+@pytest.mark.parametrize(("code", "kind", "found"), [
+    ("documents.photo > 0 and documents['photo']", "document", [10, 35]),
+    ("photo == 'photo' and x.photo and y | photo", "field", [0]),
+    ("{{ photo }} photo {% if photo %}", "field", []),
+])
+def test_names_an_expression_reads(code: str, kind: str, found: list[int]) -> None:
+    from lsp.references import names_in
+    template = code.startswith("{")
+    assert [start for _, start, _ in names_in([(0, 0, code)], kind, "photo", template)] == \
+        ([3, 24] if template else found)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import lint, load_procedure
+from engine import lint, load_procedure, source
 from engine.analysis.scenarios import load_scenario, run_suite
-from engine.errors import Location, ProcedureError
+from engine.errors import Diagnostic, Location, ProcedureError
 from engine.source import (
     MAX_ALIASES,
     MAX_BYTES,
@@ -162,7 +162,7 @@ def test_non_scalar_key_is_refused_and_the_rest_kept() -> None:
     [
         ("true", True), ("False", False), ("null", None), ("~", None), ("", None),
         ("0", 0), ("-12", -12), ("1.5", 1.5), ("-.5", -0.5), ("2e3x", "2e3x"),
-        ("hello", "hello"), ("'no'", "no"), ('"010"', "010"), ("!!str off", "off"),
+        ("hello", "hello"), ("'no'", "no"), ('"010"', "010"),
         ("'1:20'", "1:20"), ("|\n  no\n", "no\n"), ("2026-01-31", "2026-01-31"),
     ],
 )
@@ -222,10 +222,52 @@ def test_unknown_tags_are_refused(text: str) -> None:
     ]
 
 
-def test_standard_tags_are_allowed() -> None:
-    assert loaded("a: !!str 12\nb: !!map {x: 1}\nc: !!seq [1]\n").data == {
-        "a": "12", "b": {"x": 1}, "c": [1],
-    }
+@pytest.mark.parametrize(
+    ("text", "value", "advice"),
+    [
+        ("!!str off", "off", "quote the value"), ("!!bool true", True, "true or false"),
+        ("!!bool yes", "yes", "true or false"), ("!!int 12", 12, "the number"),
+        ("!!float 1.5", 1.5, "the number"), ("!!null ''", "", "leave the value empty"),
+        ("!!seq [1]", [1], "the list"), ("!!map {x: 1}", {"x": 1}, "the mapping"),
+    ],
+)
+@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "python"])
+def test_standard_tags_are_one_error_each(text: str, value: object, advice: str,
+                                          fast: bool) -> None:
+    """The README says tags are errors: one per tag (no second one about the value), with
+    what to write instead; the rest of the file is still checked."""
+    document, diagnostics = load(f"v: {text}\nw: 1\n", PATH, fast=fast)
+    assert document is not None
+    assert document.data == {"v": value, "w": 1}
+    assert [(d.rule, d.location.line, d.location.column) for d in diagnostics] == [
+        ("yaml-tag", 1, 4)
+    ]
+    assert f'tag "{text.split()[0]}" is not allowed' in diagnostics[0].message
+    assert advice in diagnostics[0].message
+
+
+def _corpus_files() -> list[Path]:
+    root = Path(__file__).resolve().parent.parent
+    return sorted([*root.glob("tests/corpus*/*.yaml"), *root.glob("procedures/*.yaml"),
+                   *root.glob("examples/procedures/*.yaml")])
+
+
+@pytest.mark.skipif(not source.LIBYAML, reason="PyYAML without libyaml")
+@pytest.mark.parametrize("path", _corpus_files(), ids=lambda p: p.name)
+def test_libyaml_and_python_parsers_agree(path: Path) -> None:
+    """The C parser (the default) and the pure-Python fallback give the same values, the same
+    locations and the same diagnostics; only libyaml's wording of a syntax error may differ."""
+    raw = path.read_bytes()
+    fast, slow = load(raw, str(path), fast=True), load(raw, str(path), fast=False)
+
+    def shape(loaded: tuple[Document | None, list[Diagnostic]]) -> object:
+        document, diagnostics = loaded
+        found = [(d.rule, d.location.line, d.location.column,
+                  "" if d.rule == "yaml-syntax" else d.message) for d in diagnostics]
+        kept = (document.data, document.values, document.keys) if document else None
+        return kept, found
+
+    assert shape(fast) == shape(slow)
 
 
 # --- file level: empty, binary, encoding, size, BOM, not a mapping, syntax ------------------------
@@ -286,11 +328,14 @@ def test_not_a_mapping(text: str, found: str) -> None:
     ]
 
 
-def test_syntax_error_is_located() -> None:
-    assert problems("id: demo\ntitle: {fr: x\nversion: '1'\n") == [
-        ("yaml-syntax", 3, 8,
-         "expected ',' or '}', but got ':' (while parsing a flow mapping)")
+@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "python"])
+def test_syntax_error_is_located(fast: bool) -> None:
+    _, diagnostics = load("id: demo\ntitle: {fr: x\nversion: '1'\n", PATH, fast=fast)
+    assert [(d.rule, d.location.line, d.location.column) for d in diagnostics] == [
+        ("yaml-syntax", 3, 8)
     ]
+    assert "expected ',' or '}'" in diagnostics[0].message
+    assert diagnostics[0].message.endswith("(while parsing a flow mapping)")
 
 
 def test_several_documents_are_a_syntax_error() -> None:
@@ -355,9 +400,9 @@ def test_alias_bomb_is_refused_using_little_memory() -> None:
     assert peak < 10 * 1024 * 1024
 
 
-def test_recursive_alias_is_refused() -> None:
+def test_recursive_alias_is_refused_at_the_alias() -> None:
     assert problems("a: &loop [1, *loop]\n") == [
-        ("yaml-alias-limit", 1, 4, "an alias refers to the value that contains it")
+        ("yaml-alias-limit", 1, 14, "an alias refers to the value that contains it")
     ]
 
 

@@ -9,7 +9,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from ..errors import Diagnostic
@@ -41,10 +41,47 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+#: How many (definition, value) pairs known to be valid are remembered (see `_remembered_ref`).
+VALID_CACHE = 8192
+_valid: dict[str, None] = {}
+_plain_ref = Draft202012Validator.VALIDATORS["$ref"]
+
+
+def _remembered_ref(validator: Any, ref: str, instance: Any, subschema: Any
+                    ) -> Iterator[ValidationError]:
+    """`$ref`, remembering the mappings and lists found valid against a definition.
+
+    A state, transition or field unchanged since the last check (the language server re-checks
+    on every keystroke; a directory repeats texts) is not walked again. Only valid results are
+    kept, so every error is still found and located by jsonschema itself.
+    """
+    if not isinstance(instance, dict | list):
+        yield from _plain_ref(validator, ref, instance, subschema)
+        return
+    key = ref + "\0" + json.dumps(instance, sort_keys=True, ensure_ascii=False)
+    if key in _valid:
+        return
+    errors = list(_plain_ref(validator, ref, instance, subschema))
+    if not errors:
+        if len(_valid) >= VALID_CACHE:
+            _valid.clear()
+        _valid[key] = None
+    yield from errors
+
+
+def forget() -> None:
+    """Forget the values remembered as valid (for measuring a first check)."""
+    _valid.clear()
+
+
 @cache
 def _validator() -> Draft202012Validator:
-    Draft202012Validator.check_schema(schema())
-    return Draft202012Validator(schema())
+    """The validator of the shipped schema (its own validity against the JSON Schema meta-schema
+    is a test, tests/test_schema_shipped.py, not a cost paid by every process)."""
+    remembering = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, {"$ref": _remembered_ref})
+    validator: Draft202012Validator = remembering(schema())
+    return validator
 
 
 def check(document: Document) -> list[Diagnostic]:
@@ -88,7 +125,13 @@ def _diagnose(document: Document, error: ValidationError) -> Iterator[Diagnostic
         where = document.key_at(at) if key else document.at(at)
         return Diagnostic(where, "error", rule, message)
 
-    if kind == "additionalProperties" and isinstance(value, dict):
+    if subschema is False:  # a key the field's type does not take (`field`'s if/then on type)
+        yield from _diagnose_inapplicable(document, path, value)
+    elif _diagnose_under_inapplicable(document, path):
+        return  # the value of a key its field does not take: that key's error is enough
+    elif kind == "required" and "then" in error.relative_schema_path:
+        yield from _diagnose_needed(document, path, value, limit)
+    elif kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(subschema.get("properties", {}))
         for key in value:
             if key not in allowed:
@@ -105,6 +148,67 @@ def _diagnose(document: Document, error: ValidationError) -> Iterator[Diagnostic
         yield from _diagnose_alternatives(document, error, path)
     else:
         yield diag(_message(error), "type" if kind == "type" else "invalid-value")
+
+
+@cache
+def _diagnose_field_keys() -> dict[str, list[str]]:
+    """For each field type, the keys the schema refuses for it: the `false` properties of
+    the `then` of `field`'s if/then/else chain on `type`."""
+    refused: dict[str, list[str]] = {}
+    branch: Any = schema()["$defs"]["field"]
+    while isinstance(branch, dict) and "if" in branch:
+        condition = branch["if"]["properties"]["type"]
+        keys = [k for k, v in branch["then"].get("properties", {}).items() if v is False]
+        for field_type in condition.get("enum", [condition.get("const")]):
+            refused[field_type] = keys
+        branch = branch.get("else")
+    return refused
+
+
+def _diagnose_inapplicable(document: Document, path: tuple[Any, ...], value: Any
+                           ) -> Iterator[Diagnostic]:
+    """A key the field at `path` has but its type does not take, found by its value
+    (jsonschema leaves a `false` property out of the error's path; keys holding the very
+    same value object are reported by each of their errors, and compile_document keeps one)."""
+    field: Any = document.data
+    for part in path:
+        field = field[part]
+    refused = _diagnose_field_keys()
+    field_type = field.get("type") if isinstance(field, dict) else None
+    if not isinstance(field_type, str) or field_type not in refused:
+        return  # a missing or unknown type: its own error says so
+    present = [k for k in refused[field_type] if k in field]
+    article = "an" if field_type[0] in "aeiou" else "a"
+    for key in [k for k in present if field[k] is value] or present:
+        takers = [t for t, keys in refused.items() if key not in keys]
+        types = ", ".join(takers[:-1]) + " and " + takers[-1] if len(takers) > 1 else takers[0]
+        message = (f'key "{key}" does not apply to {article} {field_type} field; it is for '
+                   f"{types} fields")
+        if key in ("min", "max") and "min_length" not in refused[field_type]:
+            message += "; for the length of a text, use min_length or max_length"
+        at = document.key_at((*path, key))
+        yield Diagnostic(at, "error", "field-constraint", message)
+
+
+def _diagnose_under_inapplicable(document: Document, path: tuple[Any, ...]) -> bool:
+    """Whether `path` is in the value of a key its field's type does not take."""
+    refused = _diagnose_field_keys()
+    node: Any = document.data
+    for part in path:
+        if isinstance(node, dict) and part in refused.get(str(node.get("type")), ()):
+            return True
+        node = node[part]
+    return False
+
+
+def _diagnose_needed(document: Document, path: tuple[Any, ...], field: Any, keys: Any
+                     ) -> Iterator[Diagnostic]:
+    """A key the field's type needs (a choice's options, a group's fields)."""
+    named = f' "{field["id"]}"' if isinstance(field.get("id"), str) else ""
+    for key in keys:
+        if key not in field:
+            yield Diagnostic(document.at(path), "error", "field-constraint",
+                             f'{field.get("type")} field{named} needs {key}')
 
 
 def _diagnose_alternatives(
