@@ -71,6 +71,7 @@ class Settings:
         self.as_json = False
         self.language: str = "fr"
         self.now: dt.datetime | None = None
+        self.closures: frozenset[dt.date] = frozenset()
         self._engine: Engine | None = None
 
     @property
@@ -84,7 +85,8 @@ class Settings:
             from engine.runtime import Engine
 
             try:
-                engine = Engine(self.procedures or DEFAULT_PROCEDURES, url, clock=clock)
+                engine = Engine(self.procedures or DEFAULT_PROCEDURES, url, clock=clock,
+                                closures=self.closures)
             except InvalidDatabaseURL as exc:  # malformed, or an unknown dialect
                 raise _bad_url(exc) from None
             self._engine = engine
@@ -114,8 +116,34 @@ def _remember(attribute: str) -> Callable[[click.Context, click.Parameter, Any],
     return callback
 
 
+def _read_closures(ctx: click.Context, param: click.Parameter, value: str | None
+                   ) -> frozenset[dt.date] | None:
+    """The closure days of a --closures file (a YAML list or one ISO date a line)."""
+    if value is None:
+        return None
+    from engine.calendars import ClosuresError, read_closures
+
+    try:
+        return read_closures(value)
+    except ClosuresError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _remember_closures(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    closures = _read_closures(ctx, param, value)
+    if closures is not None:
+        ctx.ensure_object(Settings).closures = closures
+
+
+#: --closures FILE, for the commands that run cases
+CLOSURES_HELP = ("File of days the offices are closed by decree (a YAML list, or one ISO "
+                 "date YYYY-MM-DD a line): business-day deadlines of procedures with a "
+                 "calendar skip them.")
+
+
 def session_options(function: F) -> F:
-    """--db, --procedures, --json and --lang: accepted by `case`, each case command and tick."""
+    """--db, --procedures, --json, --lang and --closures: accepted by `case`, each case
+    command, tick, purge and worker."""
     options = [
         click.option("--db", "database", metavar="URL", expose_value=False,
                      callback=_remember("database"),
@@ -130,6 +158,8 @@ def session_options(function: F) -> F:
         click.option("--lang", "language", type=click.Choice(LANGUAGES), expose_value=False,
                      is_eager=True, callback=_remember("language"),
                      help="Language of messages [default: fr]."),
+        click.option("--closures", metavar="FILE", expose_value=False,
+                     callback=_remember_closures, help=CLOSURES_HELP),
     ]
     for option in reversed(options):
         function = option(function)
@@ -801,6 +831,48 @@ def tick(now: dt.datetime | None) -> None:
 
 
 @main.command()
+@click.option("--interval", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              metavar="SECONDS", help="Wait between rounds that found nothing more to do.")
+@click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True,
+              metavar="N", help="Due timers read per round.")
+@click.option("--health", "health_interval", type=click.FloatRange(min=0, min_open=True),
+              default=60.0, show_default=True, metavar="SECONDS",
+              help="Seconds between health lines.")
+@click.option("--once", is_flag=True, help="One round, then exit.")
+@session_options
+def worker(interval: float, batch: int, health_interval: float, once: bool) -> None:
+    """Fire due deadlines and reminders and deliver the outbox, round after round, until
+    SIGTERM or SIGINT (the timer in progress is finished first). One JSON line on stderr
+    per action, and a health line. Several workers may share a PostgreSQL database; on
+    SQLite one at a time."""
+    import threading
+
+    from engine.worker import Worker, WorkerLocked, stop_on_signals
+
+    settings = _settings()
+    running = Worker(settings.engine(), interval=interval, batch=batch,
+                     health_interval=health_interval)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        if once:
+            running.run_once()
+        else:
+            running.run(stop)
+    except WorkerLocked as exc:
+        _report_line(str(exc), settings)
+        sys.exit(1)
+
+
+def _report_line(message: str, settings: Settings) -> None:
+    """One `error: ...` line on stderr (a JSON object on stdout with --json)."""
+    if settings.as_json:
+        _print_json({"error": "WorkerLocked", "message": message})
+    else:
+        echo(f"error: {message}", err=True)
+
+
+@main.command()
 @click.option("--procedure", default=None, help="Only the payments of this procedure id.")
 @_reader_options
 @session_options
@@ -820,6 +892,56 @@ def payments(procedure: str | None, actor: ActorSpec | None, as_system: bool) ->
     rows.append(("total", str(sum(t.count for t in totals.values())),
                  str(sum(t.amount for t in totals.values()))))
     echo("\n".join(_table(rows)))
+
+
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@main.command()
+@click.option("--procedure", default=None, help="Only the cases of this procedure id.")
+@click.option("--from", "since", type=_DAY, default=None, metavar="YYYY-MM-DD",
+              help="Only the cases opened on or after this day (UTC).")
+@click.option("--to", "until", type=_DAY, default=None, metavar="YYYY-MM-DD",
+              help="Only the cases opened on or before this day (UTC).")
+@click.option("--by", default=None, metavar="month|week|authority|state|FIELD",
+              help="Break the figures down by month or week opened, authority, current "
+                   "state, or a reporting dimension's field (`reporting:`).")
+@click.option("--csv", "as_csv", is_flag=True, help="One CSV: section, procedure, group, "
+                                                    "measure, value.")
+@click.option("--html", "as_html", is_flag=True,
+              help="One self-contained HTML page with charts (inline SVG, no network).")
+@session_options
+def stats(procedure: str | None, since: dt.datetime | None, until: dt.datetime | None,
+          by: str | None, as_csv: bool, as_html: bool) -> None:
+    """Requests per procedure and outcome, processing times (p50/p90/p99) against the
+    target, time per state, the backlog by age, a breakdown, payments by method: read as
+    the system, for the cases opened in the period."""
+    settings = _settings()
+    if as_csv + as_html + settings.as_json > 1:
+        raise click.UsageError("choose one of --json, --csv and --html")
+    if procedure is not None:
+        limits.check_text("--procedure", procedure, limits.MAX_PROCEDURE_ID)
+    if by is not None:
+        limits.check_text("--by", by, limits.MAX_PROCEDURE_ID)
+    if since and until and until < since:
+        raise click.BadParameter("is before --from", param_hint="'--to'")
+    from engine.stats import report
+    from renderers import stats as render_stats
+
+    engine = settings.engine()
+    found = report(engine, procedure=procedure, since=since, by=by,
+                   until=until + dt.timedelta(days=1) if until else None)
+    if settings.as_json:
+        _print_json(render_stats.data(found))
+    elif as_csv:
+        echo(render_stats.csv_text(found), nl=False)
+    elif as_html:
+        echo(render_stats.html(found, engine.procedures, settings.language), nl=False)
+    else:
+        for title, rows in render_stats.sections(found, engine.procedures, settings.language):
+            echo(title)
+            echo("\n".join(_table(rows)))
+            echo()
 
 
 @main.command()
@@ -859,7 +981,9 @@ def purge(dry_run: bool, now: dt.datetime | None) -> None:
 @click.option("--coverage", is_flag=True, help="Report the states and transitions exercised.")
 @click.option("--procedures", "extra", metavar="PATH", multiple=True,
               help="Where scenarios find their procedures (repeatable) [default: procedures/].")
-def test_command(paths: tuple[str, ...], coverage: bool, extra: tuple[str, ...]) -> None:
+@click.option("--closures", metavar="FILE", callback=_read_closures, help=CLOSURES_HELP)
+def test_command(paths: tuple[str, ...], coverage: bool, extra: tuple[str, ...],
+                 closures: frozenset[dt.date] | None) -> None:
     """Validate procedures and play their scenario tests (default procedures/)."""
     if not paths:
         if not Path(DEFAULT_PROCEDURES).is_dir():
@@ -869,7 +993,7 @@ def test_command(paths: tuple[str, ...], coverage: bool, extra: tuple[str, ...])
         extra = (DEFAULT_PROCEDURES,)
     from engine.analysis.scenarios import run_suite
 
-    suite = run_suite(paths, extra)
+    suite = run_suite(paths, extra, closures or frozenset())
     for diagnostic in suite.diagnostics:
         echo(str(diagnostic))
     for result in suite.results:

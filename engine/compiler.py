@@ -46,6 +46,7 @@ from .model import (
     Path,
     PaymentMethod,
     Procedure,
+    ReportingDimension,
     Requirement,
     Role,
     Simulation,
@@ -287,6 +288,7 @@ class _Builder:
                 trigger=_str(dl.get("trigger")), path=where, remind_before=remind_before,
                 reminder=self.notification(reminder, (*where, "reminder")) if reminder
                 else default_reminder((*where, "reminder")) if remind_before else None,
+                pause_in=_names(dl.get("pause_in")),
             ))
         outcome = d.get("final")
         return State(
@@ -297,6 +299,7 @@ class _Builder:
             notify=self.notifications(d.get("notify"), (*path, "notify")),
             follow_ups=tuple(f for i, item in enumerate(_list(d.get("follow_ups")))
                              if (f := self.follow_up(item, (*path, "follow_ups", i)))),
+            waiting=_str(d.get("waiting")) or None,
         )
 
     def transition(self, data: Any, path: Path) -> Transition:
@@ -368,7 +371,15 @@ class _Builder:
             start=self.starting, read_roles=_names(data.get("read")),
             parties=self.parties(_dict(data.get("parties"))),
             payment_methods=self.payment_methods(data.get("payment_methods")),
+            calendar=data.get("calendar") if isinstance(data.get("calendar"), str) else None,
+            reporting=self.reporting(data.get("reporting")),
         )
+
+    def reporting(self, data: Any) -> tuple[ReportingDimension, ...]:
+        items = [_dict(d) for d in _list(data)]
+        return tuple(ReportingDimension(_str(d.get("field")), ("reporting", i),
+                                        sensitive=d.get("sensitive") is True)
+                     for i, d in enumerate(items))
 
     def payment_methods(self, data: Any) -> tuple[PaymentMethod, ...]:
         methods = [_dict(m) for m in _list(data)]

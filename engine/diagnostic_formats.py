@@ -65,6 +65,7 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "template-syntax": "A notification or document template that does not compile.",
     "expression-limit": "An expression or template computing a constant over the limits.",
     "value-limit": "A duration over 100 years or a document size over 100 MB.",
+    "unknown-calendar": "calendar: naming a country whose public holidays are not known.",
     "field-constraint": "A constraint that does not fit the field type, a bad pattern, or a "
                         "choice without options.",
     "pattern-backtracking": "A field pattern that can take exponential time.",

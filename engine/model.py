@@ -11,9 +11,12 @@ import calendar
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .expressions import Expression, Template
+
+if TYPE_CHECKING:
+    from .calendars import Calendar
 
 Path = tuple[str | int, ...]
 LANGUAGES = ("fr", "en")
@@ -47,17 +50,27 @@ class Text:
 #: date plus any duration is still a date (`Duration.add_to` cannot overflow).
 MAX_DURATION_DAYS = 36_525
 #: Calendar days in one unit (a business day may take 7/5 of a day: weekends are skipped).
-_UNIT_DAYS = {"minutes": 1 / 1440, "hours": 1 / 24, "days": 1, "business_days": 7 / 5,
-              "weeks": 7, "months": 30, "years": 365}
+_UNIT_DAYS = {"seconds": 1 / 86400, "minutes": 1 / 1440, "hours": 1 / 24, "days": 1,
+              "business_days": 7 / 5, "weeks": 7, "months": 30, "years": 365}
+
+
+#: The most days in a row a calendar may close (weekends, holidays, closure days) before
+#: counting business days gives up: a calendar closing every day must not loop forever.
+MAX_CLOSED_RUN = 366
 
 
 class DurationLimit(ValueError):
     """A duration longer than MAX_DURATION_DAYS."""
 
 
+def _business(day: dt.date, calendar: Calendar | None) -> bool:
+    return day.weekday() < 5 and (calendar is None or calendar.is_business_day(day))
+
+
 @dataclass(frozen=True)
 class Duration:
-    """`amount` of `unit` (minutes, hours, days, business_days, weeks, months, years).
+    """`amount` of `unit` (minutes, hours, days, business_days, weeks, months, years; and
+    seconds, which only the engine writes: the time left on a paused deadline).
 
     At most MAX_DURATION_DAYS (100 years): a longer one raises DurationLimit (a ValueError).
     """
@@ -83,22 +96,46 @@ class Duration:
     def approximate(self) -> dt.timedelta:
         """A plain timedelta (business days counted as calendar days, months as 30 days)."""
         days = {"weeks": 7, "months": 30, "years": 365, "days": 1, "business_days": 1}
+        if self.unit == "seconds":
+            return dt.timedelta(seconds=self.amount)
         if self.unit == "minutes":
             return dt.timedelta(minutes=self.amount)
         if self.unit == "hours":
             return dt.timedelta(hours=self.amount)
         return dt.timedelta(days=self.amount * days[self.unit])
 
-    def add_to(self, moment: dt.datetime) -> dt.datetime:
-        """`moment` plus this duration; business days skip Saturdays and Sundays."""
+    def add_to(self, moment: dt.datetime, calendar: Calendar | None = None) -> dt.datetime:
+        """`moment` plus this duration: THE computation of when a deadline falls. Business
+        days step a day at a time, counting only the days `calendar` says offices are open
+        (None: Monday to Friday), at the same time of day. Bounded: past
+        MAX_CLOSED_RUN closed days in a row, DurationLimit."""
         if self.unit != "business_days":
             return moment + self.approximate()
-        left = self.amount
+        left, closed = self.amount, 0
         while left:
             moment += dt.timedelta(days=1)
-            if moment.weekday() < 5:
-                left -= 1
+            day = moment.date()
+            if _business(day, calendar):
+                left, closed = left - 1, 0
+            else:
+                closed += 1
+                if closed > MAX_CLOSED_RUN:
+                    raise DurationLimit(f"no business day in {MAX_CLOSED_RUN} days after "
+                                        f"{day - dt.timedelta(days=closed - 1)}")
         return moment
+
+    def left(self, now: dt.datetime, due: dt.datetime, calendar: Calendar | None = None
+             ) -> Duration:
+        """What is left of a deadline of this unit falling at `due`, seen at `now`: business
+        days still to count (those after `now`'s day up to `due`'s day) for a business-day
+        one, else (or when under one business day is left) the seconds; at least 0."""
+        if self.unit == "business_days" and due.date() > now.date():
+            days = (due.date() - now.date()).days
+            counted = sum(1 for n in range(1, days + 1)
+                          if _business(now.date() + dt.timedelta(days=n), calendar))
+            if counted:
+                return Duration(counted, "business_days")
+        return Duration(max(int((due - now).total_seconds()), 0), "seconds")
 
     def last_day(self, first: dt.date) -> dt.date:
         """The last day of a period of this length starting on `first`, months and years
@@ -256,6 +293,8 @@ class Deadline:
     path: Path = field(compare=False)
     remind_before: Duration | None = None
     reminder: Notification | None = None
+    #: states where its clock stops: back in its state, it resumes with the time left
+    pause_in: tuple[str, ...] = ()
 
 
 Requirement = Literal["all"] | tuple[str, ...]
@@ -298,6 +337,8 @@ class State:
     deadlines: tuple[Deadline, ...] = ()
     notify: tuple[Notification, ...] = ()
     follow_ups: tuple[FollowUp, ...] = ()  # procedures its applicant may open from here
+    #: who the case waits for here (`waiting: applicant`): not the administration's time
+    waiting: str | None = None
 
     @property
     def final(self) -> bool:
@@ -391,6 +432,20 @@ class PaymentMethod:
     path: Path = field(compare=False)
 
 
+#: The field types a reporting dimension may name: values from a closed list.
+DIMENSION_TYPES = ("choice", "country")
+
+
+@dataclass(frozen=True)
+class ReportingDimension:
+    """A form field `guichet stats` breaks its figures down by (`reporting:`). A sensitive
+    one is only ever counted, and its groups of fewer than 5 cases are suppressed."""
+
+    field_id: str
+    path: Path = field(compare=False)
+    sensitive: bool = False
+
+
 @dataclass(frozen=True)
 class Simulation:
     """Figures for load simulation: arrivals, staff per role, handling times, delays, weights,
@@ -437,6 +492,10 @@ class Procedure:
     #: the ways of paying accepted (`payment_methods:`); none declared: any, or none, is
     #: recorded
     payment_methods: tuple[PaymentMethod, ...] = ()
+    #: the form fields statistics are broken down by (`reporting:`)
+    reporting: tuple[ReportingDimension, ...] = ()
+    #: the country whose public holidays business days skip (`calendar: TG`); None: weekends
+    calendar: str | None = None
 
     @property
     def party_roles(self) -> frozenset[str]:

@@ -40,6 +40,11 @@ class Outbox:
             raise ValueError(f"unknown event {event!r}; one of {', '.join(EVENTS)}")
         self._hooks[event].append(callback)
 
+    @property
+    def listening(self) -> bool:
+        """Whether any hook is registered."""
+        return any(self._hooks.values())
+
     def deliver(self, outbox_id: int, reference: str, kind: str,
                 payload: Mapping[str, Any]) -> bool:
         """Call the hooks of one outbox row; True when they all succeeded (it is then

@@ -17,8 +17,9 @@ from .workflow import Workflow
 class Versions:
     """Compiled procedure versions by content hash, built once and shared by every case."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, closures: frozenset[dt.date] = frozenset()) -> None:
         self._store = store
+        self._closures = closures  # the deployment's closure days, for every Workflow
         self._by_hash: dict[str, Workflow] = {}
         self._current: dict[str, Workflow] = {}  # procedure id -> newest registered version
 
@@ -26,7 +27,7 @@ class Versions:
         """Make `procedure` the current version of its id (stored once per hash)."""
         workflow = self._by_hash.get(procedure.hash)
         if workflow is None:
-            workflow = self._by_hash[procedure.hash] = Workflow(procedure)
+            workflow = self._by_hash[procedure.hash] = Workflow(procedure, self._closures)
             self._store.save_procedure(procedure.hash, procedure.id, procedure.version,
                                        canonical_json(procedure.definition), now)
         self._current[procedure.id] = workflow
@@ -49,5 +50,5 @@ class Versions:
             if definition is None:
                 raise ProcedureError([])
             procedure = compile_definition(json.loads(definition))
-            workflow = self._by_hash[procedure_hash] = Workflow(procedure)
+            workflow = self._by_hash[procedure_hash] = Workflow(procedure, self._closures)
         return workflow

@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import calendars, form_subset, graph, links
 from . import expressions as ex
-from . import form_subset, graph, links
 from .errors import Diagnostic, Location, Severity
 from .model import (
     APPLICANT_PARTY,
     COMPATIBLE_START_ROLE,
+    DIMENSION_TYPES,
     NUMERIC_TYPES,
     SYSTEM_ROLE,
     VALID_UNTIL,
@@ -216,6 +217,21 @@ def undefined_states(given: RuleInput) -> Iterator[Problem]:
     for name in given.procedure.simulation.delays:
         if name not in states:
             yield undeclared(("simulation", "delays", name), "state", name, states, at_key=True)
+    for state in states.values():
+        for deadline in state.deadlines:
+            for i, name in enumerate(deadline.pause_in):
+                if name not in states:
+                    yield undeclared((*deadline.path, "pause_in", i), "state", name, states)
+
+
+@rule("unknown-calendar")
+def unknown_calendar(given: RuleInput) -> Iterator[Problem]:
+    """`calendar:` naming a country whose public holidays are not known (engine.calendars)."""
+    country = given.procedure.calendar
+    if country is not None and not calendars.known(country):
+        yield Problem(("calendar",), f'unknown calendar "{country}": no public holidays are '
+                                     'known for this country code (ISO 3166-1 alpha-2, e.g. '
+                                     'TG, SN)')
 
 
 def _notifications(p: Procedure) -> Iterator[Notification]:
@@ -1093,6 +1109,7 @@ def _used_names(p: Procedure) -> set[str]:
     durations = [p.validity, *(d.after for s in p.states.values() for d in s.deadlines)]
     used |= {d.field for d in durations if isinstance(d, FieldDuration)}
     used |= {source for f in links.follow_ups(p) for _, source in f.carry}
+    used |= {d.field_id for d in p.reporting}
     return used
 
 
@@ -1119,3 +1136,31 @@ def unused_documents(given: RuleInput) -> Iterator[Problem]:
         if d.id not in used:
             yield Problem(d.path, f'document "{d.id}" is never required by a transition',
                           "warning", assumes=frozenset({"document", "field"}))
+
+
+@rule("reporting-dimension")
+def reporting_dimensions(given: RuleInput) -> Iterator[Problem]:
+    """`reporting:` names top-level choice or country fields, each once."""
+    fields = {f.id: f for f in given.procedure.fields}
+    seen: set[str] = set()
+    for dimension in given.procedure.reporting:
+        where = (*dimension.path, "field")
+        found = fields.get(dimension.field_id)
+        if found is None:
+            yield undeclared(where, "field", dimension.field_id, fields)
+        elif found.type not in DIMENSION_TYPES:
+            yield Problem(where, f'field "{dimension.field_id}" is of type {found.type}: a '
+                                 f"reporting dimension must be a {' or '.join(DIMENSION_TYPES)} "
+                                 "field (values from a closed list)")
+        elif dimension.field_id in seen:
+            yield Problem(where, f'field "{dimension.field_id}" is already a reporting dimension')
+        seen.add(dimension.field_id)
+
+
+@rule("waiting-state")
+def waiting_states(given: RuleInput) -> Iterator[Problem]:
+    """A final state waits for nobody: `waiting:` there would say nothing."""
+    for state in given.procedure.states.values():
+        if state.waiting and state.final:
+            yield Problem((*state.path, "waiting"), f'state "{state.id}" is final: a case '
+                          "there waits for nobody; remove `waiting:`", at_key=True)

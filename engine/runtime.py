@@ -12,19 +12,22 @@ import hashlib
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from . import claims, effects, limits, links, references, store
 from .blobs import BlobStore, DirectoryBlobStore, MemoryBlobStore, sniff
+from .calendars import closure_days
 from .clock import Clock, utc_now
 from .compiler import load_procedure, procedure_files
 from .errors import (
     Blocked,
     ConcurrentUpdate,
+    DatabaseUnavailable,
     InvalidData,
     NotAllowed,
     ProcedureError,
@@ -36,7 +39,15 @@ from .messages import Texts, text
 from .model import APPLICANT_PARTY, SYSTEM_ROLE, Duration, Procedure, Transition
 from .outbox import Hook, Outbox
 from .registry import Versions
-from .timers import TimerSettled, check_stay, deadline_due, settle_due, timer_rows
+from .timers import (
+    ClockStep,
+    TimerSettled,
+    check_stay,
+    clock_step,
+    deadline_due,
+    settle_due,
+    timer_rows,
+)
 from .values import (
     SYSTEM,
     Actor,
@@ -91,7 +102,11 @@ def load_procedures(procedures: ProcedureSource | Iterable[ProcedureSource]) -> 
 
 
 class Engine:
-    """The embedding API. `Engine(procedures="procedures/", database_url="sqlite:///guichet.db")`."""
+    """The embedding API. `Engine(procedures="procedures/", database_url="sqlite:///guichet.db")`.
+
+    `closures`: days the offices are closed by decree (dates or ISO texts), skipped with the
+    weekends and public holidays by business-day deadlines of procedures naming a
+    `calendar:`."""
 
     def __init__(
         self,
@@ -101,8 +116,10 @@ class Engine:
         blobs: BlobStore | None = None,
         clock: Clock = utc_now,
         synchronous: str = "FULL",
+        closures: Iterable[dt.date | str] = (),
     ) -> None:
         self.clock = clock
+        closed = closure_days(closures)  # ClosuresError (a ValueError) on a bad one
         loaded = load_procedures(procedures)  # refuse bad files before touching the database
         broken = links.check(((p, None) for p in loaded), "error")
         if broken:  # a follow-up the engine could not open
@@ -111,7 +128,7 @@ class Engine:
         self.blobs = blobs or _default_blobs(database_url)
         self._outbox = Outbox()
         self._local = threading.local()  # .writing: this thread holds a write transaction
-        self._versions = Versions(self._store)
+        self._versions = Versions(self._store, closed)
         try:
             store.create_schema(self._store.engine)
             for procedure in loaded:
@@ -141,6 +158,16 @@ class Engine:
         """Call `callback(Event)` after commit each time `event` happens (see EVENTS)."""
         self._outbox.on(event, callback)
 
+    @property
+    def listening(self) -> bool:
+        """Whether any hook is registered (without one, outbox rows wait undelivered)."""
+        return self._outbox.listening
+
+    @property
+    def database_file(self) -> Path | None:
+        """The SQLite database file; None for PostgreSQL or an in-memory database."""
+        return self._store.database_file
+
     def deliver_pending(self) -> int:
         """Hand every undelivered outbox row (e.g. left by a crash or a failing hook) to the
         hooks, oldest first; returns how many were delivered by this call."""
@@ -155,14 +182,16 @@ class Engine:
         return delivered
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
+    def _write(self, *, rendering: bool = False) -> Iterator[Any]:
         """A write transaction that also marks the outbox rows delivered since the last one.
 
         Marking rides on the next transaction instead of costing one (and an fsync) per
         delivery; a crash before it only means those rows are delivered again (at least once).
+        Effects are rendered before it, never inside, but for a worker's claim on PostgreSQL
+        (`rendering`: it holds row locks on one timer and its case, never the database).
         """
         delivered = self._outbox.to_mark()
-        self._local.writing = True
+        self._local.writing = not rendering
         try:
             with self._store.transaction() as c:
                 self._store.mark_delivered(c, delivered, self.clock())
@@ -335,7 +364,9 @@ class Engine:
         with self._write() as c:
             outbox_id, reference = self._insert_opening(c, opening)
         self._outbox.deliver(outbox_id, reference, "case_started", opening.payload)
-        return replace(self.case(reference, actor), claim_code=code)
+        row = {**opening.row, "reference": reference}  # as written: not read again
+        workflow.check_read(_view(row), actor)  # as `case` would (a new case has no follow-up)
+        return replace(self._case_value(row, actor), claim_code=code)
 
     def _current(self, procedure_id: str) -> Workflow:
         workflow = self._versions.current(procedure_id)
@@ -397,12 +428,12 @@ class Engine:
         and reference."""
         workflow, now = opening.workflow, opening.row["created_at"]
         reference = opening.reference or self._next_reference(c, workflow.procedure, now)
-        case_id = self._store.insert_case(c, {"reference": reference, **opening.row})
-        self._store.append_history(c, {**opening.history, "case_id": case_id})
-        self._store.add_timers(c, timer_rows(workflow, case_id, opening.row["state"], now,
-                                             opening.row["data"]))
-        return self._store.add_outbox(c, _outbox(case_id, "case_started", opening.payload,
-                                                 now)), reference
+        _, outbox_id = self._store.write_opening(
+            c, {"reference": reference, **opening.row}, opening.history,
+            lambda case_id: timer_rows(workflow, case_id, opening.row["state"], now,
+                                       opening.row["data"]),
+            _outbox(0, "case_started", opening.payload, now))
+        return outbox_id, reference
 
     def _next_reference(self, c: Any, procedure: Procedure, now: dt.datetime) -> str:
         key = f"{procedure.reference_prefix}-{now.year}"
@@ -462,9 +493,8 @@ class Engine:
             step = self._decide(row, trigger, actor, data, expected_version, now, numbered)
             try:
                 with self._write() as c:
-                    if timer is not None and not self._store.settle_timer(c, timer["id"],
-                                                                           "fired", now):
-                        raise TimerSettled("already done")
+                    if timer is not None:
+                        self._claim(c, timer, row["version"], now)
                     outbox_id = self._write_step(c, step, now)
                     opened = (self._insert_opening(c, step.opening)
                               if step.opening is not None else None)
@@ -537,12 +567,17 @@ class Engine:
             "actor": actor.id, "role": decision.role, "outcome": target.outcome,
             "input": step_input, **rendered, **linked,
         }
+        clock = (clock_step(workflow, row, target.id, now,
+                            self._store.clock_timers(row["id"]))
+                 if workflow.clock_moves(source, target.id) else None)
         return _Step(
             row=row, values=values, effects=workflow.hook_payload(payload),
             history=_history(row["id"], version, t.trigger, source, target.id, actor.id,
                              recorded_role, recorded, now, for_party),
             leaves_deadlines=bool(workflow.procedure.states[source].deadlines),
-            timers=timer_rows(workflow, row["id"], target.id, now, decision.data),
+            timers=timer_rows(workflow, row["id"], target.id, now, decision.data,
+                              clock.change.resumed if clock else None),
+            clock=clock,
             written={**row, **values}, fees_due=decision.context["fees_due"],
             opening=opening,
         )
@@ -559,14 +594,19 @@ class Engine:
                              None, row["reference"], numbered)
 
     def _write_step(self, c: Any, step: _Step, now: dt.datetime) -> int:
-        """Write a decided step (case row at its version, history, timers, outbox)."""
+        """Write a decided step (case row at its version, history, timers, outbox): one
+        round trip on PostgreSQL (Store.write_step), and no timer statement when the state
+        left has no deadline and the one entered schedules nothing."""
         row = step.row
-        self._store.update_case(c, row["id"], row["version"], step.values)
-        self._store.append_history(c, step.history)
-        if step.leaves_deadlines:
-            self._store.cancel_timers(c, row["id"], now)
-        self._store.add_timers(c, step.timers)
-        return self._store.add_outbox(c, _outbox(row["id"], "transition", step.effects, now))
+        outbox_id = self._store.write_step(
+            c, row["id"], row["version"], step.values, step.history,
+            _outbox(row["id"], "transition", step.effects, now),
+            cancel_timers_at=now if step.leaves_deadlines else None, timers=step.timers)
+        if step.clock is not None:  # a legal clock stops or runs again (`pause_in`)
+            self._store.add_timers(c, step.clock.insert)
+            self._store.end_paused(c, step.clock.resumed, "resumed", now)
+            self._store.end_paused(c, step.clock.dropped, "cancelled", now)
+        return outbox_id
 
     def update(self, reference: str, actor: Actor, data: Mapping[str, Any]) -> Case:
         """Save form fields without a transition: the applicant's draft, in a state that lets
@@ -791,12 +831,11 @@ class Engine:
             sent = workflow.hook_payload(change.payload)  # no marked value for hooks
             try:
                 with self._write() as c:
-                    if change.write is not None:
-                        change.write(c, current, now)
-                    self._store.update_case(c, current["id"], current["version"], values)
-                    self._store.append_history(c, history)
-                    outbox_id = self._store.add_outbox(c, _outbox(current["id"], event,
-                                                                  sent, now))
+                    write = change.write
+                    outbox_id = self._store.write_step(
+                        c, current["id"], current["version"], values, history,
+                        _outbox(current["id"], event, sent, now),
+                        before=None if write is None else partial(write, c, current, now))
             except store.Conflict:
                 if attempt == _ATTEMPTS:
                     raise _concurrent() from None
@@ -810,15 +849,42 @@ class Engine:
     def tick(self, now: dt.datetime | None = None) -> list[tuple[str, str, str]]:
         """Fire every due timer once, as the system actor: [(reference, trigger, result)].
 
-        A timer is claimed in the transaction that fires it, so one that another ticker
-        fired, or that was cancelled since it was read (the case left its state), never
-        fires; nor does one whose case is no longer in the stay that scheduled it.
+        Each timer is claimed in the transaction that fires it (see `run_timer`), so one that
+        another ticker or worker fired, or that was cancelled since it was read (the case left
+        its state), never fires; nor does one whose case is no longer in the stay that
+        scheduled it.
         """
         now = now or self.clock()
-        return [(timer["reference"], timer["trigger"], self._tick_one(timer, now))
-                for timer in self._store.due_timers(now)]
+        return [(timer["reference"], timer["trigger"], self.run_timer(timer, now))
+                for timer in self.due_timers(now)]
 
-    def _tick_one(self, timer: Mapping[str, Any], now: dt.datetime) -> str:
+    def due_timers(self, now: dt.datetime | None = None, limit: int = 500
+                   ) -> list[dict[str, Any]]:
+        """The pending timers due at `now` (default: the clock), oldest first, at most
+        `limit`, each with its case's `reference`: what `run_timer` takes. Read without a
+        lock: several workers may read the same ones, only one fires each."""
+        return self._store.due_timers(now or self.clock(), limit)
+
+    def oldest_due(self, now: dt.datetime | None = None) -> dt.datetime | None:
+        """When the oldest pending timer due at `now` fell (None: none is due): the lag of
+        the workers is `now` minus it."""
+        return self._store.oldest_due(now or self.clock())
+
+    def run_timer(self, timer: Mapping[str, Any], now: dt.datetime | None = None) -> str:
+        """Fire one timer read by `due_timers` (a deadline's trigger, as the system actor) or
+        send its reminder; say how it went: fired, reminded, already done (another worker
+        was first), stale (its case left the stay that scheduled it: cancelled), retry (its
+        case or the timer is busy in another transaction, or kept changing: it stays
+        pending) or refused: <why>. DatabaseUnavailable propagates.
+
+        The claim is the first statement of the transaction that fires the timer: on
+        PostgreSQL `SELECT ... FOR UPDATE SKIP LOCKED` of the timer and its case row (a
+        worker that dies mid-claim loses its locks with its transaction, and the timer
+        stays pending); on SQLite the write lock of BEGIN IMMEDIATE. Deciding and rendering
+        happen before, on the case as read; the case version is checked under the claim.
+        """
+        now = now or self.clock()
+
         def fire() -> str:
             if timer["kind"] == "reminder":
                 return self._remind(timer, now)
@@ -828,11 +894,99 @@ class Engine:
 
         return settle_due(timer, fire, lambda status: self._settle(timer, status, now))
 
+    def run_next_timer(self, now: dt.datetime | None = None, skip: Collection[int] = ()
+                       ) -> tuple[dict[str, Any], str] | None:
+        """Run the oldest timer due at `now` whose id is not in `skip`, and no other worker
+        holds: (the timer, its result as `run_timer` says, or "error: <what>" for an
+        unexpected failure, logged); None when there is none. What `Worker` runs.
+
+        On PostgreSQL the timer is claimed first, `SELECT ... FOR UPDATE SKIP LOCKED` of the
+        oldest due one then of its case (a case in a transition right now: "retry", its
+        transaction rolled back), and decided, rendered and fired in that transaction:
+        several workers never pick the same timer, and one that dies mid-claim releases it
+        with its transaction. On SQLite (one worker at a time) it is read, then run as
+        `run_timer` runs it.
+        """
+        now = now or self.clock()
+        if self._store.dialect != "postgresql":
+            due = [t for t in self._store.due_timers(now, len(skip) + 1) if t["id"] not in skip]
+            return (due[0], _guarded(lambda: self.run_timer(due[0], now))) if due else None
+        after: list[Callable[[], object]] = []  # hooks, called once the claim is committed
+        try:
+            with self._write(rendering=True) as c:
+                timer = self._store.claim_next_timer(c, now, skip)
+                if timer is None:
+                    return None
+                result = _guarded(lambda: self._run_claimed(c, timer, now, after))
+                if result == "retry" or result.startswith("error: "):
+                    raise _RollBack(timer, result)
+        except _RollBack as back:  # the timer stays pending, its locks released
+            return back.timer, back.result
+        for deliver in after:
+            deliver()
+        return timer, result
+
+    def _run_claimed(self, c: Any, timer: Mapping[str, Any], now: dt.datetime,
+                     after: list[Callable[[], object]]) -> str:
+        """Run a timer claimed in transaction `c` (PostgreSQL); hooks go to `after`."""
+        if not timer["case_locked"]:
+            return "retry"  # its case is in another transaction: a later round takes it
+
+        def fire() -> str:
+            if timer["kind"] == "reminder":
+                return self._remind(timer, now, (c, after))
+            return self._fire_claimed(c, timer, now, after)
+
+        def settle(status: str) -> None:
+            self._store.settle_timer(c, timer["id"], status, now)
+
+        try:
+            return settle_due(timer, fire, settle)
+        except store.Conflict:
+            return "retry"
+
+    def _fire_claimed(self, c: Any, timer: Mapping[str, Any], now: dt.datetime,
+                      after: list[Callable[[], object]]) -> str:
+        """Fire a deadline whose timer and case row transaction `c` holds: decided on the
+        case as read (it cannot change meanwhile), written in `c`, hooks left to `after`."""
+        row = self._row(timer["reference"])
+        check_stay(timer, row)
+        step = self._decide(row, timer["trigger"], SYSTEM, {}, None, now, {})
+        self._store.settle_timer(c, timer["id"], "fired", now)  # claimed: still pending
+        outbox_id = self._write_step(c, step, now)
+        reference = _canonical(timer["reference"])
+        after.append(partial(self._outbox.deliver, outbox_id, reference, "transition",
+                             step.effects))
+        if step.opening is not None:
+            opened = self._insert_opening(c, step.opening)
+            after.append(partial(self._outbox.deliver, *opened, "case_started",
+                                 step.opening.payload))
+        return "fired"
+
+    def _claim(self, c: Any, timer: Mapping[str, Any], version: int | None,
+               now: dt.datetime) -> None:
+        """Claim a due timer in the write transaction `c` and mark it fired there, or raise:
+        TimerSettled("retry") when another transaction holds it or its case (PostgreSQL:
+        skipped, never waited for, so a worker never deadlocks with a transition);
+        TimerSettled("already done") when it is no longer pending; store.Conflict when the
+        case is no longer at `version` (the step is decided again)."""
+        claimed = self._store.claim_timer(c, timer["id"])
+        if claimed is None:
+            raise TimerSettled("retry")
+        if claimed["status"] != "pending":
+            raise TimerSettled("already done")
+        if version is not None and claimed["version"] != version:
+            raise store.Conflict()
+        self._store.settle_timer(c, timer["id"], "fired", now)
+
     def _settle(self, timer: Mapping[str, Any], status: str, now: dt.datetime) -> None:
         with self._write() as c:
             self._store.settle_timer(c, timer["id"], status, now)
 
-    def _remind(self, timer: Mapping[str, Any], now: dt.datetime) -> str:
+    def _remind(self, timer: Mapping[str, Any], now: dt.datetime,
+                held: tuple[Any, list[Callable[[], object]]] | None = None) -> str:
+        """Send a due reminder (rendered first), claimed in its own transaction, or in the
+        `held` one (its connection, and where its hook goes: after that one commits)."""
         row = self._row(timer["reference"])
         check_stay(timer, row)
         workflow = self.workflow(row["procedure_hash"])
@@ -848,12 +1002,29 @@ class Engine:
                                  deadline.trigger)
         payload = {"trigger": deadline.trigger, "due_at": due,
                    "notifications": rendered["notifications"]}
-        with self._write() as c:
-            if not self._store.settle_timer(c, timer["id"], "fired", now):
-                raise TimerSettled("already done")
+        with self._writing(held) as c:
+            # no version check: leaving or re-entering the state cancels the reminder, which
+            # the claim sees; the reminder says what the case held when it was read
+            if held is None:
+                self._claim(c, timer, None, now)
+            else:  # claimed by run_next_timer, with its case: still pending
+                self._store.settle_timer(c, timer["id"], "fired", now)
             outbox_id = self._store.add_outbox(c, _outbox(row["id"], "reminder", payload, now))
-        self._outbox.deliver(outbox_id, row["reference"], "reminder", payload)
+        deliver = partial(self._outbox.deliver, outbox_id, row["reference"], "reminder", payload)
+        if held is None:
+            deliver()
+        else:
+            held[1].append(deliver)
         return "reminded"
+
+    @contextmanager
+    def _writing(self, held: tuple[Any, Any] | None) -> Iterator[Any]:
+        """The held transaction's connection, or a write transaction of its own."""
+        if held is not None:
+            yield held[0]
+            return
+        with self._write() as c:
+            yield c
 
     def timers(self, reference: str) -> list[dict[str, Any]]:
         """The pending deadlines and reminders of a case."""
@@ -978,6 +1149,28 @@ def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class _RollBack(Exception):
+    """Ends a worker's claim transaction without writing: the timer stays pending."""
+
+    def __init__(self, timer: dict[str, Any], result: str) -> None:
+        super().__init__(result)
+        self.timer = timer
+        self.result = result
+
+
+def _guarded(run: Callable[[], str]) -> str:
+    """`run()`, or "error: <what>" for an unexpected failure (logged with its traceback):
+    one timer that cannot run must not stop a worker. DatabaseUnavailable propagates."""
+    try:
+        return run()
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as the timer's result
+        log.exception("a due timer could not run; it stays pending")
+        text = str(exc).strip()
+        return f"error: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def _canonical(reference: str) -> str:
     canonical = references.normalise(reference)
     if canonical is None:
@@ -1074,6 +1267,7 @@ class _Step:
     written: dict[str, Any]  # the case row after it
     fees_due: int  # as decided
     opening: _Opening | None = None  # the follow-up case it opens (`opens:`)
+    clock: ClockStep | None = None  # what it does to stopped legal clocks (`pause_in`)
 
 
 def _entry(row: Mapping[str, Any], sent: Mapping[str, Any]) -> HistoryEntry:

@@ -14,10 +14,12 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import select as select_module
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON as SA_JSON
@@ -37,6 +39,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy import inspect as sa_inspect
@@ -47,6 +50,7 @@ from sqlalchemy.exc import (
     ArgumentError,
     DatabaseError,
     DBAPIError,
+    DisconnectionError,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -173,11 +177,15 @@ class TimerRow(SQLModel, table=True):
     trigger: str = Field(max_length=64)
     deadline_index: int
     due_at: dt.datetime = Field(sa_column=_timestamp())
-    status: str = Field(default="pending", max_length=16)  # pending|fired|cancelled|refused
+    # pending|fired|cancelled|refused; paused (clock stopped) then resumed|cancelled
+    status: str = Field(default="pending", max_length=16)
     updated_at: dt.datetime = Field(sa_column=_timestamp())
     # when the case entered `state` for the stay this timer belongs to (a case that leaves
     # and comes back gets new timers; the old ones must never fire)
     state_entered_at: dt.datetime = Field(sa_column=_timestamp())
+    # a paused deadline (status "paused", `pause_in`): the time it has left, as a duration
+    # ("3 business days", "86400 seconds"); its due_at is when its clock stopped
+    remaining: str | None = Field(default=None, max_length=32, nullable=True)
 
 
 class CounterRow(SQLModel, table=True):
@@ -573,9 +581,38 @@ def connect(url: str, synchronous: str = "FULL", busy_timeout_ms: int = 10_000) 
     try:
         if url.startswith("sqlite"):
             return _connect_sqlite(url, synchronous, busy_timeout_ms)
-        return create_engine(url, pool_pre_ping=True)
+        return _connect_server(url)
     except ArgumentError as exc:  # e.g. an unknown dialect (NoSuchModuleError)
         raise InvalidDatabaseURL(_first_line(str(exc)), _safe_url(url)) from None
+
+
+def _connect_server(url: str) -> Engine:
+    """A server database (PostgreSQL): no ping on each checkout (a round trip per
+    transaction); instead a connection the server has closed meanwhile (restart, idle
+    timeout, terminated backend) is replaced at checkout, for free (`_closed_by_server`), so
+    the transaction starts on a live one. A server that cannot be reached still raises
+    DatabaseUnavailable when the new connection is opened."""
+    engine = create_engine(url, pool_pre_ping=False)
+
+    @event.listens_for(engine, "checkout")
+    def replace_dead(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if _closed_by_server(dbapi_connection):
+            raise DisconnectionError("the server closed this connection")  # pool retries
+
+    return engine
+
+
+def _closed_by_server(dbapi_connection: Any) -> bool:
+    """Whether an idle pooled connection is dead: the driver knows it closed, or its socket
+    is readable (an idle connection is sent nothing but the server's farewell: an error
+    message, then end of file). No round trip: a zero-timeout poll of the socket."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if getattr(dbapi_connection, "closed", False) or pgconn is None:
+        return bool(getattr(dbapi_connection, "closed", False))
+    try:
+        return bool(select_module.select([pgconn.socket], [], [], 0)[0])
+    except Exception:  # no socket to poll (the driver's error, OSError...): not usable
+        return True
 
 
 def _connect_sqlite(url: str, synchronous: str, busy_timeout_ms: int) -> Engine:
@@ -804,6 +841,11 @@ class _Statements:
         self.cancel_timers = update(timers_t).where(and_(
             t.case_id == _p("b_case_id"), t.status == "pending")).values(
             status="cancelled", updated_at=_p("b_now", t.updated_at))
+        # a worker's claim (see Store.claim_timer): the timer and its case, never waited for
+        self.claim_timer = (
+            select(t.status, cases_t.c.version).join(cases_t, cases_t.c.id == t.case_id)
+            .where(t.id == _p("b_id"))
+            .with_for_update(of=[timers_t, cases_t], skip_locked=True))
         self.settle_timer = update(timers_t).where(and_(
             t.id == _p("b_id"), t.status == "pending")).values(
             status=_p("b_status"), updated_at=_p("b_now", t.updated_at))
@@ -978,6 +1020,14 @@ class Store:
         self.sql = _Statements(upsert)
         self.hot = _Hot(engine.dialect, self.sql)
 
+    @property
+    def database_file(self) -> Path | None:
+        """The SQLite database file; None for PostgreSQL or an in-memory database."""
+        url = self.engine.url
+        if self.dialect != "sqlite" or _is_memory(str(url)) or not url.database:
+            return None
+        return Path(url.database)
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One write transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back whole.
@@ -1010,20 +1060,25 @@ class Store:
     @contextmanager
     def _hot_read(self) -> Iterator[_Raw]:
         """A pooled driver connection for one read of the hot path (a case by reference, a
-        payment): no SQLAlchemy Connection is built around it. On SQLite the read runs
-        outside any transaction (one statement sees one snapshot); elsewhere the pool rolls
-        back the read's transaction when the connection returns."""
+        payment): no SQLAlchemy Connection is built around it. The read runs outside any
+        transaction (one statement sees one snapshot): on PostgreSQL in autocommit, so it
+        is one round trip (no BEGIN, no ROLLBACK when the connection returns)."""
         try:
             raw = self.engine.raw_connection()
         except (DBAPIError, PoolTimeout) as exc:
             _raise_if_unavailable(self.engine, exc)
             raise
+        driver = raw.driver_connection if self.dialect == "postgresql" else None
         try:
+            if driver is not None:  # one statement, its own snapshot: no BEGIN, no ROLLBACK
+                driver.autocommit = True
             yield _Raw(raw, self.engine.dialect)
         except DBAPIError as exc:
             _raise_if_unavailable(self.engine, exc)
             raise
         finally:
+            if driver is not None and not driver.closed:
+                driver.autocommit = False
             raw.close()
 
     # --- procedure versions ---------------------------------------------------------------------
@@ -1075,6 +1130,76 @@ class Store:
     def add_outbox(self, c: Connection, row: Mapping[str, Any]) -> int:
         """Write one outbox row; returns its id."""
         return int(self.hot.insert_outbox.run(c, row).fetchone()[0])
+
+    def write_step(self, c: Connection, case_id: int, expected: int, values: Mapping[str, Any],
+                   history: Mapping[str, Any], outbox: Mapping[str, Any], *,
+                   before: Callable[[], None] | None = None,
+                   cancel_timers_at: dt.datetime | None = None,
+                   timers: Sequence[Mapping[str, Any]] = ()) -> int:
+        """The writes of one step in the transaction `c`, in this order: `before` (e.g. the
+        document or payment row it adds), the case row if its version is still `expected`
+        (Conflict otherwise), its history row, the case's pending timers cancelled (when
+        `cancel_timers_at` is given) and new `timers`, its outbox row; returns the outbox
+        row's id.
+
+        On PostgreSQL they are sent in one round trip, BEGIN included (psycopg's pipeline
+        mode): the version check and every statement's error are seen when it returns,
+        before anything commits, and raise as each statement alone would (Conflict,
+        DuplicatePayment). On SQLite they run one after the other.
+        """
+        updated = self.hot.update_case(tuple(sorted(values)), self.sql)
+        with self._pipelined(c):
+            if before is not None:
+                before()
+            cursor = updated.run(c, {"b_id": case_id, "b_expected": expected, **values})
+            if not self._pipelining(c) and cursor.rowcount != 1:
+                raise Conflict()
+            self.append_history(c, history)
+            if cancel_timers_at is not None:
+                self.cancel_timers(c, case_id, cancel_timers_at)
+            self.add_timers(c, timers)
+            added = self.hot.insert_outbox.run(c, outbox)
+        if cursor.rowcount != 1:  # pipelined: nothing is committed yet
+            raise Conflict()
+        return int(added.fetchone()[0])
+
+    def write_opening(self, c: Connection, row: Mapping[str, Any], history: Mapping[str, Any],
+                      timers: Callable[[int], Sequence[Mapping[str, Any]]],
+                      outbox: Mapping[str, Any]) -> tuple[int, int]:
+        """Insert a case (`row`, with its reference), its first history row, `timers(its
+        id)` and its outbox row in the transaction `c`: (case id, outbox row id). On
+        PostgreSQL two round trips (the case row's id, then the rest: pipeline mode)."""
+        with self._pipelined(c):
+            case_id = self.insert_case(c, row)
+            self.append_history(c, {**history, "case_id": case_id})
+            self.add_timers(c, timers(case_id))
+            added = self.hot.insert_outbox.run(c, {**outbox, "case_id": case_id})
+        return case_id, int(added.fetchone()[0])
+
+    def _pipelining(self, c: Connection) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextmanager
+    def _pipelined(self, c: Connection) -> Iterator[None]:
+        """On PostgreSQL, the driver's pipeline mode: the statements run in it are sent
+        without waiting, and their results (and errors) come back in one round trip at its
+        end (or earlier, where a row is fetched). An IntegrityError is raised as the
+        statement alone would have been: Conflict on history, DuplicatePayment on payments.
+        On SQLite, nothing changes."""
+        if not self._pipelining(c):
+            yield
+            return
+        driver: Any = c.connection.driver_connection
+        try:
+            with _as_sqlalchemy_errors(c, "(pipelined statements)", ()), driver.pipeline():
+                yield
+        except IntegrityError as exc:
+            table = getattr(getattr(exc.orig, "diag", None), "table_name", None)
+            if table == "history":
+                raise Conflict() from None
+            if table == "payments":
+                raise DuplicatePayment() from None
+            raise
 
     def mark_delivered(self, c: Connection, ids: Sequence[int], now: dt.datetime) -> None:
         """Mark outbox rows delivered, inside the caller's transaction."""
@@ -1157,15 +1282,21 @@ class Store:
         except IntegrityError:
             raise DuplicatePayment() from None
 
-    def payment_totals(self, procedures: Sequence[str] | None = None
+    def payment_totals(self, procedures: Sequence[str] | None = None,
+                       since: dt.datetime | None = None, until: dt.datetime | None = None
                        ) -> dict[str | None, tuple[int, int]]:
         """{method (None: none recorded): (count, amount)} of the payments on the cases of
-        `procedures` (None: of every case), summed by the database (GROUP BY)."""
+        `procedures` (None: of every case), recorded at or after `since` and before `until`
+        (None: no bound), summed by the database (GROUP BY)."""
         p = payments_t.c
         query = select(p.method, func.count(), func.coalesce(func.sum(p.amount), 0))
         if procedures is not None:
             query = query.join(cases_t, cases_t.c.id == p.case_id).where(
                 cases_t.c.procedure_id.in_(list(procedures)))
+        if since is not None:
+            query = query.where(p.at >= since)
+        if until is not None:
+            query = query.where(p.at < until)
         with self.reading() as c:
             rows = c.execute(query.group_by(p.method)).all()
         return {method: (int(count), int(amount)) for method, count, amount in rows}
@@ -1196,11 +1327,66 @@ class Store:
             ).mappings().all()
         return [dict(r) for r in rows]
 
+    def claim_timer(self, c: Connection, timer_id: int) -> dict[str, Any] | None:
+        """Lock a timer and its case row in the write transaction `c`: their `status` and
+        `version`, or None when another transaction holds either (PostgreSQL: FOR UPDATE
+        SKIP LOCKED, never waits; the caller ends its transaction, releasing what it got).
+        On SQLite, BEGIN IMMEDIATE already holds the database: it only reads them."""
+        row = c.execute(self.sql.claim_timer, {"b_id": timer_id}).mappings().first()
+        return dict(row) if row is not None else None
+
+    def claim_next_timer(self, c: Connection, now: dt.datetime, skip: Collection[int]
+                         ) -> dict[str, Any] | None:
+        """PostgreSQL: lock, in the write transaction `c`, the oldest timer due at `now` that
+        no other transaction holds and whose id is not in `skip` (FOR UPDATE SKIP LOCKED),
+        then try its case row the same way: the timer with its case's `reference` and
+        `case_locked` (False: a transition holds the case; end `c` to release the timer),
+        or None when no due timer is free."""
+        t = timers_t.c
+        due = and_(t.status == "pending", t.due_at <= now,
+                   t.id.not_in(list(skip)) if skip else true())
+        row = c.execute(select(timers_t, cases_t.c.reference).join(cases_t).where(due)
+                        # by due_at alone: the index's order, so the scan stops at the
+                        # first free timer (ties in any order)
+                        .order_by(t.due_at).limit(1)
+                        .with_for_update(of=timers_t, skip_locked=True)).mappings().first()
+        if row is None:
+            return None
+        case = c.execute(select(cases_t.c.id).where(cases_t.c.id == row["case_id"])
+                         .with_for_update(skip_locked=True)).first()
+        return {**row, "case_locked": case is not None}
+
+    def oldest_due(self, now: dt.datetime) -> dt.datetime | None:
+        """When the oldest pending timer due at `now` fell; None when none is due."""
+        t = timers_t.c
+        with self.reading() as c:
+            found = c.execute(select(func.min(t.due_at)).where(and_(
+                t.status == "pending", t.due_at <= now))).scalar()
+        return found if isinstance(found, dt.datetime) or found is None else \
+            dt.datetime.fromisoformat(str(found))
+
     def settle_timer(self, c: Connection, timer_id: int, status: str, now: dt.datetime) -> bool:
         """Mark a pending timer fired or cancelled; False if somebody settled it first."""
         result = c.execute(self.sql.settle_timer,
                            {"b_id": timer_id, "b_status": status, "b_now": now})
         return bool(result.rowcount == 1)
+
+    def clock_timers(self, case_id: int) -> list[dict[str, Any]]:
+        """The pending and paused timers of a case: what the legal clock of a step reads."""
+        with self.reading() as c:
+            rows = c.execute(select(timers_t).where(and_(
+                timers_t.c.case_id == case_id, timers_t.c.status.in_(("pending", "paused"))))
+                .order_by(timers_t.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def end_paused(self, c: Connection, timer_ids: Sequence[int], status: str,
+                   now: dt.datetime) -> None:
+        """Mark paused timers resumed or cancelled (those still paused)."""
+        if timer_ids:
+            t = timers_t.c
+            c.execute(update(timers_t).where(and_(t.id.in_(list(timer_ids)),
+                                                  t.status == "paused"))
+                      .values(status=status, updated_at=now))
 
     def pending_timers(self, case_id: int) -> list[dict[str, Any]]:
         with self.reading() as c:
@@ -1277,6 +1463,47 @@ class Store:
                 ~_purged(d.case_id)))).scalars().all()
         return {str(s) for s in found}
 
+    # --- statistics (see StatsScope) ------------------------------------------------------------
+
+    def procedure_hashes(self, procedures: Sequence[str]) -> list[tuple[str, str]]:
+        """(procedure id, hash) of every stored version of `procedures`."""
+        v = procedures_t.c
+        with self.reading() as c:
+            rows = c.execute(select(v.procedure_id, v.hash)
+                             .where(v.procedure_id.in_(list(procedures)))).all()
+        return sorted((str(p), str(h)) for p, h in rows)
+
+    def stats_requests(self, scope: StatsScope) -> list[dict[str, Any]]:
+        """{procedure_id, grp, outcome (None: open), cases} of the cases in scope."""
+        return self._stats(_requests_sql, scope)
+
+    def stats_cases(self, scope: StatsScope) -> list[dict[str, Any]]:
+        """Per (procedure_id, grp): `decided` (closed with an outcome of scope.decided, after
+        leaving the initial state), admin_p50/p90/p99 (their administration's time: seconds in
+        states neither initial, waiting nor final), total_p50/p90/p99 (from leaving the initial
+        state to entering a final one), with_target and within_target (administration's time
+        at most the target), `backlog` (open cases that left the initial state), age_0..age_n
+        (of them, by seconds since they left it, in scope.buckets), over_target, and `waiting`
+        (open cases in a waiting state)."""
+        return self._stats(_cases_sql, scope)
+
+    def stats_stays(self, scope: StatsScope) -> list[dict[str, Any]]:
+        """Per (procedure_id, state): `stays` ended, and stay_p50/p90/p99 of their seconds."""
+        return self._stats(_stays_sql, scope)
+
+    def _stats(self, build: Callable[[str, StatsScope, dict[str, Any]], str], scope: StatsScope
+               ) -> list[dict[str, Any]]:
+        if not scope.procedures or not scope.versions:
+            return []
+        params: dict[str, Any] = {}
+        statement = text(build(self.dialect, scope, params))
+        binds: list[Any] = [bindparam(n, expanding=True) for n in (
+            "s_procedures", "s_decided", "s_initial", "s_final", "s_waiting") if n in params]
+        binds += [bindparam(n, type_=DateTime()) for n in ("s_since", "s_until") if n in params]
+        with self.reading() as c:
+            rows = c.execute(statement.bindparams(*binds), params).mappings().all()
+        return [dict(r) for r in rows]
+
 
 #: The tables of a case's record that purging rewrites.
 _RECORD = {"history": history_t, "outbox": outbox_t, "documents": documents_t,
@@ -1286,3 +1513,175 @@ _RECORD = {"history": history_t, "outbox": outbox_t, "documents": documents_t,
 def _purged(case_id: Any) -> Any:
     """True for a case that has a purges row."""
     return select(purges_t.c.case_id).where(purges_t.c.case_id == case_id).exists()
+
+
+# --- statistics (engine/stats.py) ---------------------------------------------------------------
+# Times are whole seconds since the epoch, computed by the database; a case's stays are its
+# history rows that enter a state (the first row, and every row whose state differs from the
+# one before: attachments and payments do not end a stay), each lasting until the next one
+# (LEAD over the case's rows by sequence: SQLite >= 3.25 and PostgreSQL). Percentiles are
+# nearest-rank: the value at rank ceil(p * n / 100) in ascending order.
+
+#: What a state is to the administration's clock (engine/stats.py sends one per state).
+STAY_KINDS = ("initial", "waiting", "work", "final")
+#: The breakdowns the database computes (a form field's value for "field").
+STATS_GROUPS = ("", "month", "week", "authority", "state", "field")
+_PERCENTILES = (50, 90, 99)
+
+_EPOCH = {"sqlite": "CAST(strftime('%s', {0}) AS INTEGER)",
+          "postgresql": "CAST(FLOOR(EXTRACT(EPOCH FROM {0})) AS BIGINT)"}
+_GROUP_SQL = {
+    "sqlite": {"": "''", "month": "strftime('%Y-%m', c.created_at)",
+               "week": "date(c.created_at, 'weekday 0', '-6 days')",
+               "authority": "v.authority", "state": "c.state",
+               "field": "json_extract(c.data, :s_path)"},
+    "postgresql": {"": "''", "month": "to_char(c.created_at, 'YYYY-MM')",
+                   "week": "to_char(date_trunc('week', c.created_at), 'YYYY-MM-DD')",
+                   "authority": "v.authority", "state": "c.state",
+                   "field": "(c.data ->> CAST(:s_field AS TEXT))"},
+}
+
+
+@dataclass(frozen=True)
+class StatsScope:
+    """The cases statistics read: those of `procedures` opened at or after `since` and before
+    `until` (None: no bound), as of `now`, grouped by `group` (one of STATS_GROUPS; "field":
+    the value of form field `field`). `versions`: (procedure hash, target in seconds or None,
+    authority) of every version; `kinds`: (procedure hash, state, one of STAY_KINDS)."""
+
+    procedures: tuple[str, ...]
+    versions: tuple[tuple[str, int | None, str], ...]
+    kinds: tuple[tuple[str, str, str], ...]
+    now: dt.datetime
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    group: str = ""
+    field: str | None = None
+    #: the outcomes of a decided case (its times are the percentiles' and the target's)
+    decided: tuple[str, ...] = ("accepted", "rejected")
+    #: upper bounds of the backlog's age buckets, in seconds (the last bucket is open)
+    buckets: tuple[int, ...] = ()
+
+
+def _epoch(dialect: str, column: str) -> str:
+    return _EPOCH[dialect].format(column)
+
+
+def _by_version(scope: StatsScope, index: int, cast: str, params: dict[str, Any]) -> str:
+    """CASE on the case's version giving column `index` of scope.versions (bound values)."""
+    whens = []
+    for i, version in enumerate(scope.versions):
+        params[f"s_v{i}"], params[f"s_v{i}_{index}"] = version[0], version[index]
+        whens.append(f"WHEN :s_v{i} THEN CAST(:s_v{i}_{index} AS {cast})")
+    return f"CASE c.procedure_hash {' '.join(whens)} END"
+
+
+def _kind_sql(scope: StatsScope, hash_: str, state: str, params: dict[str, Any]) -> str:
+    """The kind of `state` in version `hash_` (STAY_KINDS): IN lists of "hash/state" keys,
+    which both databases search without scanning (SQLite a b-tree, PostgreSQL a hash)."""
+    key = f"{hash_} || '/' || {state}"
+    cases = []
+    for kind in ("initial", "final", "waiting"):
+        params[f"s_{kind}"] = [f"{h}/{s}" for h, s, k in scope.kinds if k == kind]
+        cases.append(f"WHEN {key} IN :s_{kind} THEN '{kind}'")
+    return f"CASE {' '.join(cases)} ELSE 'work' END"
+
+
+def _scope_sql(dialect: str, scope: StatsScope, params: dict[str, Any]) -> str:
+    """The CTEs `scope` (the cases in scope: target, kind of their state now, group) and
+    `stays` (their stays: state, kind, entered, left_at; None while it lasts)."""
+    if scope.group not in STATS_GROUPS or (scope.group == "field") != bool(scope.field):
+        raise ValueError(f"unknown statistics group {scope.group!r}")
+    params["s_procedures"] = list(scope.procedures)
+    if scope.group == "field":
+        params["s_path" if dialect == "sqlite" else "s_field"] = (
+            f'$."{scope.field}"' if dialect == "sqlite" else scope.field)
+    period = ""
+    if scope.since is not None:
+        params["s_since"] = scope.since
+        period += " AND c.created_at >= :s_since"
+    if scope.until is not None:
+        params["s_until"] = scope.until
+        period += " AND c.created_at < :s_until"
+    group = _GROUP_SQL[dialect][scope.group].replace(
+        "v.authority", _by_version(scope, 2, "VARCHAR(255)", params))
+    at = _epoch(dialect, "h.at")
+    return (f"WITH scope AS (SELECT c.id, c.procedure_id, c.procedure_hash, c.outcome, "
+            f"{_by_version(scope, 1, 'BIGINT', params)} AS target, "
+            f"{_kind_sql(scope, 'c.procedure_hash', 'c.state', params)} AS now_kind, "
+            f"{group} AS grp FROM cases c WHERE c.procedure_id IN :s_procedures{period}), "
+            f"stays AS (SELECT h.case_id, h.to_state AS state, "
+            f"{_kind_sql(scope, 's.procedure_hash', 'h.to_state', params)} AS kind, "
+            f"{at} AS entered, LEAD({at}) OVER (PARTITION BY h.case_id ORDER BY h.sequence) "
+            "AS left_at FROM scope s JOIN history h ON h.case_id = s.id "
+            "WHERE h.from_state IS NULL OR h.from_state <> h.to_state)")
+
+
+def _ranks(value: str, rank: str, where: str = "1 = 1") -> str:
+    """MAX(...) picking the p50, p90 and p99 of `value` (ranked by `rank` among `n`)."""
+    return ", ".join(f"MAX(CASE WHEN {where} AND {rank} = ({p} * n + 99) / 100 THEN {value} "
+                     f"END) AS {value}_p{p}" for p in _PERCENTILES)
+
+
+def _cases_sql(dialect: str, scope: StatsScope, params: dict[str, Any]) -> str:
+    """Per (procedure, group): decided cases' percentiles of administration and total time,
+    how many met the target, and the open cases' backlog by age of their clock."""
+    params["s_now"] = _seconds(scope.now)
+    params["s_decided"] = list(scope.decided)
+    backlog = "outcome IS NULL AND started IS NOT NULL"
+    bounds = [f":s_b{i}" for i in range(len(scope.buckets))]
+    params.update({f"s_b{i}": b for i, b in enumerate(scope.buckets)})
+    ages = _ages(backlog, bounds)
+    return (
+        f"{_scope_sql(dialect, scope, params)}, clocks AS (SELECT case_id, "
+        "MIN(CASE WHEN kind = 'initial' THEN left_at END) AS started, "
+        "MIN(CASE WHEN kind = 'final' THEN entered END) AS stopped, "
+        "SUM(CASE WHEN kind = 'work' THEN COALESCE(left_at, :s_now) - entered "
+        "ELSE 0 END) AS admin FROM stays GROUP BY case_id), per_case AS (SELECT s.id, "
+        "s.procedure_id, s.grp, s.outcome, s.target, s.now_kind, k.started, k.stopped, "
+        "k.admin FROM scope s JOIN clocks k ON k.case_id = s.id), "
+        "timed AS (SELECT p.*, stopped - started AS total, CASE WHEN outcome IN :s_decided "
+        "AND started IS NOT NULL AND stopped IS NOT NULL THEN 1 ELSE 0 END AS is_timed "
+        "FROM per_case p), ranked AS (SELECT t.*, "
+        "ROW_NUMBER() OVER (PARTITION BY procedure_id, grp, is_timed ORDER BY admin) AS ra, "
+        "ROW_NUMBER() OVER (PARTITION BY procedure_id, grp, is_timed ORDER BY total) AS rt, "
+        "COUNT(*) OVER (PARTITION BY procedure_id, grp, is_timed) AS n FROM timed t) "
+        "SELECT procedure_id, grp, SUM(is_timed) AS decided, "
+        f"{_ranks('admin', 'ra', 'is_timed = 1')}, {_ranks('total', 'rt', 'is_timed = 1')}, "
+        "SUM(CASE WHEN is_timed = 1 AND target IS NOT NULL THEN 1 ELSE 0 END) AS with_target, "
+        "SUM(CASE WHEN is_timed = 1 AND admin <= target THEN 1 ELSE 0 END) AS within_target, "
+        f"SUM(CASE WHEN {backlog} THEN 1 ELSE 0 END) AS backlog, {ages}, "
+        f"SUM(CASE WHEN {backlog} AND admin > target THEN 1 ELSE 0 END) AS over_target, "
+        "SUM(CASE WHEN outcome IS NULL AND now_kind = 'waiting' THEN 1 ELSE 0 END) AS waiting "
+        "FROM ranked GROUP BY procedure_id, grp")
+
+
+def _ages(condition: str, bounds: Sequence[str]) -> str:
+    """One SUM per backlog age bucket: (the bound before, the bound]; the last is open."""
+    lows = ["", *(f" AND :s_now - started > {b}" for b in bounds)]
+    highs = [*(f" AND :s_now - started <= {b}" for b in bounds), ""]
+    return ", ".join(f"SUM(CASE WHEN {condition}{low}{high} THEN 1 ELSE 0 END) AS age_{i}"
+                     for i, (low, high) in enumerate(zip(lows, highs, strict=True)))
+
+
+def _stays_sql(dialect: str, scope: StatsScope, params: dict[str, Any]) -> str:
+    """Per (procedure, state): how many stays ended, and the percentiles of their length."""
+    return (
+        f"{_scope_sql(dialect, scope, params)}, spent AS (SELECT s.procedure_id, st.state, "
+        "st.left_at - st.entered AS stay FROM scope s JOIN stays st ON st.case_id = s.id "
+        "WHERE st.left_at IS NOT NULL), ranked AS (SELECT d.*, ROW_NUMBER() OVER (PARTITION "
+        "BY procedure_id, state ORDER BY stay) AS r, COUNT(*) OVER (PARTITION BY "
+        "procedure_id, state) AS n FROM spent d) SELECT procedure_id, state, MAX(n) AS stays, "
+        f"{_ranks('stay', 'r')} FROM ranked GROUP BY procedure_id, state")
+
+
+def _requests_sql(dialect: str, scope: StatsScope, params: dict[str, Any]) -> str:
+    """Per (procedure, group, outcome): how many cases (no history read)."""
+    head = _scope_sql(dialect, scope, params).partition(", stays AS (")[0]
+    return (f"{head} SELECT procedure_id, grp, outcome, COUNT(*) AS cases FROM scope "
+            "GROUP BY procedure_id, grp, outcome")
+
+
+def _seconds(moment: dt.datetime) -> int:
+    """A naive UTC datetime as whole seconds since the epoch."""
+    return int((moment - dt.datetime(1970, 1, 1)).total_seconds() // 1)

@@ -14,6 +14,7 @@ from functools import cached_property, partial
 from typing import Any
 
 from . import claims, limits
+from .calendars import WEEKDAYS, Calendar
 from .errors import Blocked, InvalidData, NotAllowed, Reason
 from .expressions import Expression, age
 from .forms import Errors, Form
@@ -25,6 +26,7 @@ from .model import (
     VALID_UNTIL,
     Deadline,
     Document,
+    Duration,
     Fee,
     Field,
     FollowUp,
@@ -146,6 +148,26 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Paused:
+    """A deadline whose clock is stopped (`pause_in`): its state, its position there, and
+    the time it had left when the case left its state."""
+
+    state: str
+    index: int
+    left: Duration
+
+
+@dataclass(frozen=True)
+class ClockChange:
+    """What a step does to the legal clocks of a case (Workflow.legal_clock): the clocks
+    stopped after it (those it stops and those that stay stopped), and the deadlines of the
+    state it enters that resume with the time they had left, by index."""
+
+    paused: tuple[Paused, ...] = ()
+    resumed: Mapping[int, Duration] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Refusal:
     """Why a step cannot happen: `refused` (who may not) or `blocked` (what is missing)."""
 
@@ -184,8 +206,13 @@ class Decision:
 class Workflow:
     """One compiled procedure version with everything needed to run its cases."""
 
-    def __init__(self, procedure: Procedure) -> None:
+    def __init__(self, procedure: Procedure, closures: frozenset[dt.date] = frozenset()
+                 ) -> None:
         self.procedure = procedure
+        #: the business days of its deadlines: weekends, the holidays of `calendar:` and the
+        #: deployment's closure days (those only with a country calendar)
+        self.calendar: Calendar = (Calendar(procedure.calendar, frozenset(closures))
+                                   if procedure.calendar else WEEKDAYS)
         self.form = Form.of(procedure.fields)
         self._input_forms: dict[tuple[int, ...], Form] = {}
         self.results = Results()
@@ -260,23 +287,81 @@ class Workflow:
 
     # --- deadlines ------------------------------------------------------------------------------
 
+    def due(self, duration: Duration, start: dt.datetime) -> dt.datetime:
+        """`start` plus `duration` on this procedure's calendar (business days skip weekends,
+        its holidays and closure days): how deadlines and the processing-time target count."""
+        return duration.add_to(start, self.calendar)
+
     def timings(self, state_id: str, entered: dt.datetime,
-                data: Mapping[str, Any] | None = None) -> list[Timing]:
+                data: Mapping[str, Any] | None = None,
+                resumed: Mapping[int, Duration] | None = None) -> list[Timing]:
         """When each deadline of `state_id` falls for a stay that began at `entered`, the
         earliest first (the one that fires first). The only answer to "when does a deadline
         fall": timers, scenarios and exploration all ask it. A deadline whose `after:` reads
-        the case's `data` has none while that value is unset."""
+        the case's `data` has none while that value is unset. A deadline in `resumed` (by
+        index: its clock was stopped, see legal_clock) falls after the time it had left, and
+        its reminder is not sent again if its moment had passed before the clock stopped."""
         found = []
         for index, deadline in enumerate(self.procedure.states[state_id].deadlines):
-            after = resolve_duration(deadline.after, data or {})
+            left = (resumed or {}).get(index)
+            after = left if left is not None else resolve_duration(deadline.after, data or {})
             if after is None:
                 continue
-            due = after.add_to(entered)
+            due = self.due(after, entered)
             remind_at = None
             if deadline.remind_before is not None:
-                remind_at = max(due - deadline.remind_before.approximate(), entered)
+                remind_at = due - deadline.remind_before.approximate()
+                if remind_at < entered:
+                    remind_at = None if left is not None else entered
             found.append(Timing(index, deadline, due, remind_at))
         return sorted(found, key=lambda timing: (timing.due, timing.index))
+
+    # --- the legal clock: deadlines that pause (`pause_in`) ------------------------------------
+
+    def clock_moves(self, source: str, target: str) -> bool:
+        """Whether a step from `source` to `target` may stop or restart a legal clock: a
+        deadline of `source` pauses in `target`, or `source` is where some clock may be
+        stopped. Otherwise a step leaves the clocks alone (and the engine reads no timer)."""
+        if source == target:
+            return False
+        pausing = any(target in d.pause_in for d in self.procedure.states[source].deadlines)
+        return pausing or source in self._pause_states
+
+    @cached_property
+    def _pause_states(self) -> frozenset[str]:
+        return frozenset(name for state in self.procedure.states.values()
+                         for d in state.deadlines for name in d.pause_in)
+
+    def legal_clock(self, source: str, target: str, now: dt.datetime,
+                    running: Mapping[int, dt.datetime], paused: Iterable[Paused]
+                    ) -> ClockChange:
+        """What a step from `source` to `target` at `now` does to the clocks: each running
+        deadline of `source` (`running`: its index -> when it falls) whose `pause_in` names
+        `target` stops with the time it has left; each stopped one (`paused`) resumes if the
+        case comes back to its state, stays stopped in another of its `pause_in` states, and
+        is dropped anywhere else (the clock then starts again on the next entry)."""
+        if source == target:
+            return ClockChange(tuple(paused))
+        deadlines = self.procedure.states[source].deadlines
+        kept: list[Paused] = []
+        resumed: dict[int, Duration] = {}
+        for clock in paused:
+            if clock.state == target:
+                resumed[clock.index] = clock.left
+            elif target in self._deadline(clock).pause_in:
+                kept.append(clock)
+        for index, due in sorted(running.items()):
+            deadline = deadlines[index]
+            if target in deadline.pause_in:
+                unit = Duration(1, deadline.after.unit)  # stated or read from data
+                kept.append(Paused(source, index, unit.left(now, due, self.calendar)))
+        return ClockChange(tuple(kept), resumed)
+
+    def _deadline(self, clock: Paused) -> Deadline:
+        state = self.procedure.states.get(clock.state)
+        if state is None or clock.index >= len(state.deadlines):
+            return Deadline(Duration(1, "days"), "", ())  # a version without it: dropped
+        return state.deadlines[clock.index]
 
     # --- data -----------------------------------------------------------------------------------
 

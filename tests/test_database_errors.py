@@ -182,3 +182,31 @@ def test_a_tick_that_cannot_reach_the_database_leaves_its_timer_pending(
     assert sorted(t["kind"] for t in engine.timers(reference)) == ["deadline", "reminder"]
     assert sorted(result for _, _, result in engine.tick()) == ["fired", "reminded"]
     assert engine.case(reference, SYSTEM).outcome is not None
+
+
+def test_a_connection_the_server_closed_is_replaced_without_a_ping(
+        make_engine: Any, postgresql_url: str) -> None:
+    """No ping on each checkout (a round trip per transaction): a pooled connection whose
+    backend was terminated (a server restart, an idle timeout) is seen closed at checkout
+    and replaced, and the next read and write work."""
+    from conftest import drop_guichet_tables
+    drop_guichet_tables(postgresql_url)
+    engine = make_engine(postgresql_url)
+    ref = engine.start("passport", APPLICANT, passport_data()).reference
+    database = engine._store.engine
+    assert not database.pool._pre_ping
+    pooled = database.raw_connection()  # the one idle connection of the pool
+    pid = pooled.driver_connection.info.backend_pid
+    pooled.close()  # back to the pool
+    killer = store.connect(postgresql_url)
+    try:
+        with killer.begin() as c:
+            assert c.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar()
+    finally:
+        killer.dispose()
+    import time
+    time.sleep(0.2)  # the server's farewell reaches the pooled connection's socket
+    assert engine.case(ref, APPLICANT).version == 1  # a read, on a new connection
+    engine.update(ref, APPLICANT, {"profession": "nurse"})  # and a write
+    assert engine.case(ref, APPLICANT).version == 2
+    drop_guichet_tables(postgresql_url)

@@ -794,8 +794,9 @@ class _Explorer:
 
     def _key(self, node: _Node) -> tuple[Any, ...]:
         """What the engine's decisions can depend on. The moment counts only where something
-        reads it: expressions or date fields (the day), business days (weekday and time)."""
-        if self.dated:
+        reads it: expressions or date fields (the day), business days (weekday and time; the
+        date with a country calendar, whose holidays fall on dates)."""
+        if self.dated or (self.business_days and self.workflow.calendar.country):
             moment = node.clock.isoformat()
         elif self.business_days:
             moment = f"{node.clock.weekday()} {node.clock.time()}"

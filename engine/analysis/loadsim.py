@@ -53,9 +53,10 @@ What the model approximates, and why:
 * Deadlines are not approximated: they fall where the engine's timers put them, as
   `Workflow.timings` says (business days skip weekends), and when several are due at the
   same moment the first in that order fires. The simulation asks it once per state and
-  weekday of entry (`_deadline_offsets`): the simulated calendar, like the engine's, knows
-  weekends but no holidays or time zones, so how long after entry a deadline falls depends
-  only on the weekday of entry. The processing-time target is counted the same way
+  day of entry (`_deadline_offsets`): the simulated calendar is the engine's (day 0 is
+  1 January 2024): without `calendar:` it knows weekends only, so how long after entry a
+  deadline falls depends only on the weekday of entry; with one, on the date (its
+  holidays). No time zones. The processing-time target is counted the same way
   (`Duration.add_to`, the function `Workflow.timings` uses).
 
 Defaults when the procedure's `simulation:` section and the caller say nothing (listed in
@@ -460,20 +461,30 @@ _APPLICANT, _STAFF, _SYSTEM = 0, 1, 2
 _ARRIVE, _FIRE, _JOIN, _DONE, _DEADLINE, _OPEN = range(6)
 
 
-def _weekday_offsets(duration: Duration) -> tuple[float, ...]:
-    """Seconds `duration` adds to a moment, for each weekday of that moment (Monday first), as
-    `Duration.add_to` counts them (business days skip weekends): the processing-time target."""
-    starts = [_MONDAY + dt.timedelta(days=d) for d in range(7)]
-    return tuple((duration.add_to(s) - s).total_seconds() for s in starts)
+def _period(workflow: Workflow, days: int) -> int:
+    """How many days of entry deadlines are computed for: the 7 weekdays (Monday first) with
+    weekends only, every day of the run (from day 0, 1 January 2024) with a country calendar,
+    whose holidays fall on dates."""
+    return 7 if workflow.calendar.country is None else days + 1
 
 
-def _deadline_offsets(workflow: Workflow, state: str) -> list[list[tuple[float, int]]]:
-    """For a case entering `state` on each weekday (Monday first): when each deadline of the
-    state falls, in seconds after entry, with its index in the state, in the order of
+def _weekday_offsets(workflow: Workflow, duration: Duration, period: int = 7
+                     ) -> tuple[float, ...]:
+    """Seconds `duration` adds to a moment, for each day of entry of the period, as
+    `Workflow.due` counts them (business days skip weekends and the calendar's holidays):
+    the processing-time target."""
+    starts = [_MONDAY + dt.timedelta(days=d) for d in range(period)]
+    return tuple((workflow.due(duration, s) - s).total_seconds() for s in starts)
+
+
+def _deadline_offsets(workflow: Workflow, state: str, period: int = 7
+                      ) -> list[list[tuple[float, int]]]:
+    """For a case entering `state` on each day of the period (`_period`): when each deadline
+    of the state falls, in seconds after entry, with its index in the state, in the order of
     `Workflow.timings` (the earliest first: it fires first). Any moment of a day gives the
     same seconds as its midnight (see the module docstring)."""
     found = []
-    for day in range(7):
+    for day in range(period):
         entered = _MONDAY + dt.timedelta(days=day)
         found.append([((timing.due - entered).total_seconds(), timing.index)
                       for timing in workflow.timings(state, entered,
@@ -529,9 +540,11 @@ class _Simulator:
         self.deadlines: list[list[list[tuple[float, int]]]] = []
         self.deadline_triggers: list[str] = []
         self.deadline_target: list[int] = []
-        self._compile_deadlines(procedure, states, index)
+        workflow = Workflow(procedure)
+        self.period = _period(workflow, params.days)
+        self._compile_deadlines(workflow, states, index)
         limit = procedure.processing_time
-        self.target = _weekday_offsets(limit) if limit else None
+        self.target = _weekday_offsets(workflow, limit, self.period) if limit else None
         # per case
         self.case_state: list[int] = []
         self.token: list[int] = []
@@ -589,11 +602,11 @@ class _Simulator:
                 self.step_lead.append(self.params.lead_times.get(step.trigger, 0.0))
             self.cumulative.append(cumulative)
 
-    def _compile_deadlines(self, procedure: Procedure, states: list[State],
+    def _compile_deadlines(self, workflow: Workflow, states: list[State],
                            index: Mapping[str, int]) -> None:
         """Number the deadlines that lead somewhere (to the target of the first transition
         with their trigger: no guards) and learn when they fall from `Workflow.timings`."""
-        workflow = Workflow(procedure)
+        procedure = workflow.procedure
         for state in states:
             numbers: dict[int, int] = {}  # index in the state -> deadline number
             for i, deadline in enumerate(state.deadlines):
@@ -605,7 +618,7 @@ class _Simulator:
                     self.deadline_target.append(index[target])
             self.deadlines.append([
                 [(offset, numbers[i]) for offset, i in day if i in numbers]
-                for day in _deadline_offsets(workflow, state.id)
+                for day in _deadline_offsets(workflow, state.id, self.period)
             ] if numbers else [])
 
     # --- helpers
@@ -667,7 +680,8 @@ class _Simulator:
         """Schedule the deadlines of `state` that may elapse before the case `leaves` it."""
         deadlines = self.deadlines[state]
         if deadlines:
-            for offset, number in deadlines[int(t // DAY) % 7]:  # in Workflow.timings' order
+            # in Workflow.timings' order
+            for offset, number in deadlines[int(t // DAY) % self.period]:
                 due = t + offset
                 if due <= leaves:  # a deadline wins a tie
                     heappush(self.heap, (due, next(self.seq), _DEADLINE, case, token, number))
@@ -682,7 +696,7 @@ class _Simulator:
         self.times.append(total)
         self.admin_times.append(admin)
         if self.target is not None:
-            limit = self.target[int(self.arrived_at[case] // DAY) % 7]
+            limit = self.target[int(self.arrived_at[case] // DAY) % self.period]
             self.past += total > limit
             self.admin_past += admin > limit
 

@@ -255,13 +255,16 @@ class Session:
     interactive simulator drive. Every action is also kept as a scenario step."""
 
     def __init__(self, procedure: Procedure, clock: dt.datetime = DEFAULT_CLOCK,
-                 others: Iterable[Procedure] = ()) -> None:
-        """`others`: procedures its follow-ups may open (those it links to are loaded)."""
+                 others: Iterable[Procedure] = (),
+                 closures: frozenset[dt.date] = frozenset()) -> None:
+        """`others`: procedures its follow-ups may open (those it links to are loaded);
+        `closures`: the deployment's closure days (Engine(closures=...))."""
         self.procedure = procedure
         self.clock = FakeClock(clock)
         from ..runtime import Engine  # here, so that importing this module stays light
 
-        self.engine = Engine(_linked(procedure, others), "sqlite://", clock=self.clock)
+        self.engine = Engine(_linked(procedure, others), "sqlite://", clock=self.clock,
+                             closures=closures)
         self.events: list[Event] = []
         self.engine.on("notification", self.events.append)
         self.engine.on("document_issued", self.events.append)
@@ -407,15 +410,17 @@ class Session:
 class Runner:
     """Plays scenarios, each on a fresh in-memory database with a fake clock."""
 
-    def __init__(self, procedures: Iterable[Procedure]) -> None:
+    def __init__(self, procedures: Iterable[Procedure],
+                 closures: frozenset[dt.date] = frozenset()) -> None:
         self.procedures = {p.id: p for p in procedures}
+        self.closures = closures
 
     def run(self, scenario: Scenario, trace: list[str] | None = None,
             language: str = "fr") -> Result:
         """Play `scenario`; with `trace`, append a line per step (state, fees, messages,
         refusals in `language`)."""
         session = Session(self.procedures[scenario.procedure_id], scenario.clock,
-                          self.procedures.values())
+                          self.procedures.values(), self.closures)
         result = Result(scenario)
         play = _Play(session, result, trace, language)
         try:
@@ -710,13 +715,14 @@ class Suite:
         return f"{self.passed} passed, {self.failed} failed"
 
 
-def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path] = ()
-              ) -> Suite:
+def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path] = (),
+              closures: frozenset[dt.date] = frozenset()) -> Suite:
     """Validate the procedures under `paths` and play every scenario found there.
 
     A directory contributes its procedure files and the scenarios under its `tests/`
     folder; a file is a procedure, or a scenario when it has `steps`. Scenarios may also name
-    procedures from `extra_procedures` (files or directories).
+    procedures from `extra_procedures` (files or directories). `closures`: the
+    deployment's closure days, as `--closures` gives them.
     """
     from ..compiler import compile_source, procedure_files
 
@@ -747,7 +753,7 @@ def run_suite(paths: Iterable[str | Path], extra_procedures: Iterable[str | Path
         if procedure is not None:
             procedures[procedure.id] = procedure
             suite.coverage[procedure.id] = Coverage(procedure)
-    runner = Runner(procedures.values())
+    runner = Runner(procedures.values(), closures)
     for path in scenario_paths:
         scenario, diagnostics = load_scenario(path, procedures)
         suite.diagnostics.extend(diagnostics)

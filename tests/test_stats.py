@@ -1,0 +1,403 @@
+"""Statistics (issue 13, points 4-6): `engine.stats.report` and `guichet stats`.
+
+A small procedure (target 3 days, `info_requested` waiting for the applicant, `sex` a
+sensitive reporting dimension, `region` a plain one) runs cases on the fake clock with known
+times; the expected figures are computed here from those times (nearest-rank percentiles),
+never copied from an output. On SQLite, and on PostgreSQL when GUICHET_TEST_DATABASE_URL is
+set (the `database_url` fixture drops the tables after each test).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from helpers import MakeEngine
+
+from cli import main
+from engine import Actor, Engine, InvalidData, NotAllowed, UnknownProcedure
+from engine.clock import FakeClock
+from engine.model import Text
+from engine.stats import BACKLOG_BOUNDS, report
+from engine.stats_values import SMALL_GROUP, Report
+from engine.values import SYSTEM
+from renderers import stats as render_stats
+
+TRACK = """\
+id: track
+version: "1"
+reference_prefix: TRK
+title: {fr: Suivi des délais, en: Time tracking}
+authority: {ministry: {fr: Ministère de l'Exemple, en: Ministry of Examples}}
+processing_time: "3 days"
+roles:
+  applicant: {label: {fr: Demandeur, en: Applicant}}
+  agent: {label: {fr: Agent, en: Agent}}
+  auditor: {label: {fr: Auditeur, en: Auditor}}
+  system: {label: {fr: Système, en: System}}
+start: {roles: [applicant]}
+read: [auditor]
+fields:
+  - {id: name, type: string, label: {fr: Nom, en: Name}, required: true}
+  - id: sex
+    type: choice
+    label: {fr: Sexe, en: Sex}
+    options:
+      - {value: female, label: {fr: Féminin, en: Female}}
+      - {value: male, label: {fr: Masculin, en: Male}}
+  - id: region
+    type: choice
+    label: {fr: Région, en: Region}
+    options:
+      - {value: maritime, label: {fr: Maritime, en: Maritime}}
+      - {value: plateaux, label: {fr: Plateaux, en: Plateaux}}
+reporting:
+  - {field: sex, sensitive: true}
+  - {field: region}
+states:
+  draft: {label: {fr: Brouillon, en: Draft}, initial: true, editable: true}
+  submitted: {label: {fr: Soumise, en: Submitted}}
+  under_review: {label: {fr: En instruction, en: Under review}}
+  info_requested:
+    label: {fr: Compléments demandés, en: Information requested}
+    waiting: applicant
+    editable: true
+  approved: {label: {fr: Accordée, en: Approved}, final: accepted}
+  rejected: {label: {fr: Rejetée, en: Rejected}, final: rejected}
+  withdrawn: {label: {fr: Retirée, en: Withdrawn}, final: withdrawn}
+transitions:
+  - {trigger: submit, from: draft, to: submitted, roles: [applicant], requires: {fields: [name]}}
+  - {trigger: review, from: submitted, to: under_review, roles: [agent]}
+  - {trigger: ask, from: under_review, to: info_requested, roles: [agent]}
+  - {trigger: answer, from: info_requested, to: under_review, roles: [applicant]}
+  - {trigger: approve, from: under_review, to: approved, roles: [agent]}
+  - {trigger: reject, from: under_review, to: rejected, roles: [agent]}
+  - trigger: withdraw
+    from: [draft, submitted, under_review, info_requested]
+    to: withdrawn
+    roles: [applicant]
+"""
+
+APPLICANT = Actor("citizen-1", ["applicant"])
+AGENT = Actor("agent-1", ["agent"])
+AUDITOR = Actor("audit-1", ["auditor"])
+STRANGER = Actor("someone-1", ["clerk"])
+HOUR = 3600
+TARGET = 3 * 24 * HOUR
+#: Who fires each trigger.
+BY = {"submit": APPLICANT, "answer": APPLICANT, "withdraw": APPLICANT}
+#: A step that edits the form (a history row that changes no state).
+EDIT = "@edit"
+
+
+@dataclass
+class Planned:
+    """A case: (hours spent before each trigger), the data it is opened with."""
+
+    steps: list[tuple[float, str]]
+    sex: str = "female"
+    region: str = "maritime"
+
+    def stays(self) -> list[tuple[str, int]]:
+        """(state, seconds) of each stay that ended, as the engine should record them."""
+        targets = {"submit": "submitted", "review": "under_review", "ask": "info_requested",
+                   "answer": "under_review", "approve": "approved", "reject": "rejected",
+                   "withdraw": "withdrawn"}
+        state, stays, spent = "draft", [], 0.0
+        for hours, trigger in self.steps:
+            spent += hours
+            if trigger != EDIT:  # an edit is recorded, but the case stays where it is
+                stays.append((state, round(spent * HOUR)))
+                state, spent = targets[trigger], 0.0
+        return stays
+
+    @property
+    def last(self) -> str | None:
+        return self.steps[-1][1] if self.steps else None
+
+    @property
+    def decided(self) -> bool:
+        return self.last in ("approve", "reject")
+
+    def administration(self) -> int:
+        """Seconds after submitting in states neither waiting nor final."""
+        return sum(s for state, s in self.stays() if state in ("submitted", "under_review"))
+
+    def total(self) -> int:
+        return sum(s for state, s in self.stays() if state != "draft")
+
+
+def decided_case(review_hours: float, sex: str = "female", region: str = "maritime",
+                 outcome: str = "approve") -> Planned:
+    return Planned([(1, "submit"), (2, "review"), (review_hours, outcome)], sex, region)
+
+
+#: Nine decided cases whose administration's time straddles the 72-hour target; one more with
+#: an information loop (40 hours waiting for the applicant): ten decided, so that p50 and p90
+#: fall on exact ranks; a withdrawn one, an open one under review, one waiting for the
+#: applicant, and a draft never submitted.
+REVIEW_HOURS = [10, 22, 34, 46, 58, 70, 82, 94, 106]
+DECIDED = [decided_case(h, sex="female" if i < 7 else "male",
+                        region="maritime" if i % 2 else "plateaux",
+                        outcome="reject" if i == 3 else "approve")
+           for i, h in enumerate(REVIEW_HOURS)]
+LOOP = Planned([(1, "submit"), (2, "review"), (5, "ask"), (15, EDIT), (25, "answer"),
+                (3, "approve")])
+WITHDRAWN = Planned([(1, "submit"), (4, "withdraw")], sex="male")
+OPEN_REVIEW = Planned([(1, "submit"), (2, "review")])
+OPEN_WAITING = Planned([(1, "submit"), (2, "review"), (1, "ask")])
+DRAFT = Planned([])
+ALL = [*DECIDED, LOOP, WITHDRAWN, OPEN_REVIEW, OPEN_WAITING, DRAFT]
+
+
+def nearest_rank(values: list[int], p: int) -> int:
+    ordered = sorted(values)
+    return ordered[math.ceil(p * len(ordered) / 100) - 1]
+
+
+def track_file(tmp_path: Path) -> Path:
+    path = tmp_path / "procedures" / "track.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(TRACK, encoding="utf-8")
+    return path
+
+
+def run(engine: Engine, clock: FakeClock, planned: Planned) -> str:
+    reference = engine.start("track", APPLICANT, {"name": "Ama", "sex": planned.sex,
+                                                  "region": planned.region}).reference
+    for hours, trigger in planned.steps:
+        clock.advance(dt.timedelta(hours=hours))
+        if trigger == EDIT:
+            engine.update(reference, APPLICANT, {"name": "Ama Kossiwa"})
+        else:
+            engine.fire(reference, trigger, BY.get(trigger, AGENT))
+    clock.advance(dt.timedelta(minutes=7))  # the next case starts a little later
+    return reference
+
+
+@pytest.fixture
+def tracked(make_engine: MakeEngine, database_url: str, tmp_path: Path, clock: FakeClock
+            ) -> tuple[Engine, list[str]]:
+    engine = make_engine(database_url, procedures=[track_file(tmp_path)])
+    return engine, [run(engine, clock, p) for p in ALL]
+
+
+def figures(found: Report, procedure: str = "track") -> Any:
+    return next(f for f in found.procedures if f.procedure_id == procedure)
+
+
+# --- the figures ------------------------------------------------------------------------------
+
+def test_requests_per_outcome(tracked: tuple[Engine, list[str]]) -> None:
+    track = figures(report(tracked[0]))
+    assert track.requests == len(ALL)
+    rejected = sum(p.last == "reject" for p in ALL)
+    assert dict(track.outcomes) == {
+        "accepted": sum(p.decided for p in ALL) - rejected, "rejected": rejected,
+        "withdrawn": 1, "open": 3}
+
+
+def test_percentiles_and_share_within_target_are_exact(tracked: tuple[Engine, list[str]]
+                                                       ) -> None:
+    track = figures(report(tracked[0]))
+    decided = [p for p in ALL if p.decided]
+    admin = [p.administration() for p in decided]
+    total = [p.total() for p in decided]
+    assert track.administration.count == len(decided) == 10
+    assert (track.administration.p50, track.administration.p90, track.administration.p99) \
+        == tuple(nearest_rank(admin, p) for p in (50, 90, 99))
+    assert (track.total.p50, track.total.p90, track.total.p99) \
+        == tuple(nearest_rank(total, p) for p in (50, 90, 99))
+    within = sum(a <= TARGET for a in admin)
+    assert 0 < within < len(admin)
+    assert (track.target, track.with_target, track.within_target) == (TARGET, 10, within)
+    assert track.share_within_target == within / len(admin)
+
+
+def test_waiting_for_the_applicant_is_not_the_administrations_time(
+        tracked: tuple[Engine, list[str]], make_engine: MakeEngine, database_url: str,
+        tmp_path: Path, clock: FakeClock) -> None:
+    """The loop case spends 40 hours waiting (editing its form on the way): its total has
+    them, its administration's time does not; where the state is not declared `waiting:`,
+    they count."""
+    assert LOOP.administration() == 10 * HOUR and LOOP.total() == 50 * HOUR
+    engine = tracked[0]
+    only_loop = report(engine, since=_opened(engine, tracked[1][len(DECIDED)]))
+    assert figures(only_loop).administration.p50 is not None
+    loop_alone = [f for f in only_loop.procedures][0]
+    assert loop_alone.requests == len(ALL) - len(DECIDED)  # the loop case and the later ones
+    assert loop_alone.administration.count == 1
+    assert loop_alone.administration.p50 == LOOP.administration()
+    assert loop_alone.total.p50 == LOOP.total()
+    kinds = {s.state: s.kind for s in only_loop.states}
+    assert kinds["info_requested"] == "waiting" and kinds["under_review"] == "work"
+    # the same case where nobody declared that the information request waits for the applicant
+    undeclared = tmp_path / "undeclared" / "track.yaml"
+    undeclared.parent.mkdir()
+    undeclared.write_text(TRACK.replace("    waiting: applicant\n", ""), encoding="utf-8")
+    other = make_engine(f"sqlite:///{tmp_path / 'undeclared.db'}", procedures=[undeclared])
+    run(other, clock, LOOP)
+    counted = figures(report(other))
+    assert counted.administration.p50 == counted.total.p50 == LOOP.total()
+
+
+def _opened(engine: Engine, reference: str) -> dt.datetime:
+    return engine.case(reference, SYSTEM).created_at
+
+
+def test_time_per_state_counts_stays_that_ended(tracked: tuple[Engine, list[str]]) -> None:
+    found = {s.state: s.stays for s in report(tracked[0]).states}
+    for state in ("draft", "submitted", "under_review", "info_requested"):
+        stays = [s for p in ALL for name, s in p.stays() if name == state]
+        assert found[state].count == len(stays), state
+        assert (found[state].p50, found[state].p90, found[state].p99) == tuple(
+            nearest_rank(stays, p) for p in (50, 90, 99)), state
+    assert "approved" not in found  # a final state's stay never ends
+
+
+def test_backlog_by_age(tracked: tuple[Engine, list[str]], clock: FakeClock) -> None:
+    engine = tracked[0]
+    clock.advance(dt.timedelta(days=10))
+    backlog = report(engine).backlog[0]
+    assert backlog.cases == 2  # the draft never left the initial state: not the backlog's
+    assert backlog.waiting == 1
+    assert [bound for bound, _ in backlog.ages] == [*BACKLOG_BOUNDS, None]
+    assert dict(backlog.ages)[30 * 86_400] == 2  # both submitted 10 to 30 days ago
+    assert backlog.over_target == 1  # under review for more than 72 hours; the other waits
+
+
+# --- breakdowns ---------------------------------------------------------------------------------
+
+def test_a_sensitive_dimension_suppresses_small_groups(tracked: tuple[Engine, list[str]]
+                                                      ) -> None:
+    found = report(tracked[0], by="sex")
+    assert found.sensitive
+    groups = {f.group: f for f in found.breakdown}
+    women = [p for p in ALL if p.sex == "female"]
+    men = [p for p in ALL if p.sex == "male"]
+    assert len(men) < SMALL_GROUP <= len(women)
+    assert groups["female"].requests == len(women)
+    assert groups["female"].outcomes["rejected"] is None  # one: "< 5"
+    male = groups["male"]
+    assert male.suppressed and male.requests is None and not male.outcomes
+    assert male.administration.p50 is None and male.share_within_target is None
+    text = json.dumps(render_stats.data(found))
+    assert '"< 5"' in text
+    cases_of_men = sum(1 for p in ALL if p.sex == "male")
+    assert f'"requests": {cases_of_men}' not in text
+
+
+def test_a_plain_dimension_shows_every_group(tracked: tuple[Engine, list[str]]) -> None:
+    found = report(tracked[0], by="region")
+    assert not found.sensitive
+    groups = {f.group: f.requests for f in found.breakdown}
+    assert groups == {r: sum(p.region == r for p in ALL) for r in ("maritime", "plateaux")}
+
+
+def test_sensitive_values_are_never_listed_case_by_case(tracked: tuple[Engine, list[str]]
+                                                        ) -> None:
+    engine, references = tracked
+    found = report(engine, by="sex")
+    rendered = [json.dumps(render_stats.data(found)), render_stats.csv_text(found),
+                render_stats.html(found, engine.procedures)]
+    for output in rendered:
+        assert not any(reference in output for reference in references)
+        assert "Ama" not in output
+
+
+@pytest.mark.parametrize("by", ["month", "week", "authority", "state"])
+def test_breakdowns_by_what_every_case_has(tracked: tuple[Engine, list[str]], by: str) -> None:
+    engine, references = tracked
+    cases = [engine.case(r, SYSTEM) for r in references]
+    group = {"month": lambda c: c.created_at.strftime("%Y-%m"),
+             "week": lambda c: (c.created_at.date()
+                                - dt.timedelta(days=c.created_at.weekday())).isoformat(),
+             "authority": lambda c: "Ministère de l'Exemple",
+             "state": lambda c: c.state}[by]
+    expected: dict[str, int] = {}
+    for case in cases:
+        expected[group(case)] = expected.get(group(case), 0) + 1
+    assert len(expected) > (by in ("week", "state"))  # several groups where cases differ
+    assert {f.group: f.requests for f in report(engine, by=by).breakdown} == expected
+
+
+def test_an_unknown_breakdown_is_refused(tracked: tuple[Engine, list[str]]) -> None:
+    with pytest.raises(InvalidData) as refused:
+        report(tracked[0], by="name")
+    assert "region" in refused.value.message("en") and "sex" in refused.value.message("en")
+
+
+# --- access -----------------------------------------------------------------------------------
+
+def test_who_may_see_statistics(tracked: tuple[Engine, list[str]]) -> None:
+    engine = tracked[0]
+    assert figures(report(engine, actor=AUDITOR)).requests == len(ALL)
+    assert figures(report(engine, actor=AGENT, procedure="track")).requests == len(ALL)
+    assert report(engine, actor=STRANGER).procedures == ()
+    with pytest.raises(NotAllowed):
+        report(engine, actor=STRANGER, procedure="track")
+    with pytest.raises(UnknownProcedure):
+        report(engine, procedure="nothing")
+
+
+# --- the command --------------------------------------------------------------------------------
+
+def stats_cli(database_url: str, tmp_path: Path, *args: str) -> Any:
+    return CliRunner().invoke(main, ["stats", "--db", database_url, "--procedures",
+                                     str(tmp_path / "procedures"), *args])
+
+
+def test_cli_json_and_csv(tracked: tuple[Engine, list[str]], database_url: str,
+                          tmp_path: Path) -> None:
+    as_json = stats_cli(database_url, tmp_path, "--json", "--by", "sex")
+    assert as_json.exit_code == 0, as_json.output
+    loaded = json.loads(as_json.stdout)
+    assert loaded["procedures"][0]["requests"] == len(ALL)
+    assert {g["group"]: g["requests"] for g in loaded["breakdown"]}["male"] == "< 5"
+    as_csv = stats_cli(database_url, tmp_path, "--csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert {(r["section"], r["measure"]): r["value"] for r in rows
+            if r["procedure"] == "track"}[("procedures", "requests")] == str(len(ALL))
+    text = stats_cli(database_url, tmp_path, "--from", "2026-03-01", "--to", "2026-03-31")
+    assert text.exit_code == 0 and "Suivi des délais" in text.stdout
+    refused = stats_cli(database_url, tmp_path, "--by", "name")
+    assert refused.exit_code == 1 and refused.stderr.startswith("error: ")
+
+
+def test_cli_html_is_self_contained_and_its_bars_match(tracked: tuple[Engine, list[str]],
+                                                       database_url: str,
+                                                       tmp_path: Path) -> None:
+    result = stats_cli(database_url, tmp_path, "--html", "--by", "region")
+    assert result.exit_code == 0, result.output
+    page = result.stdout
+    assert not re.search(r"https?://|<script|<link|\ssrc=|@import|url\(", page)
+    assert '<meta name="viewport"' in page
+    svgs = [ET.fromstring(s) for s in re.findall(r"<svg.*?</svg>", page, re.DOTALL)]
+    assert svgs
+    by_title = {svg.findtext("title"): svg for svg in svgs}
+    requests = by_title["Demandes"].findall("rect")
+    assert [int(r.get("data-value", "")) for r in requests] == [len(ALL)]
+    regions = by_title["Ventilation : region"].findall("rect")
+    expected = [sum(p.region == r for p in ALL) for r in ("maritime", "plateaux")]
+    assert [int(r.get("data-value", "")) for r in regions] == expected
+    widths = [float(r.get("width", "")) for r in regions]
+    assert max(widths) == render_stats.BAR_WIDTH
+    assert widths[0] / widths[1] == pytest.approx(expected[0] / expected[1], rel=1e-3)
+
+
+def test_the_html_escapes_what_it_shows(tracked: tuple[Engine, list[str]]) -> None:
+    engine = tracked[0]
+    marked = replace(engine.procedures["track"], title=Text("<i>Suivi</i>", "<i>Track</i>"))
+    page = render_stats.html(report(engine), {"track": marked})
+    assert "&lt;i&gt;Suivi&lt;/i&gt;" in page and "<i>" not in page
