@@ -442,8 +442,7 @@ def _schema(document: source.Document) -> list[Diagnostic]:
 def clear_caches() -> None:
     """Forget compiled expressions and templates and the values the schema found valid, so
     that the next check costs what a first check costs (benchmarks use it)."""
-    expressions.compile_expression.cache_clear()
-    expressions.compile_template.cache_clear()
+    expressions.forget()
     schema.forget()
 
 
