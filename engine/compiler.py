@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -424,11 +425,13 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def compile_document(document: source.Document, loaded: Iterable[Diagnostic] = ()
+def compile_document(document: source.Document, loaded: Iterable[Diagnostic] = (),
+                     tolerated: frozenset[str] = frozenset()
                      ) -> tuple[Procedure | None, list[Diagnostic]]:
     """Schema, model and semantic rules; the Procedure only when there is no error.
 
-    `loaded`: what loading the file reported (an error there refuses the procedure too).
+    `loaded`: what loading the file reported (an error there refuses the procedure too);
+    `tolerated`: rules whose errors are only warnings here (see `compile_definition`).
     One mistake gives one error (engine/cascade.py): the model and the rules read the file
     as its author meant it, and a value already refused is not reported again."""
     found = _schema(document)
@@ -440,6 +443,8 @@ def compile_document(document: source.Document, loaded: Iterable[Diagnostic] = (
     checked = rules.check(procedure, document)
     stages = (loaded, found, builder.diagnostics, checked)
     diagnostics = sorted(set(cascade.one_per_value(document, stages)), key=lambda d: d.sort_key)
+    diagnostics = [replace(d, severity="warning") if d.rule in tolerated else d
+                   for d in diagnostics]
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
     return procedure, diagnostics
@@ -453,8 +458,7 @@ def _schema(document: source.Document) -> list[Diagnostic]:
 def clear_caches() -> None:
     """Forget compiled expressions and templates and the values the schema found valid, so
     that the next check costs what a first check costs (benchmarks use it)."""
-    expressions.compile_expression.cache_clear()
-    expressions.compile_template.cache_clear()
+    expressions.forget()
     schema.forget()
 
 
@@ -473,10 +477,18 @@ def _compile_file(raw: bytes | str, path: str
     return procedure, document, diagnostics
 
 
+#: Rules made stricter since a definition may have been stored, whose errors do not change
+#: how the engine runs it: a snapshot stored before keeps running, as it ran (issue 12 refused
+#: keys that serve no purpose on a field's type, such as `pattern` on a date).
+SNAPSHOT_TOLERATED = frozenset({"field-constraint"})
+
+
 def compile_definition(definition: dict[str, Any], path: str = "<snapshot>") -> Procedure:
-    """Compile a stored definition (a snapshot from the database); raises ProcedureError."""
+    """Compile a stored definition (a snapshot from the database, pinned by its cases);
+    raises ProcedureError. Errors of SNAPSHOT_TOLERATED rules do not stop it: the cases
+    opened on an earlier version of the format keep running."""
     document = source.Document(path, definition, {(): Location(path)}, {})
-    procedure, diagnostics = compile_document(document)
+    procedure, diagnostics = compile_document(document, tolerated=SNAPSHOT_TOLERATED)
     if procedure is None:
         raise ProcedureError(diagnostics)
     return procedure

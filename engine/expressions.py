@@ -764,13 +764,36 @@ def _names(tree: nodes.Node) -> frozenset[str]:
     return frozenset(n.name for n in _all(tree, nodes.Name) if n.ctx == "load")
 
 
+#: Trees deeper than this are compiled to Python when the file is loaded: Python's compiler
+#: has nesting limits (20 nested loops, 200 nested parentheses...) that Jinja's code generation
+#: does not check. Procedures' texts are 1 to 5 levels deep; 25 nested loops fail.
+EAGER_DEPTH = 12
+#: Texts longer than this are compiled each time, not kept (see COMPILED_CACHE).
+CACHED_CHARS = 8_000
+#: How many compiled expressions and templates are kept, keyed by their text: compiling is
+#: most of the cost of checking a procedure, and re-checking after an edit (the language
+#: server) or checking a directory meets the same texts again. Failures are not kept.
+COMPILED_CACHE = 1024
+
+
+def _depth(tree: nodes.Node) -> int:
+    """How many levels of nodes `tree` has (counted without recursion)."""
+    deepest, pending = 0, [(tree, 1)]
+    while pending:
+        node, level = pending.pop()
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in node.iter_child_nodes())
+    return deepest
+
+
 class _Deferred:
     """A sandboxed Jinja template whose Python code object is made on first use.
 
     Jinja's code generation runs at once (it is where Jinja reports an unknown filter or test,
-    a block defined twice...), so every error is found when the file is loaded; compiling the
-    generated code, most of the rest of the cost, waits until the text is first rendered or
-    evaluated, which checking a file (`guichet validate`, the language server) rarely needs.
+    a block defined twice...), and a deep tree is compiled at once too, so every error is found
+    when the file is loaded; compiling the generated code of the others, most of the rest of
+    the cost, waits until the text is first rendered or evaluated, which checking a file
+    (`guichet validate`, the language server) rarely needs.
     """
 
     def __init__(self, environment: _Sandbox, tree: nodes.Template) -> None:
@@ -778,6 +801,8 @@ class _Deferred:
         self._environment, self._tree = environment, tree
         self._template: JinjaTemplate | None = None
         self._lock = threading.Lock()
+        if _depth(tree) > EAGER_DEPTH:
+            self.template()
 
     def template(self) -> JinjaTemplate:
         """The compiled template (made once, whatever the number of threads asking)."""
@@ -792,6 +817,10 @@ class _Deferred:
         return TemplateExpression(self.template(), False)(**context)
 
 
+def _too_deep(what: str) -> ExpressionLimit:
+    return ExpressionLimit(f"the {what} is nested too deeply to be compiled; simplify it")
+
+
 @dataclass(frozen=True)
 class Expression:
     """A compiled `when:` expression. `holds` never raises: an error means False (refuse)."""
@@ -799,12 +828,14 @@ class Expression:
     source: str
     names: frozenset[str]
     tree: nodes.Expr = field(repr=False, compare=False)
-    _run: Callable[..., Any] = field(repr=False, compare=False)
+    _run: _Deferred = field(repr=False, compare=False)
     ordered_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """Evaluate with `context` (field values and built-ins); raises on any error,
-        ExpressionLimit past MAX_SIZE, MAX_WORK or EVALUATE_SECONDS."""
+        ExpressionLimit past MAX_SIZE, MAX_WORK or EVALUATE_SECONDS (compiling on first use
+        is not counted)."""
+        self._run.template()
         token = _BUDGET.set(_Budget(EVALUATE_SECONDS, time.monotonic() + EVALUATE_SECONDS))
         try:
             return self._run(**context)
@@ -827,28 +858,34 @@ class Expression:
                 left = operand.expr
 
 
-#: How many compiled expressions and templates are kept, keyed by their text: compiling is
-#: most of the cost of checking a procedure, and re-checking after an edit (the language
-#: server) or checking a directory meets the same texts again. Failures are not kept.
-COMPILED_CACHE = 2048
-
-
-@lru_cache(maxsize=COMPILED_CACHE)
 def compile_expression(source: str) -> Expression:
     """Compile one expression; raises ExpressionError on a syntax error, ExpressionLimit on a
-    constant computation over the limits. The result is immutable and shared by every caller
-    that compiles the same text."""
-    tree = _parse(source)
-    if any(f.name == LABEL_FILTER for f in _all(tree, nodes.Filter)):
-        raise ExpressionError(f'the "{LABEL_FILTER}" filter is for templates, not expressions')
-    _check_constants(tree)
-    body = [nodes.Assign(nodes.Name("result", "store"), _harden(_parse(source), _env), lineno=1)]
+    constant computation over the limits or nesting too deep. A text of at most CACHED_CHARS
+    compiles once: the result is immutable and shared by every caller."""
+    if len(source) > CACHED_CHARS:
+        return _compile_expression(source)
+    return _cached_expression(source)
+
+
+def _compile_expression(source: str) -> Expression:
     try:
+        tree = _parse(source)
+        if any(f.name == LABEL_FILTER for f in _all(tree, nodes.Filter)):
+            raise ExpressionError(f'the "{LABEL_FILTER}" filter is for templates, '
+                                  "not expressions")
+        _check_constants(tree)
+        body = [nodes.Assign(nodes.Name("result", "store"), _harden(_parse(source), _env),
+                             lineno=1)]
         run = _Deferred(_env, nodes.Template(body, lineno=1))
     except TemplateSyntaxError as exc:  # e.g. an unknown filter
         raise ExpressionError(_lower(exc.message or "invalid expression")) from None
+    except (RecursionError, SyntaxError, MemoryError):  # Python's own nesting limits
+        raise _too_deep("expression") from None
     names = _names(tree)
     return Expression(source, names, tree, run, tuple(sorted(names)))
+
+
+_cached_expression = lru_cache(maxsize=COMPILED_CACHE)(_compile_expression)
 
 
 @dataclass(frozen=True)
@@ -862,11 +899,13 @@ class Template:
 
     def render(self, context: Mapping[str, Any]) -> str:
         """The text; raises on any error, ExpressionLimit when it would be longer than
-        `max_chars` or take longer than RENDER_SECONDS (or go past MAX_SIZE or MAX_WORK)."""
+        `max_chars` or take longer than RENDER_SECONDS (or go past MAX_SIZE or MAX_WORK;
+        compiling on first use is not counted)."""
+        template = self._compiled.template()
         token = _BUDGET.set(_Budget(RENDER_SECONDS, time.monotonic() + RENDER_SECONDS))
         try:
             parts, length = [], 0
-            for chunk in self._compiled.template().generate(dict(context)):
+            for chunk in template.generate(dict(context)):
                 length += len(chunk)
                 if length > self.max_chars:
                     raise _refuse(f"the text would be longer than {self.max_chars:,} characters")
@@ -884,12 +923,17 @@ def _check_self_contained(tree: nodes.Template) -> None:
                                       "file; write the text out", node.lineno)
 
 
-@lru_cache(maxsize=COMPILED_CACHE)
 def compile_template(source: str, html: bool = False,
                      max_chars: int = MAX_NOTIFICATION_CHARS) -> Template:
     """Compile one template; raises ExpressionError (with its line) on syntax errors and
-    ExpressionLimit on a constant computation over the limits. The result is immutable and
-    shared by every caller that compiles the same text with the same options."""
+    ExpressionLimit on a constant computation over the limits or nesting too deep. A text of
+    at most CACHED_CHARS compiles once per options: the result is immutable and shared."""
+    if len(source) > CACHED_CHARS:
+        return _compile_template(source, html, max_chars)
+    return _cached_template(source, html, max_chars)
+
+
+def _compile_template(source: str, html: bool, max_chars: int) -> Template:
     env = _html_env if html else _env
     try:
         tree = env.parse(source)
@@ -902,10 +946,21 @@ def compile_template(source: str, html: bool = False,
     except ExpressionLimit as exc:
         where = f"line {exc.line} of the template: " if exc.line else ""
         raise ExpressionLimit(where + exc.message, exc.line) from None
+    except (RecursionError, SyntaxError, MemoryError):  # Python's own nesting limits
+        raise _too_deep("template") from None
     except ValueError as exc:
         raise _unreadable_number(exc) from None
     assigned = {n.name for n in _all(tree, nodes.Name) if n.ctx in ("store", "param")}
     return Template(source, _names(tree) - assigned, compiled, max_chars)
+
+
+_cached_template = lru_cache(maxsize=COMPILED_CACHE)(_compile_template)
+
+
+def forget() -> None:
+    """Forget the compiled texts kept (for measuring a first check)."""
+    _cached_expression.cache_clear()
+    _cached_template.cache_clear()
 
 
 # --- the expression tree, for analysis (rules, explore) ---------------------------------------

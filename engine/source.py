@@ -307,6 +307,9 @@ class _Builder:
 
     def scalar(self, node: ScalarNode) -> Any:
         text = node.value
+        if node.style == '"' and _SURROGATE.search(text):  # "\ud800" in PyYAML's parser
+            self.report(node, "yaml-syntax", "a quoted text has an escape sequence that is "
+                                             "not a Unicode character")
         if node.style is not None:
             return text  # quoted or block text
         if text in _NULL:
@@ -434,13 +437,18 @@ def load(raw: bytes | str, path: str, fast: bool = True
     """Load one YAML file strictly. Returns the document (None when unusable) and diagnostics.
 
     `fast=False` parses with PyYAML's pure-Python parser even where libyaml is available (the
-    two give the same values, locations and diagnostics; tests compare them)."""
+    two give the same values, locations and diagnostics on every shipped and test file, which
+    tests compare; on unusual input, such as tabs as separators or `%YAML` directives, they
+    may disagree)."""
     if isinstance(raw, bytes):
         text, problems = decode(raw, path)
         if text is None:
             return None, problems
     else:
         text = raw
+    surrogate = _SURROGATE.search(text)
+    if surrogate:  # text that is not Unicode (a str from an editor or a test, never a file)
+        return None, [_not_unicode(text, surrogate.start(), path)]
     builder = _Builder(path)
 
     def refused(line: int, column: int, rule: str, message: str) -> tuple[None, list[Diagnostic]]:
@@ -462,6 +470,9 @@ def load(raw: bytes | str, path: str, fast: bool = True
         return None, [_syntax_error(exc, path)]
     except yaml.reader.ReaderError as exc:  # control characters and the like
         return None, [_control_character(exc, text, path, fast and LIBYAML)]
+    except ValueError:  # PyYAML's parser on an escape past U+10FFFF ("\U00110000")
+        return refused(0, 0, "yaml-syntax", "a quoted text has an escape sequence that is not "
+                                            "a Unicode character")
     if not isinstance(data, dict):
         kind = ("a list" if isinstance(data, list) else "nothing" if data is None
                 else f'the value "{data}"')
@@ -484,6 +495,18 @@ def _syntax_error(exc: yaml.MarkedYAMLError, path: str) -> Diagnostic:
     if "maximum nesting depth" in message:  # libyaml's own limit, met before ours
         return Diagnostic(where, "error", "yaml-depth", f"nesting deeper than {MAX_DEPTH} levels")
     return Diagnostic(where, "error", "yaml-syntax", _lower_first(message))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_unicode(text: str, position: int, path: str) -> Diagnostic:
+    """`yaml-syntax` for a lone surrogate, located in `text`."""
+    line = text.count("\n", 0, position)
+    column = position - (text.rfind("\n", 0, position) + 1)
+    return Diagnostic(Location(path, line + 1, column + 1), "error", "yaml-syntax",
+                      f"character U+{ord(text[position]):04X} is not Unicode text "
+                      "(half of a surrogate pair)")
 
 
 def _control_character(exc: yaml.reader.ReaderError, text: str, path: str,

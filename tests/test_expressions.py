@@ -340,3 +340,39 @@ def test_compiled_texts_are_shared_and_render_once_compiled() -> None:
     for thread in threads:
         thread.join()
     assert sorted(results) == sorted(f"t{i} ({i * 2}) " for i in range(8))
+
+
+@pytest.mark.parametrize(("compile_", "source"), [
+    (compile_template, "{% for i in [1] %}" * 25 + "x" + "{% endfor %}" * 25),
+    (compile_template, "{{ " + "-" * 200 + "x }}"),
+    (compile_expression, "(" * 100 + "x" + ")" * 100),
+    (compile_expression, "not " * 200 + "x"),
+])
+def test_nesting_python_cannot_compile_is_refused_at_load(
+        compile_: Callable[[str], Any], source: str) -> None:
+    """Python's compiler limits (nested blocks, parentheses) are met when the file is loaded,
+    not at the first render: a procedure never validates with a text that cannot run."""
+    with pytest.raises(ExpressionLimit, match="nested too deeply"):
+        compile_(source)
+
+
+def test_compiling_on_first_use_is_not_charged_to_the_render_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    template = compile_template("{{ who }} is slow to compile")
+    deferred = type(template._compiled)
+    made = deferred.template
+
+    def slow(self: Any) -> Any:
+        time.sleep(0.2)
+        return made(self)
+
+    monkeypatch.setattr(ex, "RENDER_SECONDS", 0.1)
+    monkeypatch.setattr(deferred, "template", slow)
+    assert template.render({"who": "this"}) == "this is slow to compile"
+
+
+def test_only_short_texts_are_kept_compiled() -> None:
+    short, long = "{{ a }}", "{{ a }}" + "x" * ex.CACHED_CHARS
+    assert compile_template(short) is compile_template(short)
+    assert compile_template(long) is not compile_template(long)
+    assert compile_template(long).render({"a": 1}) == "1" + "x" * ex.CACHED_CHARS

@@ -70,3 +70,17 @@ def test_a_value_made_invalid_is_checked_again() -> None:
     assert [(d.rule, d.message) for d in schema.check(edited)] == [
         ("type", "expected a string, found 42")
     ]
+
+
+def test_the_memory_is_bounded_in_size() -> None:
+    memory = schema._Memory(entries=3, chars=100, longest=40)
+    memory.add("x" * 41)
+    assert "x" * 41 not in memory  # too long to keep
+    for key in ("a" * 30, "b" * 30, "c" * 30):
+        memory.add(key)
+    assert memory.size == 90
+    memory.add("d" * 30)  # 120 characters would be over 100: emptied first
+    assert "a" * 30 not in memory and "d" * 30 in memory and memory.size == 30
+    for key in ("e", "f", "g"):
+        memory.add(key)
+    assert "d" * 30 not in memory and "g" in memory  # over 3 entries: emptied first

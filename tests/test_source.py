@@ -583,3 +583,16 @@ def test_file_without_permission_is_unreadable(tmp_path: Path) -> None:
     path.write_bytes(SAMPLE.encode())
     path.chmod(0)
     assert read_problems(path) == [("file-unreadable", "cannot read file: permission denied")]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["libyaml", "python"])
+@pytest.mark.parametrize(("text", "line"), [
+    ("id: demo\ntitle: x\ud800\n", 2),  # a str from an editor, not a file
+    ('id: demo\ntitle: "\\ud800"\n', 2),
+    ('id: "\\U00110000"\n', 1),
+])
+def test_text_that_is_not_unicode_is_one_diagnostic(text: str, line: int, fast: bool) -> None:
+    document, diagnostics = load(text, PATH, fast=fast)
+    assert [d.rule for d in diagnostics] == ["yaml-syntax"]
+    assert diagnostics[0].location.line in (1, line)
+    assert document is None or "\ud800" not in str(document.data) or diagnostics

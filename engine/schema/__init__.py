@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import threading
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -41,9 +42,36 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-#: How many (definition, value) pairs known to be valid are remembered (see `_remembered_ref`).
-VALID_CACHE = 8192
-_valid: dict[str, None] = {}
+class _Memory:
+    """The (definition, value) pairs found valid, as texts, bounded in count and in size: a
+    value whose JSON is longer than `longest` is not kept, and the memory is emptied when it
+    would hold more than `entries` texts or `chars` characters."""
+
+    def __init__(self, entries: int = 8192, chars: int = 8_000_000, longest: int = 20_000
+                 ) -> None:
+        self.entries, self.chars, self.longest = entries, chars, longest
+        self.kept: set[str] = set()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.kept
+
+    def add(self, key: str) -> None:
+        if len(key) > self.longest:
+            return
+        with self.lock:
+            if len(self.kept) >= self.entries or self.size + len(key) > self.chars:
+                self.clear()
+            self.kept.add(key)
+            self.size += len(key)
+
+    def clear(self) -> None:
+        self.kept = set()
+        self.size = 0
+
+
+_valid = _Memory()
 _plain_ref = Draft202012Validator.VALIDATORS["$ref"]
 
 
@@ -63,9 +91,7 @@ def _remembered_ref(validator: Any, ref: str, instance: Any, subschema: Any
         return
     errors = list(_plain_ref(validator, ref, instance, subschema))
     if not errors:
-        if len(_valid) >= VALID_CACHE:
-            _valid.clear()
-        _valid[key] = None
+        _valid.add(key)
     yield from errors
 
 
