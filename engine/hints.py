@@ -16,48 +16,63 @@ from .source import Document, Path
 
 
 def quote_commas(document: Document, found: Iterable[Diagnostic]) -> list[Diagnostic]:
-    """`found` with the unknown-key errors of the pieces of texts cut by a comma (keys without
-    a value after a text, in a `{...}` mapping) replaced by one error per mapping, at the
-    first piece, showing the texts quoted."""
+    """`found` with the unknown-key errors of the pieces of texts cut by a comma (keys written
+    without `:` after a text, in a `{...}` mapping) replaced by one error per mapping, at the
+    first piece, showing the texts quoted. Each mapping is read once, however many pieces."""
     found = list(found)
     if not any(d.rule == "unknown-key" for d in found):
         return found
     where = {location: path for path, location in document.keys.items()}
+    cut: dict[Path, dict[str, list[str]]] = {}     # each mapping's cut texts, found once
+    pieces: dict[Path, set[str]] = {}
     kept: list[Diagnostic] = []
     hinted: set[Path] = set()
     for diagnostic in found:
         path = where.get(diagnostic.location) if diagnostic.rule == "unknown-key" else None
-        cuts = _cut_texts(document, path[:-1]) if path is not None else {}
-        if path is None or path[-1] not in {p for pieces in cuts.values() for p in pieces}:
+        if path is None:
             kept.append(diagnostic)
-        elif path[:-1] not in hinted:
-            hinted.add(path[:-1])
-            first = next(iter(cuts.values()))[0]
-            kept.append(Diagnostic(document.key_at((*path[:-1], first)), "error",
-                                   diagnostic.rule, _message(document, path[:-1], cuts)))
+            continue
+        parent = path[:-1]
+        if parent not in cut:
+            cut[parent] = _cut_texts(document, parent)
+            pieces[parent] = {p for cut_off in cut[parent].values() for p in cut_off}
+        if path[-1] not in pieces[parent]:
+            kept.append(diagnostic)
+        elif parent not in hinted:
+            hinted.add(parent)
+            first = next(iter(cut[parent].values()))[0]
+            kept.append(Diagnostic(document.key_at((*parent, first)), "error",
+                                   diagnostic.rule, _message(document, parent, cut[parent])))
     return kept
 
 
 def _cut_texts(document: Document, path: Path) -> dict[str, list[str]]:
     """The texts of the `{...}` mapping at `path` cut by a comma: each text's key with the
-    keys without a value that follow it (the pieces); {} for a mapping written otherwise."""
+    pieces that follow it (keys written without `:`); {} for a mapping written otherwise."""
     mapping = _value(document.data, path)
-    if not isinstance(mapping, dict) or not mapping or not _is_flow(document, path, mapping):
+    if not isinstance(mapping, dict):
         return {}
     cuts: dict[str, list[str]] = {}
     text_key = None
     for key, value in mapping.items():
-        if value is None and text_key is not None:
+        if text_key is not None and _is_piece(document, (*path, key), value):
             cuts.setdefault(text_key, []).append(key)
         else:
             text_key = key if isinstance(value, str) else None
     return cuts
 
 
-def _is_flow(document: Document, path: Path, mapping: dict[str, Any]) -> bool:
-    """Whether the mapping at `path` is written `{...}`: it starts before its first key."""
-    first = document.keys.get((*path, next(iter(mapping))))
-    return first is not None and document.at(path) != first
+def _is_piece(document: Document, path: Path, value: Any) -> bool:
+    """Whether the key at `path` is a piece of text: a plain key with no `:` after it
+    (`ordinaire` in `{fr: Demande, ordinaire, en: ...}`), which only a `{...}` mapping
+    allows. Its empty value is then placed where the key's text ends; `ordinaire:`, a quoted
+    `"ordinaire":` (both written as keys) and every key of a block mapping (always followed by
+    `:`) have it further."""
+    if value is not None:
+        return False
+    key, empty = document.keys.get(path), document.values.get(path)
+    return key is not None and empty is not None and empty.line == key.line \
+        and empty.column == key.column + len(str(path[-1]))
 
 
 def _message(document: Document, path: Path, cuts: dict[str, list[str]]) -> str:

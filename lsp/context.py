@@ -9,6 +9,7 @@ indentation, block lists (`from:` then `- draft`) and flow collections
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _KEY = re.compile(r"([A-Za-z_][\w-]*)\s*:(?=\s|$)")
 #: what may follow the key being completed: a scalar, or a flow list being written
@@ -40,9 +41,11 @@ def identifier_at(line: str, column: int) -> tuple[str, int, int] | None:
     return None
 
 
-def expected_kind(lines: list[str], row: int, column: int) -> str | None:
-    """"state", "role", "field", "document", "trigger" or None at (row, column), 0-based."""
-    path = key_path(lines, row, column)
+def expected_kind(lines: list[str], row: int, column: int, outline: Outline | None = None
+                  ) -> str | None:
+    """"state", "role", "field", "document", "trigger" or None at (row, column), 0-based.
+    `outline`: `Outline(lines)`, for many positions of one text."""
+    path = key_path(lines, row, column, outline)
     return kind_of(path) if path else None
 
 
@@ -79,16 +82,20 @@ def _data_kind(section: str, parent: str, key: str, parents: set[str]) -> str | 
     return "field" if section == "parties" and key in ("name", "phone", "email") else None
 
 
-def key_path(lines: list[str], row: int, column: int) -> list[str]:
-    """The keys from the top level down to the one whose value is at (row, column)."""
+def key_path(lines: list[str], row: int, column: int, outline: Outline | None = None
+             ) -> list[str]:
+    """The keys from the top level down to the one whose value is at (row, column).
+    `outline`: `Outline(lines)`, read once for many positions (else the lines above are)."""
     if row >= len(lines):
         return []
+    ancestors = outline.ancestors if outline is not None else \
+        lambda above, indent: _ancestors(lines, above, indent)
     prefix = lines[row][:column]
     if re.search(r"(^|\s)#", prefix):
         return []
     inline = _inline_keys(prefix)
     if inline:
-        return _ancestors(lines, row, _indent(lines[row])) + inline
+        return ancestors(row, _indent(lines[row])) + inline
     item = _BLOCK_ITEM.fullmatch(prefix)
     if item is None:
         return []
@@ -96,7 +103,7 @@ def key_path(lines: list[str], row: int, column: int) -> list[str]:
     if parent is None:
         return []
     parent_row, parent_key, indent = parent
-    return _ancestors(lines, parent_row, indent) + [parent_key]
+    return ancestors(parent_row, indent) + [parent_key]
 
 
 def _inline_keys(prefix: str) -> list[str]:
@@ -147,22 +154,77 @@ def _ancestors(lines: list[str], row: int, indent: int) -> list[str]:
     return keys[::-1]
 
 
+@dataclass(frozen=True)
+class _Open:
+    """A key line opening a block: its key, the key's column, the block it is in."""
+
+    key: str
+    column: int
+    parent: _Open | None
+
+
+class Outline:
+    """The key lines of a text, read once, so that the keys above many positions cost no
+    more than the text: `ancestors(row, indent)` is `_ancestors(lines, row, indent)`.
+
+    Before each line is kept the chain of the key lines above it that no later key line at
+    their column or to their left has closed (each one's column less than the one after it);
+    the keys above a position are taken from that chain, at most one per column."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self._before: list[_Open | None] = []
+        top: _Open | None = None
+        for line in lines:
+            self._before.append(top)
+            found = _KEY_LINE.match(line) if line.strip() else None
+            if found is None:
+                continue
+            while top is not None and top.column >= found.start(2):
+                top = top.parent
+            top = _Open(found.group(2), found.start(2), top)
+        self._before.append(top)    # after the last line
+
+    def ancestors(self, row: int, indent: int) -> list[str]:
+        """The keys above `row` whose indentation is less than `indent`, outermost first."""
+        keys: list[str] = []
+        above = self._before[min(row, len(self._before) - 1)]
+        while above is not None and indent > 0:
+            if above.column < indent:
+                keys.append(above.key)
+                indent = above.column
+            above = above.parent
+        return keys[::-1]
+
+
 def expression_before(lines: list[str], row: int, column: int) -> str | None:
     """The `when:` expression from its start to (row, column) 0-based, or None when the
-    position is not in one (nor in a comment). A value on several lines is joined."""
+    position is not in one (nor in a comment). A value on several lines is joined.
+
+    Reads lines up to the key the position is under, at most: a position at column 0 is
+    under none (`expression_on_line` reads its line only)."""
     if row >= len(lines):
         return None
     prefix = lines[row][:column]
     if re.search(r"(^|\s)#", prefix):
         return None
-    found = list(_WHEN.finditer(prefix))
-    if found:
-        return prefix[found[-1].end():]
+    found = expression_on_line(lines[row], column)
+    if found is not None:
+        return found
     indent = _indent(lines[row]) if lines[row].strip() else column
-    for above in range(row - 1, -1, -1):
+    for above in range(row - 1, -1, -1) if indent > 0 else ():
         line = lines[above]
         if line.strip() and _indent(line) < indent:
             key = list(_WHEN.finditer(line))
             return "\n".join([line[key[-1].end():], *lines[above + 1:row], prefix]) \
                 if key else None
     return None
+
+
+def expression_on_line(line: str, column: int) -> str | None:
+    """The `when:` expression written on `line` from its start to `column`, or None when
+    the line has no `when:` before `column` (or the position is in a comment)."""
+    prefix = line[:column]
+    if re.search(r"(^|\s)#", prefix):
+        return None
+    found = list(_WHEN.finditer(prefix))
+    return prefix[found[-1].end():] if found else None

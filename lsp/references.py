@@ -77,14 +77,15 @@ def _line_uses(lines: list[str], kind: str, name: str) -> Iterator[Span]:
     """The uses in a text that does not load: where the id is written where its kind is
     expected, and in one-line `when:` values and `{{ }}`."""
     word = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+    outline = context.Outline(lines)
     for row, line in enumerate(lines):
         for found in word.finditer(line):
-            if context.expected_kind(lines, row, found.start()) == kind:
+            if context.expected_kind(lines, row, found.start(), outline) == kind:
                 yield row, found.start(), found.end()
         if kind in ("field", "document"):
             end = len(line.split(" #")[0])
-            expression = context.expression_before(lines, row, end)
-            if expression is not None and "\n" not in expression:
+            expression = context.expression_on_line(line, end)
+            if expression is not None:
                 yield from names_in([(row, end - len(expression), expression)], kind, name)
         if kind == "field" and "{" in line:
             yield from names_in([(row, 0, line)], kind, name, template=True)

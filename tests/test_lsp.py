@@ -322,3 +322,50 @@ def test_names_an_expression_reads(code: str, kind: str, found: list[int]) -> No
     template = code.startswith("{")
     assert [start for _, start, _ in names_in([(0, 0, code)], kind, "photo", template)] == \
         ([3, 24] if template else found)
+
+
+class _CountedLines(list[str]):
+    """Lines that count how many times a line is read (by index, slice or iteration)."""
+
+    reads = 0
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        found = super().__getitem__(index)
+        self.reads += len(found) if isinstance(index, slice) else 1
+        return found
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for line in super().__iter__():
+            self.reads += 1
+            yield line
+
+
+@pytest.mark.parametrize("size", [500, 2000])
+def test_references_in_a_text_that_does_not_load_read_each_line_a_few_times(size: int
+                                                                             ) -> None:
+    """Finding the uses of an id in a text being typed reads each line a bounded number of
+    times (it read every line above each top-level or blank line, and above each use in a
+    long block: quadratic, seconds on a few thousand lines, the server frozen meanwhile)."""
+    from lsp import index, references
+    uses = "".join(f'  - requires: {{fields: [request_type]}}\n    when: request_type == "{n}"\n'
+                   for n in range(size))
+    tops = "".join(f"x{n}: 1\n\n" for n in range(size))
+    scanned = index.build(f"{TEXT}\nextra:\n{uses}{tops}broken: [\n")
+    assert scanned.document is None
+    declared = scanned.definitions["field"]["request_type"]
+    counted = _CountedLines(scanned.lines)
+    scanned.lines = counted
+    found = references.uses(scanned, declared)
+    first = len(LINES) + 2
+    assert {(row, start) for row, start, _ in found if row >= first} == \
+        {(first + 2 * n, 24) for n in range(size)} | {(first + 2 * n + 1, 10) for n in range(size)}
+    assert counted.reads <= 4 * len(counted), f"{counted.reads} reads of {len(counted)} lines"
+
+
+def test_the_outline_finds_the_keys_above_as_the_lines_above_do() -> None:
+    from lsp.context import Outline, _ancestors
+    lines = [*LINES, "  # a comment: x", "", "   - {a: [b", "x:", "  - y: z", "      w:"]
+    outline = Outline(lines)
+    for row in range(len(lines) + 1):
+        for indent in range(12):
+            assert outline.ancestors(row, indent) == _ancestors(lines, row, indent)

@@ -130,3 +130,61 @@ def test_other_mistakes_are_still_reported() -> None:
     text = _valid().replace("to: checked,", "to: cheked,")
     text = text.replace("roles: [mayor]}", "roles: [mayr]}")
     assert [d.rule for d in _check(text)] == ["undefined-state", "undefined-role"]
+
+
+def test_a_text_cut_by_a_comma_is_said_so() -> None:
+    found = _check(_valid().replace("{fr: Au guichet, en:", "{fr: Au guichet, à Lomé, en:"))
+    assert [d.message for d in found] == [
+        'unknown key "à Lomé": a text containing a comma must be quoted: '
+        'fr: "Au guichet, à Lomé"']
+
+
+def test_an_anchored_mapping_cut_by_a_comma_is_said_so() -> None:
+    found = _check(_valid().replace("label: {fr: Au guichet, en:",
+                                    "label: &counter {fr: Au guichet, à Lomé, en:"))
+    assert [d.message for d in found] == [
+        'unknown key "à Lomé": a text containing a comma must be quoted: '
+        'fr: "Au guichet, à Lomé"']
+
+
+@pytest.mark.parametrize("title", [
+    "&title\n  fr: Certificat de résidence\n  ordinaire:\n  en: Residence certificate",
+    "!!map\n  fr: Certificat de résidence\n  ordinaire:\n  en: Residence certificate",
+    "\n  fr: Certificat de résidence\n  ordinaire:\n  en: Residence certificate",
+])
+def test_a_key_of_a_block_mapping_is_no_piece_of_text(title: str) -> None:
+    """Each key of a mapping written on its own lines is written with its `:`: no comma cut
+    a text there, even when an anchor or a tag starts the mapping before its first key."""
+    found = _check(_valid().replace(
+        "{fr: Certificat de résidence, en: Residence certificate}", title))
+    assert 'unknown key "ordinaire"' in [d.message for d in found]
+    assert not any("comma" in d.message for d in found)
+
+
+@pytest.mark.parametrize("key", ['"x": ', "'x': ", "x: "])
+def test_a_key_written_with_a_colon_is_no_piece_of_text(key: str) -> None:
+    found = _check(_valid().replace("{fr: Au guichet, en: At the counter}",
+                                    "{fr: Au guichet, à Lomé, en: At the counter, " + key + "}"))
+    assert [d.message for d in found] == [
+        'unknown key "à Lomé": a text containing a comma must be quoted: '
+        'fr: "Au guichet, à Lomé"',
+        'unknown key "x"']
+
+
+def test_the_texts_of_a_mapping_are_read_once_for_all_its_pieces(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """9,000 pieces of one text: one reading of its mapping (one per piece took seconds)."""
+    from engine import hints
+    reads: list[object] = []
+    cut_texts = hints._cut_texts
+
+    def counted(*args: object) -> dict[str, list[str]]:
+        reads.append(args[1])
+        return cut_texts(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hints, "_cut_texts", counted)
+    pieces = ", ".join(f"k{n}" for n in range(9000))
+    found = _check(_valid().replace("{fr: Au guichet, en:", "{fr: Au guichet, " + pieces + ", en:"))
+    assert len(found) == 1 and found[0].message.startswith(
+        'unknown key "k0": a text containing a comma must be quoted: fr: "Au guichet, k0, k1,')
+    assert len(reads) == len(set(reads)) == 1
