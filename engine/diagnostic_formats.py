@@ -66,8 +66,11 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "expression-limit": "An expression or template computing a constant over the limits.",
     "value-limit": "A duration over 100 years or a document size over 100 MB.",
     "unknown-calendar": "calendar: naming a country whose public holidays are not known.",
-    "field-constraint": "A constraint that does not fit the field type, a bad pattern, or a "
-                        "choice without options.",
+    "reporting-dimension": "reporting: naming a missing field, one that is not a choice or "
+                           "country field, or one twice.",
+    "waiting-state": "waiting: on a final state, where a case waits for nobody.",
+    "field-constraint": "A key that does not fit the field type, a choice without options, a "
+                        "group without fields, or a bad pattern.",
     "pattern-backtracking": "A field pattern that can take exponential time.",
     "fee-field": "A fee's per or amount from naming a missing or non-numeric field or input.",
     "duration-field": "A validity or deadline read from a field that is missing, not an "

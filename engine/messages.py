@@ -328,6 +328,14 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "payment_method_refused": {
         "fr": "moyen de paiement non accepté (acceptés : {accepted})",
         "en": "payment method not accepted (accepted: {accepted})"},
+
+    # --- statistics (engine/stats.py) -----------------------------------------------------------
+    "statistics_not_allowed": {
+        "fr": "vous n'avez pas accès aux statistiques de cette procédure",
+        "en": "you may not see the statistics of this procedure"},
+    "unknown_breakdown": {
+        "fr": "« {by} » n'est pas une ventilation possible : {known}",
+        "en": '"{by}" is not a breakdown of these procedures: {known}'},
 }
 
 

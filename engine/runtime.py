@@ -182,16 +182,15 @@ class Engine:
         return delivered
 
     @contextmanager
-    def _write(self, *, rendering: bool = False) -> Iterator[Any]:
+    def _write(self) -> Iterator[Any]:
         """A write transaction that also marks the outbox rows delivered since the last one.
 
         Marking rides on the next transaction instead of costing one (and an fsync) per
         delivery; a crash before it only means those rows are delivered again (at least once).
-        Effects are rendered before it, never inside, but for a worker's claim on PostgreSQL
-        (`rendering`: it holds row locks on one timer and its case, never the database).
+        Effects are rendered before it, never inside.
         """
         delivered = self._outbox.to_mark()
-        self._local.writing = not rendering
+        self._local.writing = True
         try:
             with self._store.transaction() as c:
                 self._store.mark_delivered(c, delivered, self.clock())
@@ -897,71 +896,21 @@ class Engine:
     def run_next_timer(self, now: dt.datetime | None = None, skip: Collection[int] = ()
                        ) -> tuple[dict[str, Any], str] | None:
         """Run the oldest timer due at `now` whose id is not in `skip`, and no other worker
-        holds: (the timer, its result as `run_timer` says, or "error: <what>" for an
+        has reserved: (the timer, its result as `run_timer` says, or "error: <what>" for an
         unexpected failure, logged); None when there is none. What `Worker` runs.
 
-        On PostgreSQL the timer is claimed first, `SELECT ... FOR UPDATE SKIP LOCKED` of the
-        oldest due one then of its case (a case in a transition right now: "retry", its
-        transaction rolled back), and decided, rendered and fired in that transaction:
-        several workers never pick the same timer, and one that dies mid-claim releases it
-        with its transaction. On SQLite (one worker at a time) it is read, then run as
-        `run_timer` runs it.
+        On PostgreSQL the timer is first reserved for this worker (`Store.reserved_timer`: a
+        session lock the server releases if the worker dies), so several workers do not
+        decide and render the same one; then `run_timer` runs it: decided and rendered before
+        any transaction, claimed with `SELECT ... FOR UPDATE SKIP LOCKED` in the one that
+        fires it, the case version as the last guard. On SQLite (one worker at a time) it is
+        read, then run the same way.
         """
         now = now or self.clock()
-        if self._store.dialect != "postgresql":
-            due = [t for t in self._store.due_timers(now, len(skip) + 1) if t["id"] not in skip]
-            return (due[0], _guarded(lambda: self.run_timer(due[0], now))) if due else None
-        after: list[Callable[[], object]] = []  # hooks, called once the claim is committed
-        try:
-            with self._write(rendering=True) as c:
-                timer = self._store.claim_next_timer(c, now, skip)
-                if timer is None:
-                    return None
-                result = _guarded(lambda: self._run_claimed(c, timer, now, after))
-                if result == "retry" or result.startswith("error: "):
-                    raise _RollBack(timer, result)
-        except _RollBack as back:  # the timer stays pending, its locks released
-            return back.timer, back.result
-        for deliver in after:
-            deliver()
-        return timer, result
-
-    def _run_claimed(self, c: Any, timer: Mapping[str, Any], now: dt.datetime,
-                     after: list[Callable[[], object]]) -> str:
-        """Run a timer claimed in transaction `c` (PostgreSQL); hooks go to `after`."""
-        if not timer["case_locked"]:
-            return "retry"  # its case is in another transaction: a later round takes it
-
-        def fire() -> str:
-            if timer["kind"] == "reminder":
-                return self._remind(timer, now, (c, after))
-            return self._fire_claimed(c, timer, now, after)
-
-        def settle(status: str) -> None:
-            self._store.settle_timer(c, timer["id"], status, now)
-
-        try:
-            return settle_due(timer, fire, settle)
-        except store.Conflict:
-            return "retry"
-
-    def _fire_claimed(self, c: Any, timer: Mapping[str, Any], now: dt.datetime,
-                      after: list[Callable[[], object]]) -> str:
-        """Fire a deadline whose timer and case row transaction `c` holds: decided on the
-        case as read (it cannot change meanwhile), written in `c`, hooks left to `after`."""
-        row = self._row(timer["reference"])
-        check_stay(timer, row)
-        step = self._decide(row, timer["trigger"], SYSTEM, {}, None, now, {})
-        self._store.settle_timer(c, timer["id"], "fired", now)  # claimed: still pending
-        outbox_id = self._write_step(c, step, now)
-        reference = _canonical(timer["reference"])
-        after.append(partial(self._outbox.deliver, outbox_id, reference, "transition",
-                             step.effects))
-        if step.opening is not None:
-            opened = self._insert_opening(c, step.opening)
-            after.append(partial(self._outbox.deliver, *opened, "case_started",
-                                 step.opening.payload))
-        return "fired"
+        with self._store.reserved_timer(now, skip) as timer:
+            if timer is None:
+                return None
+            return timer, _guarded(lambda: self.run_timer(timer, now))
 
     def _claim(self, c: Any, timer: Mapping[str, Any], version: int | None,
                now: dt.datetime) -> None:
@@ -983,10 +932,9 @@ class Engine:
         with self._write() as c:
             self._store.settle_timer(c, timer["id"], status, now)
 
-    def _remind(self, timer: Mapping[str, Any], now: dt.datetime,
-                held: tuple[Any, list[Callable[[], object]]] | None = None) -> str:
-        """Send a due reminder (rendered first), claimed in its own transaction, or in the
-        `held` one (its connection, and where its hook goes: after that one commits)."""
+    def _remind(self, timer: Mapping[str, Any], now: dt.datetime) -> str:
+        """Send a due reminder: rendered first, then claimed and recorded in its own
+        transaction, then delivered."""
         row = self._row(timer["reference"])
         check_stay(timer, row)
         workflow = self.workflow(row["procedure_hash"])
@@ -1002,29 +950,13 @@ class Engine:
                                  deadline.trigger)
         payload = {"trigger": deadline.trigger, "due_at": due,
                    "notifications": rendered["notifications"]}
-        with self._writing(held) as c:
+        with self._write() as c:
             # no version check: leaving or re-entering the state cancels the reminder, which
             # the claim sees; the reminder says what the case held when it was read
-            if held is None:
-                self._claim(c, timer, None, now)
-            else:  # claimed by run_next_timer, with its case: still pending
-                self._store.settle_timer(c, timer["id"], "fired", now)
+            self._claim(c, timer, None, now)
             outbox_id = self._store.add_outbox(c, _outbox(row["id"], "reminder", payload, now))
-        deliver = partial(self._outbox.deliver, outbox_id, row["reference"], "reminder", payload)
-        if held is None:
-            deliver()
-        else:
-            held[1].append(deliver)
+        self._outbox.deliver(outbox_id, row["reference"], "reminder", payload)
         return "reminded"
-
-    @contextmanager
-    def _writing(self, held: tuple[Any, Any] | None) -> Iterator[Any]:
-        """The held transaction's connection, or a write transaction of its own."""
-        if held is not None:
-            yield held[0]
-            return
-        with self._write() as c:
-            yield c
 
     def timers(self, reference: str) -> list[dict[str, Any]]:
         """The pending deadlines and reminders of a case."""
@@ -1147,15 +1079,6 @@ def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
-
-
-class _RollBack(Exception):
-    """Ends a worker's claim transaction without writing: the timer stays pending."""
-
-    def __init__(self, timer: dict[str, Any], result: str) -> None:
-        super().__init__(result)
-        self.timer = timer
-        self.result = result
 
 
 def _guarded(run: Callable[[], str]) -> str:

@@ -14,8 +14,10 @@ procedure it is pinned to.
 
 Access follows `Engine.payment_statistics`: the system, or a role that acts on a procedure
 or reads it (`read:`), sees its statistics. A breakdown by a sensitive reporting dimension
-(or a field declared sensitive) only ever counts: every count under SMALL_GROUP shows as
-"< 5" (None), a group that small shows nothing else, and nothing is listed case by case.
+(or a field declared sensitive) only ever counts, and nothing is listed case by case: every
+count under SMALL_GROUP is suppressed (None), and so are as many others as it takes for no
+suppressed count to be worked out from the published ones and totals (`protect`); a group
+whose requests are suppressed shows nothing else.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ if TYPE_CHECKING:
 CASE_BREAKDOWNS = ("month", "week", "authority", "state")
 #: Upper bounds of the backlog's age buckets: 1, 7, 30 and 90 days (then older).
 BACKLOG_BOUNDS = tuple(days * 86_400 for days in (1, 7, 30, 90))
-_NOT_ALLOWED = {"fr": "vous n'avez pas accès aux statistiques de cette procédure",
-                "en": "you may not see the statistics of this procedure"}
 
 _Key = tuple[str, str | None]
+#: One count of a sensitive breakdown's table: (procedure, group), measure.
+_Cell = tuple[_Key, str]
+#: The counts a group of a sensitive breakdown publishes, besides one per outcome.
+_REQUESTS, _DECIDED, _WITH, _WITHIN = "requests", "decided", "with_target", "within_target"
 
 
 def report(engine: Engine, *, actor: Actor = SYSTEM, procedure: str | None = None,
@@ -70,13 +74,14 @@ def report(engine: Engine, *, actor: Actor = SYSTEM, procedure: str | None = Non
                       buckets=BACKLOG_BOUNDS)
     db = engine._store  # noqa: SLF001 - the engine's own database, read-only here
     totals = db.stats_cases(base)
-    procedures = _figures(engine, db.stats_requests(base), totals, sensitive=False, group=False)
+    procedures = _figures(engine, db.stats_requests(base), totals, group=False)
     breakdown: list[Figures] = []
     sensitive = False
     if by is not None:
         scope, sensitive = _breakdown(engine, base, by)
-        breakdown = _figures(engine, db.stats_requests(scope), db.stats_cases(scope),
-                             sensitive=sensitive, group=True)
+        breakdown = _figures(engine, db.stats_requests(scope), db.stats_cases(scope), group=True)
+        if sensitive:
+            breakdown = protect(breakdown, procedures)
     payments = db.payment_totals(ids, since, until)
     return Report(
         generated_at=now, since=since, until=until, procedures=tuple(procedures),
@@ -94,7 +99,7 @@ def _readable(engine: Engine, procedure: str | None, actor: Actor) -> list[str]:
     try:
         scope = engine._statistics_scope(procedure, actor)  # noqa: SLF001 - the one rule
     except NotAllowed:
-        raise NotAllowed(_NOT_ALLOWED) from None
+        raise NotAllowed(text("statistics_not_allowed")) from None
     return sorted(engine.procedures if scope is None else scope)
 
 
@@ -151,9 +156,7 @@ def _breakdown(engine: Engine, base: StatsScope, by: str) -> tuple[StatsScope, b
     if not declaring:
         known = sorted({d.field_id for p in base.procedures
                         for d in engine.procedures[p].reporting} | set(CASE_BREAKDOWNS))
-        message = {"fr": f"« {by} » n'est pas une ventilation possible : "
-                         f"{', '.join(known)}",
-                   "en": f'"{by}" is not a breakdown of these procedures: {", ".join(known)}'}
+        message = text("unknown_breakdown", by=by, known=", ".join(known))
         raise InvalidData(message, {"by": message})
     return replace(base, procedures=tuple(declaring), group="field", field=by), sensitive
 
@@ -163,8 +166,7 @@ def _row_key(row: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _figures(engine: Engine, requests: Iterable[Mapping[str, Any]],
-             cases: Iterable[Mapping[str, Any]], *, sensitive: bool, group: bool
-             ) -> list[Figures]:
+             cases: Iterable[Mapping[str, Any]], *, group: bool) -> list[Figures]:
     """One Figures per (procedure, group), from the database's rows."""
     outcomes: dict[_Key, dict[str, int]] = {}
     for row in requests:
@@ -178,7 +180,7 @@ def _figures(engine: Engine, requests: Iterable[Mapping[str, Any]],
         counts = dict(sorted(counts.items(), key=lambda i: order.index(i[0])
                              if i[0] in order else len(order)))
         target = _target(engine.procedures[key[0]])
-        found.append(_one(key, counts, by_key.get(key, {}), target, sensitive, group))
+        found.append(_one(key, counts, by_key.get(key, {}), target, group))
     return found
 
 
@@ -187,30 +189,135 @@ def _group(value: Any) -> str | None:
 
 
 def _one(key: _Key, counts: dict[str, int], row: Mapping[str, Any], target: int | None,
-         sensitive: bool, group: bool) -> Figures:
-    requests = sum(counts.values())
+         group: bool) -> Figures:
     procedure_id, value = key
-    if sensitive and requests < SMALL_GROUP:
-        return Figures(procedure_id, value, None, {}, Percentiles(None), Percentiles(None),
-                       target, suppressed=True)
-
-    def count(n: int) -> int | None:
-        return None if sensitive and n < SMALL_GROUP else n
-
     decided = int(row.get("decided") or 0)
-    shown = not sensitive or decided >= SMALL_GROUP
     return Figures(
-        procedure_id, value if group else None, requests,
-        {outcome: count(n) for outcome, n in counts.items()},
-        _percentiles(row, "admin", decided, shown), _percentiles(row, "total", decided, shown),
-        target, with_target=int(row.get("with_target") or 0) if shown else 0,
-        within_target=int(row.get("within_target") or 0) if shown else 0)
+        procedure_id, value if group else None, sum(counts.values()), counts,
+        _percentiles(row, "admin", decided), _percentiles(row, "total", decided), target,
+        with_target=int(row.get("with_target") or 0),
+        within_target=int(row.get("within_target") or 0))
 
 
-def _percentiles(row: Mapping[str, Any], name: str, count: int, shown: bool = True
-                 ) -> Percentiles:
-    if not shown:
-        return Percentiles(None)
+# --- sensitive breakdowns: primary and secondary suppression ----------------------------------
+
+def protect(breakdown: Sequence[Figures], totals: Sequence[Figures]) -> list[Figures]:
+    """`breakdown` (a sensitive dimension's groups) as it may be published, next to `totals`
+    (each procedure's own figures, published in full).
+
+    Each procedure's groups make a table of counts: per group its requests, its cases per
+    outcome, its decided cases and, of them, those measured against the target and those
+    within it. Every line of that table adds up to a published figure: a measure over the
+    groups to the procedure's figure, a group's outcomes to its requests, its accepted and
+    rejected cases to its decided ones, its decided and other cases to its requests. A count
+    from 1 to SMALL_GROUP - 1 is suppressed (primary); then, until nothing changes, in every
+    line where the suppressed counts could be worked out (one alone, or together fewer than
+    SMALL_GROUP) the smallest other count (non-zero ones first; else the line's total) is
+    suppressed too (secondary); a line whose counts are all 0, or all suppressed beside the
+    procedure's own figure, tells nothing more than that figure. A group whose requests are
+    suppressed shows nothing; `with_target` goes with `decided` (they are equal when every
+    version has a target); times are shown only beside a published `decided`."""
+    by_procedure: dict[str, list[Figures]] = {}
+    for figures in breakdown:
+        by_procedure.setdefault(figures.procedure_id, []).append(figures)
+    totals_of = {f.procedure_id: f for f in totals}
+    values: dict[_Cell, int] = {}
+    lines: list[tuple[list[_Cell], _Cell | None]] = []
+    order: dict[str, list[str]] = {}
+    for procedure_id, groups in by_procedure.items():
+        total = totals_of.get(procedure_id)
+        outcomes = list(dict.fromkeys([*(o for f in groups for o in f.outcomes),
+                                       *(total.outcomes if total else ()), *DECIDED]))
+        order[procedure_id] = outcomes
+        measures = [_REQUESTS, *(f"outcome:{o}" for o in outcomes), _DECIDED, _WITH, _WITHIN]
+        for f in groups:
+            key = (f.procedure_id, f.group)
+            values.update({
+                (key, _REQUESTS): f.requests or 0,
+                **{(key, f"outcome:{o}"): f.outcomes.get(o) or 0 for o in outcomes},
+                (key, _DECIDED): f.administration.count or 0,
+                (key, _WITH): f.with_target or 0, (key, _WITHIN): f.within_target or 0})
+            lines.append(([(key, f"outcome:{o}") for o in outcomes], (key, _REQUESTS)))
+            lines.append(([(key, f"outcome:{o}") for o in DECIDED], (key, _DECIDED)))
+            lines.append(([(key, _DECIDED), *((key, f"outcome:{o}") for o in outcomes
+                                              if o not in DECIDED)], (key, _REQUESTS)))
+        lines += [([((f.procedure_id, f.group), m) for f in groups], None) for m in measures]
+    hidden = _suppressed(values, lines)
+    return [_published(f, hidden, order[f.procedure_id]) for f in breakdown]
+
+
+def _suppressed(values: Mapping[_Cell, int], lines: Sequence[tuple[list[_Cell], _Cell | None]]
+                ) -> set[_Cell]:
+    """The cells to suppress: primary, then secondary until no line gives any away."""
+    hidden: set[_Cell] = set()
+    for cell, n in values.items():
+        if 0 < n < SMALL_GROUP:
+            _hide(values, hidden, cell)
+    changed = True
+    while changed:  # one cell at a time, so that no more is hidden than needed
+        changed = False
+        for parts, total in lines:
+            found = _next(values, hidden, parts, total)
+            if found is not None:
+                _hide(values, hidden, found)
+                changed = True
+    return hidden
+
+
+def _hide(values: Mapping[_Cell, int], hidden: set[_Cell], cell: _Cell) -> None:
+    """Hide `cell`, and what goes with it: all of a group with its requests; `decided` and
+    `with_target` together."""
+    key, measure = cell
+    hidden.add(cell)
+    if measure == _REQUESTS:
+        hidden.update(c for c in values if c[0] == key)
+    elif measure in (_DECIDED, _WITH):
+        hidden.update(((key, _DECIDED), (key, _WITH)))
+
+
+def _next(values: Mapping[_Cell, int], hidden: set[_Cell], parts: Sequence[_Cell],
+          total: _Cell | None) -> _Cell | None:
+    """The count to suppress next in the line `parts` = `total` (None: the procedure's own
+    figure, published), if the line gives a suppressed count away."""
+    if not any(values[c] for c in parts):
+        return None  # every part is 0, which the published total says anyway
+    secret = [c for c in parts if c in hidden]
+    if total is not None and total in hidden:
+        exposed = not secret  # a hidden total is the sum of its parts
+    else:
+        exposed = bool(secret) and (
+            len(secret) == 1 or sum(values[c] for c in secret) < SMALL_GROUP)
+    if not exposed:
+        return None
+    # hide the smallest other part (a 0 when no other is left: the parts it adds up with are
+    # no longer known), else the line's total; when every part is hidden and the total is the
+    # procedure's own figure, the hidden parts only add up to that published figure
+    shown = [c for c in parts if c not in hidden]
+    found = min(shown, key=lambda c: (values[c] == 0, values[c], c[1], c[0][1] or ""),
+                default=None)
+    if found is None and total is not None and total not in hidden:
+        return total
+    return found
+
+
+def _published(f: Figures, hidden: set[_Cell], order: Sequence[str]) -> Figures:
+    """`f` with its hidden counts None (an outcome it has none of, too, when hidden)."""
+    key = (f.procedure_id, f.group)
+    if (key, _REQUESTS) in hidden:
+        return Figures(f.procedure_id, f.group, None, {}, Percentiles(None), Percentiles(None),
+                       f.target, with_target=None, within_target=None, suppressed=True)
+    timed = (key, _DECIDED) not in hidden
+    outcomes = [o for o in order if o in f.outcomes or (key, f"outcome:{o}") in hidden]
+    return replace(
+        f, outcomes={o: None if (key, f"outcome:{o}") in hidden else f.outcomes[o]
+                     for o in outcomes},
+        administration=f.administration if timed else Percentiles(None),
+        total=f.total if timed else Percentiles(None),
+        with_target=None if (key, _WITH) in hidden else f.with_target,
+        within_target=None if (key, _WITHIN) in hidden else f.within_target)
+
+
+def _percentiles(row: Mapping[str, Any], name: str, count: int) -> Percentiles:
     values = [row.get(f"{name}_p{p}") for p in (50, 90, 99)]
     p50, p90, p99 = (None if v is None else int(v) for v in values)
     return Percentiles(count, p50, p90, p99)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from .values import PaymentTotal
 
-#: A group of a sensitive breakdown with fewer cases than this is suppressed ("< 5").
+#: A count of a sensitive breakdown under this is suppressed, with those that would give it
+#: away (engine.stats.protect).
 SMALL_GROUP = 5
 #: The outcomes of a decided case: its times make the percentiles and the target's share.
 DECIDED = ("accepted", "rejected")
@@ -39,24 +40,26 @@ class Figures:
     after leaving the initial state): seconds spent in states neither initial, waiting for
     the applicant, nor final. `total`: from leaving the initial state to entering a final
     one. `within_target` of `with_target` decided cases took at most `target` of the
-    administration's time. A suppressed group (a sensitive breakdown's group of fewer than
-    SMALL_GROUP cases) has `requests` None and no other figure."""
+    administration's time. In a sensitive breakdown, a suppressed count is None (and times
+    are None where `decided` is); a suppressed group (`suppressed`) has `requests` None and no
+    other figure."""
 
     procedure_id: str
     group: str | None  # the breakdown's value (None: not given); the procedure's figures: None
     requests: int | None
-    outcomes: Mapping[str, int | None]  # outcome (OPEN: still open) -> cases; None: "< 5"
+    outcomes: Mapping[str, int | None]  # outcome (OPEN: still open) -> cases; None: suppressed
     administration: Percentiles
     total: Percentiles
     target: int | None = None  # seconds (the procedure's processing_time)
-    with_target: int = 0
-    within_target: int = 0
+    with_target: int | None = 0  # None: suppressed
+    within_target: int | None = 0
     suppressed: bool = False
 
     @property
     def share_within_target(self) -> float | None:
         """The share of decided cases within the target (None: no target, or none decided)."""
-        if self.target is None or not self.with_target or self.suppressed:
+        if (self.target is None or not self.with_target or self.within_target is None
+                or self.suppressed):
             return None
         return self.within_target / self.with_target
 

@@ -39,7 +39,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    true,
     update,
 )
 from sqlalchemy import inspect as sa_inspect
@@ -521,6 +520,12 @@ _PG_TRIGGER_STATE = text(
     "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid "
     "WHERE t.tgname = :name AND c.relname = :table "
     "AND c.relnamespace = to_regnamespace(current_schema())")
+#: A worker's reservation of a timer (`Store.reserved_timer`): a session advisory lock keyed
+#: by the schema and the timer's id, so that schemas sharing a database do not meet.
+_RESERVE = text("SELECT pg_try_advisory_lock(hashtext(current_schema()), :b_id)")
+_RELEASE = text("SELECT pg_advisory_unlock(hashtext(current_schema()), :b_id)")
+#: Due timers a worker looks through for one no other worker has reserved.
+RESERVE_CANDIDATES = 32
 #: Serialises schema creation between hosts starting at once (pg_advisory_xact_lock key).
 _SCHEMA_LOCK = 0x6775696368  # "guich"
 
@@ -1319,13 +1324,16 @@ class Store:
         self.hot.cancel_timers.run(c, {"b_case_id": case_id, "b_now": now})
 
     def due_timers(self, now: dt.datetime, limit: int = 500) -> list[dict[str, Any]]:
+        """The pending timers due at `now`, oldest first, at most `limit` (ordered by due_at
+        alone, the index's order, so the scan stops after `limit` rows however many fall at
+        the same moment; ties then by id)."""
         with self.reading() as c:
             rows = c.execute(
                 select(timers_t, cases_t.c.reference).join(cases_t)
                 .where(and_(timers_t.c.status == "pending", timers_t.c.due_at <= now))
-                .order_by(timers_t.c.due_at, timers_t.c.id).limit(limit)
+                .order_by(timers_t.c.due_at).limit(limit)
             ).mappings().all()
-        return [dict(r) for r in rows]
+        return sorted((dict(r) for r in rows), key=lambda r: (r["due_at"], r["id"]))
 
     def claim_timer(self, c: Connection, timer_id: int) -> dict[str, Any] | None:
         """Lock a timer and its case row in the write transaction `c`: their `status` and
@@ -1335,26 +1343,44 @@ class Store:
         row = c.execute(self.sql.claim_timer, {"b_id": timer_id}).mappings().first()
         return dict(row) if row is not None else None
 
-    def claim_next_timer(self, c: Connection, now: dt.datetime, skip: Collection[int]
-                         ) -> dict[str, Any] | None:
-        """PostgreSQL: lock, in the write transaction `c`, the oldest timer due at `now` that
-        no other transaction holds and whose id is not in `skip` (FOR UPDATE SKIP LOCKED),
-        then try its case row the same way: the timer with its case's `reference` and
-        `case_locked` (False: a transition holds the case; end `c` to release the timer),
-        or None when no due timer is free."""
-        t = timers_t.c
-        due = and_(t.status == "pending", t.due_at <= now,
-                   t.id.not_in(list(skip)) if skip else true())
-        row = c.execute(select(timers_t, cases_t.c.reference).join(cases_t).where(due)
-                        # by due_at alone: the index's order, so the scan stops at the
-                        # first free timer (ties in any order)
-                        .order_by(t.due_at).limit(1)
-                        .with_for_update(of=timers_t, skip_locked=True)).mappings().first()
-        if row is None:
-            return None
-        case = c.execute(select(cases_t.c.id).where(cases_t.c.id == row["case_id"])
-                         .with_for_update(skip_locked=True)).first()
-        return {**row, "case_locked": case is not None}
+    @contextmanager
+    def reserved_timer(self, now: dt.datetime, skip: Collection[int] = ()
+                       ) -> Iterator[dict[str, Any] | None]:
+        """The oldest timer due at `now` (with its case's `reference`) whose id is not in
+        `skip` and that no other worker has reserved, reserved for the `with` block; None
+        when there is none.
+
+        On PostgreSQL the reservation is a session advisory lock taken on a connection held
+        for the block, outside any transaction: another worker skips the timer instead of
+        deciding and rendering it too, and the server releases the lock when the block ends
+        or when the worker's connection dies (a worker killed meanwhile loses nothing). It
+        only spares work: the timer is still claimed, `FOR UPDATE SKIP LOCKED`, in the
+        transaction that fires it (`claim_timer`). On SQLite, where one worker runs at a time,
+        the first due timer is simply read.
+        """
+        candidates = [t for t in self.due_timers(now, len(skip) + RESERVE_CANDIDATES)
+                      if t["id"] not in skip]
+        if self.dialect != "postgresql" or not candidates:
+            yield candidates[0] if candidates else None
+            return
+        with self.reading() as reader:
+            c = reader.execution_options(isolation_level="AUTOCOMMIT")
+            for timer in candidates:
+                key = {"b_id": int(timer["id"]) % 2_147_483_647}
+                if not c.execute(_RESERVE, key).scalar():
+                    continue  # another worker has it
+                try:
+                    if self._still_pending(c, timer["id"]):  # not run since it was read
+                        yield timer
+                        return
+                finally:
+                    c.execute(_RELEASE, key)
+            yield None
+
+    @staticmethod
+    def _still_pending(c: Connection, timer_id: int) -> bool:
+        status = c.execute(select(timers_t.c.status).where(timers_t.c.id == timer_id)).scalar()
+        return status == "pending"
 
     def oldest_due(self, now: dt.datetime) -> dt.datetime | None:
         """When the oldest pending timer due at `now` fell; None when none is due."""

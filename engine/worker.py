@@ -6,9 +6,13 @@ runs up to `batch` due timers, oldest first, each claimed in the transaction tha
 (`Engine.deliver_pending`), if it has any. Between timers it checks `stop`: a stop asked
 for (SIGTERM, SIGINT: `stop_on_signals`) lets the timer in progress finish.
 
-Several workers share one PostgreSQL database: each claim takes the oldest due timer that
-no other transaction holds (`FOR UPDATE SKIP LOCKED`), so they never pick the same one and
-never wait for each other; a worker that dies mid-claim releases it with its transaction.
+Several workers share one PostgreSQL database: each reserves the oldest due timer no other
+worker has reserved (a session advisory lock, so two workers do not decide and render the
+same one), decides and renders it outside any transaction, then claims it in the
+transaction that fires it (`FOR UPDATE SKIP LOCKED` on the timer and its case, never waiting
+for a transition; the case version is the last guard). A worker that dies meanwhile loses
+nothing: the server releases its reservation with its connection and its claim with its
+transaction, and another worker fires the timer.
 On SQLite, where every write takes the whole database, one worker at a time is enforced with
 an exclusive lock (flock) on a file beside the database, `<database>-worker.lock`: the
 operating system releases it when the worker's process ends, however it ends (no stale

@@ -5,8 +5,10 @@ shows them), with French or English labels: procedure titles, state and option l
 the procedures, amounts and numbers through renderers.words. `html` is one self-contained
 page (renderers/templates/stats.html.j2: no network, no script, charts as inline SVG whose
 bars carry their value in `data-value`), `data` a JSON-ready mapping, `csv_text` one CSV of
-(section, procedure, group, measure, value) rows. A suppressed count (a sensitive group of
-fewer than 5 cases) is "< 5" everywhere, never a number.
+(section, procedure, group, measure, value) rows. A suppressed count of a sensitive breakdown
+(engine.stats.protect: under 5, or one that would give such a count away) is never a number:
+"suppressed" in JSON and CSV, « masqué » / "suppressed" in the tables; the same mark for both
+kinds, so that which count is the small one is not told either.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .html import render
 from .words import NBSP, date, number, xof
 
 Section = tuple[str, list[tuple[str, ...]]]  # title, rows (the first is the header)
-SUPPRESSED = "< 5"
+#: A suppressed count in JSON and CSV (the tables say _WORDS[language]["suppressed"]).
+SUPPRESSED = "suppressed"
 #: The width of a chart's bars at their largest, in SVG user units.
 BAR_WIDTH = 400
 
@@ -43,8 +46,10 @@ _WORDS: dict[str, dict[str, str]] = {
         "no_method": "(aucun)", "period": "Période", "all": "toutes les dates",
         "from": "du", "to": "au", "generated": "Établi le", "age": "Ancienneté",
         "share_chart": "Part des dossiers décidés dans le délai visé",
-        "sensitive": "Dimension sensible : seuls des effectifs sont donnés ; les groupes de "
-                     "moins de 5 dossiers sont masqués (« < 5 »).",
+        "sensitive": "Dimension sensible : seuls des effectifs sont donnés ; tout effectif "
+                     "de moins de 5 dossiers est masqué, ainsi que ceux qui permettraient de "
+                     "le retrouver par différence.",
+        "suppressed": "masqué",
         "initial": "demandeur (brouillon)", "work": "administration",
         "waiting_kind": "demandeur (attente)", "final": "clos",
         "accepted": "accordé", "rejected": "rejeté", "withdrawn": "retiré",
@@ -64,8 +69,10 @@ _WORDS: dict[str, dict[str, str]] = {
         "no_method": "(none)", "period": "Period", "all": "all dates", "from": "from",
         "to": "to", "generated": "Produced on", "age": "Age",
         "share_chart": "Share of decided cases within the target",
-        "sensitive": "Sensitive dimension: only counts are given; groups of fewer than 5 "
-                     "cases are suppressed (\"< 5\").",
+        "sensitive": "Sensitive dimension: only counts are given; every count under 5 "
+                     "cases is suppressed, and so is any count that would give it away by "
+                     "subtraction.",
+        "suppressed": "suppressed",
         "initial": "applicant (draft)", "work": "administration",
         "waiting_kind": "applicant (waiting)", "final": "closed",
         "accepted": "accepted", "rejected": "rejected", "withdrawn": "withdrawn",
@@ -131,7 +138,7 @@ class _Labels:
         return option.label.get(self.language) if option else value
 
     def count(self, value: int | None) -> str:
-        return SUPPRESSED if value is None else number(value, self.language)
+        return self["suppressed"] if value is None else number(value, self.language)
 
     def share(self, value: float | None) -> str:
         if value is None:
@@ -324,13 +331,13 @@ def html(report: Report, procedures: Mapping[str, Procedure], language: str = "f
 # --- JSON and CSV ---------------------------------------------------------------------------------
 
 def data(report: Report) -> dict[str, Any]:
-    """The report as JSON values: durations in seconds, suppressed counts as "< 5"."""
+    """The report as JSON values: durations in seconds, suppressed counts as SUPPRESSED."""
     def figures(f: Figures) -> dict[str, Any]:
         return {"procedure": f.procedure_id, "group": f.group, "requests": _n(f.requests),
                 "outcomes": {o: _n(n) for o, n in f.outcomes.items()},
                 "administration": _p(f.administration), "total": _p(f.total),
-                "target": f.target, "within_target": f.within_target,
-                "with_target": f.with_target, "share_within_target": f.share_within_target,
+                "target": f.target, "within_target": _n(f.within_target),
+                "with_target": _n(f.with_target), "share_within_target": f.share_within_target,
                 "suppressed": f.suppressed}
 
     return {

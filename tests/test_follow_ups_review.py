@@ -205,15 +205,15 @@ def test_a_step_decided_again_keeps_its_follow_ups_reference(
         permits: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     reference = quoted(permits, 1000)
     permits.pay(reference, 1000, "tmoney", "TM-R", CITIZEN)
-    real = store.Store.update_case
+    real = store.Store.write_step
     lost = {"once": True}
 
-    def conflict_once(self: store.Store, *args: Any) -> None:
-        if lost.pop("once", False):
+    def conflict_once(self: store.Store, *args: Any, **kwargs: Any) -> int:
+        if lost.pop("once", False):  # the case moved on: the step is decided again
             raise store.Conflict()
-        real(self, *args)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(store.Store, "update_case", conflict_once)
+    monkeypatch.setattr(store.Store, "write_step", conflict_once)
     case = permits.fire(reference, "pay_quote", CITIZEN)
     assert not lost and case.state == "granted"
     assert case.follow_ups[0].startswith("INS-2026-000001")

@@ -28,8 +28,8 @@ from cli import main
 from engine import Actor, Engine, InvalidData, NotAllowed, UnknownProcedure
 from engine.clock import FakeClock
 from engine.model import Text
-from engine.stats import BACKLOG_BOUNDS, report
-from engine.stats_values import SMALL_GROUP, Report
+from engine.stats import BACKLOG_BOUNDS, protect, report
+from engine.stats_values import OPEN, SMALL_GROUP, Figures, Percentiles, Report
 from engine.values import SYSTEM
 from renderers import stats as render_stats
 
@@ -278,23 +278,168 @@ def test_backlog_by_age(tracked: tuple[Engine, list[str]], clock: FakeClock) -> 
 
 # --- breakdowns ---------------------------------------------------------------------------------
 
-def test_a_sensitive_dimension_suppresses_small_groups(tracked: tuple[Engine, list[str]]
-                                                      ) -> None:
-    found = report(tracked[0], by="sex")
+def _given_away(published: dict[str, Any]) -> list[str]:
+    """Every line of a sensitive breakdown's published table (JSON, as `data` gives it) that
+    lets suppressed counts be worked out: one suppressed count alone in a line adding up to a
+    published figure, or suppressed counts adding up to fewer than SMALL_GROUP (unless they
+    are the whole of a published total). Lines: each measure over the groups (adding up to
+    the procedure's figure), each published group's outcomes (to its requests), its accepted
+    and rejected cases (to its decided ones), its decided and other cases (to its requests)."""
+    mark = render_stats.SUPPRESSED
+    found = []
+    for total in published["procedures"]:
+        groups = [g for g in published["breakdown"] if g["procedure"] == total["procedure"]]
+
+        def cell(g: dict[str, Any], measure: str) -> Any:
+            if g["requests"] == mark:
+                return mark
+            if measure.startswith("outcome:"):
+                return g["outcomes"].get(measure[8:], 0)
+            return g["administration"]["count"] if measure == "decided" else g[measure]
+
+        def figure(f: dict[str, Any], measure: str) -> Any:
+            return f["administration"]["count"] if measure == "decided" else (
+                f["outcomes"].get(measure[8:], 0) if measure.startswith("outcome:")
+                else f[measure])
+
+        outcomes = {o for f in [total, *groups] for o in f["outcomes"]}
+        measures = ["requests", *(f"outcome:{o}" for o in outcomes), "decided",
+                    "with_target", "within_target"]
+        lines = [(f"{m} over the groups", [cell(g, m) for g in groups], figure(total, m))
+                 for m in measures]
+        for g in groups:
+            if g["requests"] != mark:
+                lines.append((f"{g['group']}: outcomes", [cell(g, f"outcome:{o}")
+                                                          for o in outcomes], g["requests"]))
+                lines.append((f"{g['group']}: decided", [cell(g, "outcome:accepted"),
+                                                         cell(g, "outcome:rejected")],
+                              cell(g, "decided")))
+                lines.append((f"{g['group']}: decided and others", [
+                    cell(g, "decided"), *(cell(g, f"outcome:{o}") for o in outcomes
+                                          if o not in ("accepted", "rejected"))],
+                    g["requests"]))
+        for name, cells, whole in lines:
+            secret = [c for c in cells if c == mark]
+            known = [c for c in cells if c != mark]
+            if whole == mark:
+                if not secret:
+                    found.append(f"{name}: the suppressed total is {sum(known)}")
+                continue
+            rest = whole - sum(known)
+            if secret and (len(secret) == 1 or rest < SMALL_GROUP) and sum(known):
+                found.append(f"{name}: {len(secret)} suppressed, {rest} in all")
+    return found
+
+
+def test_a_small_group_cannot_be_worked_out_from_the_others(tracked: tuple[Engine, list[str]]
+                                                            ) -> None:
+    """14 requests, 11 from women and 3 from men: "< 5" for the men beside 11 for the women
+    would give 14 - 11 = 3 away; the women's count is suppressed too (secondary
+    suppression), and so is everything else the two groups show, in every output."""
+    engine = tracked[0]
+    found = report(engine, by="sex")
     assert found.sensitive
-    groups = {f.group: f for f in found.breakdown}
-    women = [p for p in ALL if p.sex == "female"]
-    men = [p for p in ALL if p.sex == "male"]
-    assert len(men) < SMALL_GROUP <= len(women)
-    assert groups["female"].requests == len(women)
-    assert groups["female"].outcomes["rejected"] is None  # one: "< 5"
-    male = groups["male"]
-    assert male.suppressed and male.requests is None and not male.outcomes
-    assert male.administration.p50 is None and male.share_within_target is None
-    text = json.dumps(render_stats.data(found))
-    assert '"< 5"' in text
-    cases_of_men = sum(1 for p in ALL if p.sex == "male")
-    assert f'"requests": {cases_of_men}' not in text
+    women = sum(p.sex == "female" for p in ALL)
+    men = sum(p.sex == "male" for p in ALL)
+    assert (women, men, figures(found).requests) == (11, 3, 14)
+    for group in found.breakdown:
+        assert group.suppressed and group.requests is None and not group.outcomes
+        assert group.administration == group.total == Percentiles(None)
+        assert group.share_within_target is None
+    published = render_stats.data(found)
+    assert figures(found).requests == published["procedures"][0]["requests"] == 14
+    assert {g["group"]: g["requests"] for g in published["breakdown"]} == {
+        "female": render_stats.SUPPRESSED, "male": render_stats.SUPPRESSED}
+    assert _given_away(published) == []
+    rows = list(csv.DictReader(io.StringIO(render_stats.csv_text(found))))
+    shown = {r["value"] for r in rows if r["section"] == "breakdown"}
+    assert shown <= {render_stats.SUPPRESSED, "", str(TARGET), "False", "True"}
+    for language in ("fr", "en"):
+        title, table = render_stats.sections(found, engine.procedures, language)[-2]
+        assert title.startswith(("Ventilation", "Breakdown"))
+        counts = {row[1]: row[2] for row in table[1:]}
+        mark = "masqué" if language == "fr" else "suppressed"
+        assert set(counts.values()) == {mark}, counts
+        assert not any(re.search(r"\d", cell) for row in table[1:] for cell in row[2:]
+                       if not cell.endswith(("j", "d", "h"))), table  # the target: a duration
+    page = render_stats.html(found, engine.procedures)
+    bars = [ET.fromstring(s) for s in re.findall(r"<svg.*?</svg>", page, re.DOTALL)]
+    breakdown = next(svg for svg in bars if svg.findtext("title") == "Ventilation : sex")
+    assert [r.get("data-value") for r in breakdown.findall("rect")] == ["", ""]
+
+
+def _group(name: str, outcomes: dict[str, int], within: int) -> Figures:
+    decided = outcomes.get("accepted", 0) + outcomes.get("rejected", 0)
+    times = Percentiles(decided, 3600, 7200, 9000)
+    return Figures("p", name, sum(outcomes.values()), outcomes, times, times, TARGET,
+                   with_target=decided, within_target=within)
+
+
+def _whole(groups: list[Figures]) -> Figures:
+    outcomes: dict[str, int] = {}
+    for g in groups:
+        for outcome, n in g.outcomes.items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + (n or 0)
+    whole = _group("", outcomes, sum(g.within_target or 0 for g in groups))
+    return replace(whole, group=None)
+
+
+def _published(groups: list[Figures]) -> dict[str, Any]:
+    found = Report(dt.datetime(2026, 3, 1), None, None, (_whole(groups),), (), (), {},
+                   by="sex", sensitive=True, breakdown=tuple(protect(groups, [_whole(groups)])))
+    return render_stats.data(found)
+
+
+def test_a_large_group_stays_visible_beside_suppressed_ones() -> None:
+    """Three groups, 20, 3 and 6 cases: the 3 is suppressed, and the 6 with it (3 alone
+    would be 29 - 20 - 6); the 20 stays, with its times. Its 5 rejections are hidden (with
+    its accepted cases): the other two groups have none, which 5 beside the procedure's 5
+    would tell."""
+    groups = [_group("a", {"accepted": 15, "rejected": 5}, within=10),
+              _group("b", {"accepted": 3}, within=3), _group("c", {"accepted": 6}, within=6)]
+    published = _published(groups)
+    shown = {g["group"]: g for g in published["breakdown"]}
+    assert [shown[g]["suppressed"] for g in "abc"] == [False, True, True]
+    assert shown["a"]["requests"] == shown["a"]["administration"]["count"] == 20
+    assert shown["a"]["administration"]["p50"] == 3600 and shown["a"]["within_target"] == 10
+    assert set(shown["a"]["outcomes"].values()) == {render_stats.SUPPRESSED}
+    assert _given_away(published) == []
+
+
+def test_secondary_suppression_reaches_outcomes_and_times() -> None:
+    """Two groups large enough to show, one with 2 rejections: the 2 is suppressed, and so is
+    what would give it away: its other outcomes (its requests minus the rest), the other
+    group's rejections (the procedure's minus the rest), and so on until no line gives a
+    count away; the decided counts go, and the times with them. The requests stay."""
+    groups = [_group("a", {"accepted": 9, "rejected": 2, OPEN: 6}, within=8),
+              _group("b", {"accepted": 12, "rejected": 7}, within=12)]
+    published = _published(groups)
+    shown = {g["group"]: g for g in published["breakdown"]}
+    mark = render_stats.SUPPRESSED
+    assert (shown["a"]["requests"], shown["b"]["requests"]) == (17, 19)
+    assert shown["a"]["outcomes"]["rejected"] == shown["b"]["outcomes"]["rejected"] == mark
+    assert shown["a"]["administration"] == {"count": mark, "p50": None, "p90": None, "p99": None}
+    assert shown["a"]["share_within_target"] is None
+    assert _given_away(published) == []
+    assert f": \"{mark}\"" not in json.dumps(_published([groups[1]]))  # alone: nothing hidden
+
+
+def test_a_sensitive_group_of_five_or_more_shows_everything(
+        make_engine: MakeEngine, database_url: str, tmp_path: Path, clock: FakeClock) -> None:
+    engine = make_engine(database_url, procedures=[track_file(tmp_path)])
+    for sex in ("female", "male"):
+        for _ in range(SMALL_GROUP):
+            run(engine, clock, decided_case(10, sex=sex))
+    found = report(engine, by="sex")
+    assert found.sensitive
+    for group in found.breakdown:
+        assert not group.suppressed
+        assert group.requests == group.outcomes["accepted"] == SMALL_GROUP
+        assert group.administration.count == group.with_target == SMALL_GROUP
+        assert group.administration.p50 == 12 * HOUR and group.share_within_target == 1.0
+    published = render_stats.data(found)
+    assert f": \"{render_stats.SUPPRESSED}\"" not in json.dumps(published)
+    assert _given_away(published) == []
 
 
 def test_a_plain_dimension_shows_every_group(tracked: tuple[Engine, list[str]]) -> None:
@@ -363,7 +508,8 @@ def test_cli_json_and_csv(tracked: tuple[Engine, list[str]], database_url: str,
     assert as_json.exit_code == 0, as_json.output
     loaded = json.loads(as_json.stdout)
     assert loaded["procedures"][0]["requests"] == len(ALL)
-    assert {g["group"]: g["requests"] for g in loaded["breakdown"]}["male"] == "< 5"
+    groups = {g["group"]: g["requests"] for g in loaded["breakdown"]}
+    assert groups == {"female": render_stats.SUPPRESSED, "male": render_stats.SUPPRESSED}
     as_csv = stats_cli(database_url, tmp_path, "--csv")
     assert as_csv.exit_code == 0, as_csv.output
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))

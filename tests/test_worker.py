@@ -199,9 +199,9 @@ def worker_caught_in_claim(url: str, procedure: str, claimed: Any, then: str) ->
 
         return wrapped
 
-    # the claim of a worker on PostgreSQL, and on SQLite (inside BEGIN IMMEDIATE)
-    for name in ("claim_next_timer", "claim_timer"):
-        setattr(engine._store, name, caught(getattr(engine._store, name)))
+    # the claim, in the transaction that fires the timer (FOR UPDATE SKIP LOCKED on
+    # PostgreSQL, inside BEGIN IMMEDIATE on SQLite)
+    engine._store.claim_timer = caught(engine._store.claim_timer)  # type: ignore[method-assign]
     Worker(engine, interval=0.05, log=lambda line: None).run(stop)
     engine.close()
 
