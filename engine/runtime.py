@@ -168,12 +168,22 @@ class Engine:
         """The SQLite database file; None for PostgreSQL or an in-memory database."""
         return self._store.database_file
 
-    def deliver_pending(self) -> int:
+    def deliver_pending(self, older_than: dt.timedelta | None = None) -> int:
         """Hand every undelivered outbox row (e.g. left by a crash or a failing hook) to the
-        hooks, oldest first; returns how many were delivered by this call."""
+        hooks, oldest first; returns how many were delivered by this call.
+
+        `older_than`: only rows written at least that long ago, so that the rows the process
+        that wrote them is delivering right now (marked on its next write) are not handed
+        again. On PostgreSQL one process replays at a time: another one doing it meanwhile
+        makes this call return 0 at once."""
+        with self._store.alone(_REPLAY_TASK) as alone:
+            return self._replay(older_than) if alone else 0
+
+    def _replay(self, older_than: dt.timedelta | None) -> int:
         self.flush()  # rows already handed to hooks are not handed again
+        before = self.clock() - older_than if older_than is not None else None
         delivered, after = 0, 0
-        while rows := self._store.pending_outbox(after_id=after):
+        while rows := self._store.pending_outbox(after_id=after, before=before):
             for row in rows:
                 delivered += self._outbox.deliver(row["id"], row["reference"], row["event"],
                                                   row["payload"])
@@ -1079,6 +1089,10 @@ def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+#: `Store.alone` task of replaying undelivered outbox rows (`deliver_pending`).
+_REPLAY_TASK = 1
 
 
 def _guarded(run: Callable[[], str]) -> str:

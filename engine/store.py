@@ -39,6 +39,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy import inspect as sa_inspect
@@ -1027,11 +1028,12 @@ class Store:
 
     @property
     def database_file(self) -> Path | None:
-        """The SQLite database file; None for PostgreSQL or an in-memory database."""
+        """The SQLite database file, its real path (links followed: two names of one file
+        are one database); None for PostgreSQL or an in-memory database."""
         url = self.engine.url
         if self.dialect != "sqlite" or _is_memory(str(url)) or not url.database:
             return None
-        return Path(url.database)
+        return Path(url.database).resolve()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -1212,15 +1214,37 @@ class Store:
             chunk = list(ids[start:start + _MARK_CHUNK])
             c.execute(self.sql.mark_delivered, {"b_ids": chunk, "b_now": now})
 
-    def pending_outbox(self, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        """Undelivered outbox rows after `after_id`, oldest first."""
+    def pending_outbox(self, after_id: int = 0, limit: int = 100,
+                       before: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Undelivered outbox rows after `after_id` (written before `before`, if given),
+        oldest first."""
+        o = outbox_t.c
+        written = o.created_at < before if before is not None else true()
         with self.reading() as c:
             rows = c.execute(
                 select(outbox_t, cases_t.c.reference).join(cases_t)
-                .where(and_(outbox_t.c.delivered_at.is_(None), outbox_t.c.id > after_id))
-                .order_by(outbox_t.c.id).limit(limit)
+                .where(and_(o.delivered_at.is_(None), o.id > after_id, written))
+                .order_by(o.id).limit(limit)
             ).mappings().all()
         return [dict(r) for r in rows]
+
+    @contextmanager
+    def alone(self, task: int) -> Iterator[bool]:
+        """Whether this process is the only one doing `task` (a small integer) for the
+        `with` block: on PostgreSQL a session advisory lock, tried, never waited for, released
+        at the end or with the connection; on SQLite (one worker at a time) always True."""
+        if self.dialect != "postgresql":
+            yield True
+            return
+        with self.reading() as reader:
+            c = reader.execution_options(isolation_level="AUTOCOMMIT")
+            key = {"b_id": -task}  # negative: never a timer's reservation
+            mine = bool(c.execute(_RESERVE, key).scalar())
+            try:
+                yield mine
+            finally:
+                if mine:
+                    c.execute(_RELEASE, key)
 
     def history(self, reference: str) -> list[dict[str, Any]]:
         with self.reading() as c:

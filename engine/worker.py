@@ -76,12 +76,43 @@ def json_lines(stream: IO[str] | None = None) -> LogLine:
     return write
 
 
+#: Outbox rows younger than this are left to the process that wrote them (it delivers them
+#: after its commit and marks them on its next write): a worker replays only older ones.
+DELIVERY_GRACE = dt.timedelta(seconds=60)
+#: A timer whose run failed unexpectedly rests this long before it is tried again, doubled
+#: at each failure up to MAX_REST, so that failing timers do not hold back the others.
+FIRST_REST, MAX_REST = 30.0, 3600.0
+
+
+class _Backoff:
+    """The timers that failed lately, and when each may be tried again (bounded in count)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.failures: dict[int, tuple[int, float]] = {}  # id: (failures, rest until)
+
+    def resting(self) -> set[int]:
+        now = time.monotonic()
+        return {timer for timer, (_, until) in self.failures.items() if until > now}
+
+    def record(self, timer: int, failed: bool) -> None:
+        if not failed:
+            self.failures.pop(timer, None)
+            return
+        count = self.failures.pop(timer, (0, 0.0))[0] + 1
+        if len(self.failures) >= self.limit:  # forget the oldest: it is tried again sooner
+            self.failures.pop(next(iter(self.failures)))
+        rest = min(FIRST_REST * 2 ** (count - 1), MAX_REST)
+        self.failures[timer] = (count, time.monotonic() + rest)
+
+
 class Worker:
     """Fires due timers and delivers the outbox of one Engine, round after round."""
 
     def __init__(self, engine: Engine, *, interval: float = 5.0, batch: int = 100,
                  worker_id: str | None = None, log: LogLine | None = None,
-                 health_interval: float = 60.0) -> None:
+                 health_interval: float = 60.0,
+                 delivery_grace: dt.timedelta = DELIVERY_GRACE) -> None:
         if interval < 0 or batch < 1 or health_interval <= 0:
             raise ValueError("interval must be >= 0, batch >= 1 and health_interval > 0")
         self.engine = engine
@@ -91,6 +122,8 @@ class Worker:
         self.health = Health()
         self._log = log or json_lines()
         self._health_interval = health_interval
+        self._grace = delivery_grace
+        self._failing = _Backoff()
 
     # --- running --------------------------------------------------------------------------------
 
@@ -126,13 +159,15 @@ class Worker:
         round: logged, counted, tried again at the next one."""
         self.health.rounds += 1
         tried: set[int] = set()  # each timer once a round (one left pending is not retried)
+        resting = self._failing.resting()  # failed lately: tried again after a pause
         try:
             while len(tried) < self.batch and not stop.is_set():
-                ran = self.engine.run_next_timer(skip=tried)
+                ran = self.engine.run_next_timer(skip=tried | resting)
                 if ran is None:
                     break
                 timer, result = ran
                 tried.add(timer["id"])
+                self._failing.record(timer["id"], result.startswith("error: "))
                 self._count(timer, result)
             if not stop.is_set():
                 self._deliver()
@@ -156,7 +191,7 @@ class Worker:
     def _deliver(self) -> None:
         if not self.engine.listening:
             return  # no hooks: the rows wait for a host that has some
-        delivered = self.engine.deliver_pending()
+        delivered = self.engine.deliver_pending(older_than=self._grace)
         if delivered:
             self.health.delivered += delivered
             self._say("deliver", result=f"{delivered} delivered")

@@ -356,3 +356,56 @@ def test_each_action_is_one_json_line_and_a_health_line_ends_the_round(
     assert (health["rounds"], health["fired"], health["reminded"], health["errors"]) == (
         1, len(references), len(references), 0)
     assert health["lag_seconds"] == 0  # nothing is due any more
+
+
+def test_timers_that_keep_failing_rest_and_do_not_hold_back_the_others(
+        sqlite_url: str, procedure: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two cases whose timers fail unexpectedly (a rendering bug, say) fill a batch of 2: the
+    third case's timers still fire, and the failing ones are not retried at every round."""
+    references = seed(sqlite_url, procedure, 3)
+    engine = Engine(procedure, sqlite_url)
+    broken = set(references[:2])
+    real = engine.run_timer
+
+    def run_timer(timer: Any, now: Any = None) -> str:
+        if timer["reference"] in broken:
+            raise KeyError("boom")
+        return real(timer, now)
+
+    monkeypatch.setattr(engine, "run_timer", run_timer)
+    worker = Worker(engine, interval=0, batch=2, log=lambda line: None)
+    try:
+        for _ in range(5):
+            worker.run_once()
+    finally:
+        engine.close()
+    pending = query(sqlite_url, "SELECT c.reference, t.status FROM timers t JOIN cases c "
+                                "ON c.id = t.case_id WHERE t.status = 'pending'")
+    assert sorted(r for r, _ in pending) == sorted(2 * references[:2])  # the third's fired
+    assert worker.health.errors == 4  # each failing timer tried once: resting since
+
+
+def test_a_worker_leaves_fresh_outbox_rows_to_their_writer(database_url: str,
+                                                           procedure: Path) -> None:
+    """A row written a moment ago is being delivered by the process that wrote it: a
+    worker's replay leaves it; once older than the grace period, a worker delivers it."""
+    clock = FakeClock(utc_now())
+    web = Engine(procedure, database_url, clock=clock)
+    worker_engine = Engine(procedure, database_url, clock=clock)
+    calls = {"web": 0, "worker": 0}
+    web.on("case_started", lambda event: calls.__setitem__("web", calls["web"] + 1))
+    worker_engine.on("case_started",
+                     lambda event: calls.__setitem__("worker", calls["worker"] + 1))
+    try:
+        web.start("waiting", APPLICANT)
+        worker = Worker(worker_engine, log=lambda line: None)
+        worker.run_once()
+        assert calls == {"web": 1, "worker": 0}
+        clock.advance(dt.timedelta(minutes=2))  # the writer died before marking it
+        worker.run_once()
+        assert calls == {"web": 1, "worker": 1}
+        worker.run_once()  # marked: not again
+        assert calls == {"web": 1, "worker": 1}
+    finally:
+        web.close()
+        worker_engine.close()
