@@ -118,7 +118,8 @@ def _remember(attribute: str) -> Callable[[click.Context, click.Parameter, Any],
 
 def _read_closures(ctx: click.Context, param: click.Parameter, value: str | None
                    ) -> frozenset[dt.date] | None:
-    """The closure days of a --closures file (a YAML list or one ISO date a line)."""
+    """The closure days of a --closures file (a YAML list, block or flow, or one ISO date a
+    line)."""
     if value is None:
         return None
     from engine.calendars import ClosuresError, read_closures
@@ -136,8 +137,9 @@ def _remember_closures(ctx: click.Context, param: click.Parameter, value: str | 
 
 
 #: --closures FILE, for the commands that run cases
-CLOSURES_HELP = ("File of days the offices are closed by decree (a YAML list, or one ISO "
-                 "date YYYY-MM-DD a line): business-day deadlines of procedures with a "
+CLOSURES_HELP = ("File of days the offices are closed by decree (a YAML list, `- 2026-03-06` "
+                 "lines or `[2026-03-06, 2026-04-27]`, or one ISO date YYYY-MM-DD a line; a "
+                 "regular file of at most 64 KiB): business-day deadlines of procedures with a "
                  "calendar skip them.")
 
 

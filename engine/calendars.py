@@ -14,6 +14,8 @@ days as Monday to Friday, as before.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,6 +24,9 @@ from typing import Any
 
 #: How many (country, year) holiday tables are kept.
 _CACHED_YEARS = 1024
+#: The largest closure-days file read (some 5,000 dates): `--closures /dev/zero` or a huge
+#: file is refused before it is read.
+MAX_CLOSURES_BYTES = 64 * 1024
 
 
 class ClosuresError(ValueError):
@@ -82,17 +87,77 @@ WEEKDAYS = Calendar()
 
 
 def read_closures(path: str | Path) -> frozenset[dt.date]:
-    """The closure days listed in a file: a YAML list of ISO dates (`- 2026-03-06`), or one
-    ISO date a line (blank lines and `#` comments skipped). ClosuresError says what is wrong
-    and where."""
+    """The closure days listed in a file: a YAML list of ISO dates, block (`- 2026-03-06`)
+    or flow (`[2026-03-06, 2026-04-27]`, over one or more lines), or one ISO date a line
+    (blank lines and `#` comments skipped). The file is read as engine.source.read reads a
+    procedure file (the same checks: engine.model, which the renderers import, imports this
+    module and may not reach engine.source): a regular file only, opened without blocking
+    (a FIFO is refused, never waited on), at most MAX_CLOSURES_BYTES, UTF-8 text.
+    ClosuresError says what is wrong and where."""
+    where = str(path)
+    text = _read_text(path, where)
+    lines = [(number, line.split("#", 1)[0].strip())
+             for number, line in enumerate(text.splitlines(), 1)]
+    lines = [(number, line) for number, line in lines if line]
+    if lines and lines[0][1].startswith("["):
+        return parse_closures(_flow_list(lines, where), where)
+    return parse_closures([(number, _unquoted(line.removeprefix("-")))
+                           for number, line in lines], where)
+
+
+def _read_text(path: str | Path, where: str) -> str:
+    def refused(reason: str) -> ClosuresError:
+        return ClosuresError(f"{where}: cannot read the closure days ({reason})")
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ClosuresError(f"{path}: cannot read the closure days ({exc})") from None
-    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    items = [(number, line.removeprefix("-").strip().strip("'\""))
-             for number, line in enumerate(lines, 1) if line]
-    return parse_closures(items, str(path))
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        raise refused((exc.strerror or str(exc)).lower()) from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(info.st_mode) else "a named pipe (FIFO)"
+                    if stat.S_ISFIFO(info.st_mode) else "a device or socket")
+            raise refused(f"not a regular file: this is {kind}")
+        if info.st_size > MAX_CLOSURES_BYTES:
+            raise refused(f"the file is {info.st_size} bytes; the limit is "
+                          f"{MAX_CLOSURES_BYTES} bytes")
+        with open(descriptor, "rb", closefd=False) as stream:
+            raw = stream.read(MAX_CLOSURES_BYTES + 1)
+    except OSError as exc:
+        raise refused((exc.strerror or str(exc)).lower()) from None
+    finally:
+        os.close(descriptor)
+    if len(raw) > MAX_CLOSURES_BYTES:  # grown since it was measured
+        raise refused(f"the limit is {MAX_CLOSURES_BYTES} bytes")
+    if b"\x00" in raw:
+        raise refused("binary content (NUL bytes), not text")
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise refused(f"not UTF-8 text (byte {exc.start + 1})") from None
+
+
+def _flow_list(lines: list[tuple[int, str]], where: str) -> list[tuple[int, str]]:
+    """The items of a YAML flow list `[a, b, ...]` spread over `lines` (comments removed)."""
+    items: list[tuple[int, str]] = []
+    closed = False
+    for number, line in lines:
+        if closed:
+            raise ClosuresError(f"{where}:{number}: nothing may follow the list's closing ]")
+        if number == lines[0][0]:
+            line = line[1:]  # the opening [
+        if line.endswith("]"):
+            line, closed = line[:-1], True
+        items += [(number, _unquoted(part)) for part in line.split(",") if part.strip()]
+    if not closed:
+        raise ClosuresError(f"{where}:{lines[-1][0]}: the list [...] is not closed by ]")
+    return items
+
+
+def _unquoted(item: str) -> str:
+    return item.strip().strip("'\"")
 
 
 def parse_closures(items: Iterable[tuple[int, Any]], where: str = "closures"

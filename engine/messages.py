@@ -336,6 +336,10 @@ CATALOGUE: Mapping[str, Mapping[str, str]] = {
     "unknown_breakdown": {
         "fr": "« {by} » n'est pas une ventilation possible : {known}",
         "en": '"{by}" is not a breakdown of these procedures: {known}'},
+    "breakdown_not_allowed": {
+        "fr": "vous n'avez pas accès aux valeurs du champ « {by} » : pas de ventilation "
+              "par ce champ",
+        "en": 'you may not read the values of the field "{by}": no breakdown by it'},
 }
 
 

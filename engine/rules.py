@@ -1140,7 +1140,9 @@ def unused_documents(given: RuleInput) -> Iterator[Problem]:
 
 @rule("reporting-dimension")
 def reporting_dimensions(given: RuleInput) -> Iterator[Problem]:
-    """`reporting:` names top-level choice or country fields, each once."""
+    """`reporting:` names top-level choice or country fields, each once; one whose field some
+    readers may not see (`visible_to:`) says `sensitive: true` (a warning: it is treated as
+    sensitive anyway)."""
     fields = {f.id: f for f in given.procedure.fields}
     seen: set[str] = set()
     for dimension in given.procedure.reporting:
@@ -1154,6 +1156,12 @@ def reporting_dimensions(given: RuleInput) -> Iterator[Problem]:
                                  "field (values from a closed list)")
         elif dimension.field_id in seen:
             yield Problem(where, f'field "{dimension.field_id}" is already a reporting dimension')
+        elif found.visible_to and not (dimension.sensitive or found.sensitive):
+            yield Problem(dimension.path, f'field "{dimension.field_id}" is visible only to '
+                          f"{', '.join(found.visible_to)}: its breakdown is sensitive (only "
+                          "counted, small counts suppressed, refused to roles that may not "
+                          "read the field); write `sensitive: true` on this dimension to say "
+                          "so", "warning")
         seen.add(dimension.field_id)
 
 

@@ -13,11 +13,13 @@ business days counted as calendar days). Each case is measured against the versi
 procedure it is pinned to.
 
 Access follows `Engine.payment_statistics`: the system, or a role that acts on a procedure
-or reads it (`read:`), sees its statistics. A breakdown by a sensitive reporting dimension
-(or a field declared sensitive) only ever counts, and nothing is listed case by case: every
-count under SMALL_GROUP is suppressed (None), and so are as many others as it takes for no
-suppressed count to be worked out from the published ones and totals (`protect`); a group
-whose requests are suppressed shows nothing else.
+or reads it (`read:`), sees its statistics. A breakdown by a reporting dimension declared
+sensitive, or by a field some readers may not see (`sensitive:` or `visible_to:` on the field,
+in any stored version), is sensitive; it is refused (NotAllowed) to an actor who may not read
+that field on every case (the system may). It only ever counts, and nothing is listed case
+by case: every count under SMALL_GROUP is suppressed (None), and so are as many others as it
+takes for no suppressed count to be worked out from the published ones and totals
+(`protect`); a group whose requests are suppressed shows nothing else.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidData, NotAllowed, UnknownProcedure
 from .messages import text
-from .model import OUTCOMES, Procedure, State
+from .model import OUTCOMES, SYSTEM_ROLE, Procedure, State
 from .stats_values import (
     DECIDED,
     OPEN,
@@ -56,6 +58,9 @@ _Key = tuple[str, str | None]
 _Cell = tuple[_Key, str]
 #: The counts a group of a sensitive breakdown publishes, besides one per outcome.
 _REQUESTS, _DECIDED, _WITH, _WITHIN = "requests", "decided", "with_target", "within_target"
+#: The counts they give away, never shown: decided cases over the target (with_target -
+#: within_target) and decided cases not measured against one (decided - with_target).
+_OVER, _UNTIMED = "over_target", "without_target"
 
 
 def report(engine: Engine, *, actor: Actor = SYSTEM, procedure: str | None = None,
@@ -66,7 +71,8 @@ def report(engine: Engine, *, actor: Actor = SYSTEM, procedure: str | None = Non
     one of CASE_BREAKDOWNS or a reporting dimension's field (None: no breakdown).
 
     UnknownProcedure for a procedure not loaded; NotAllowed for one `actor` may not see;
-    InvalidData ("by") for a breakdown no procedure in scope declares."""
+    InvalidData ("by") for a breakdown no procedure in scope declares; NotAllowed for a
+    breakdown by a field `actor` may not read (its `visible_to:`, or `sensitive:`)."""
     ids = _readable(engine, procedure, actor)
     versions, kinds, state_kinds = _versions(engine, ids)
     now = engine.clock()
@@ -78,7 +84,7 @@ def report(engine: Engine, *, actor: Actor = SYSTEM, procedure: str | None = Non
     breakdown: list[Figures] = []
     sensitive = False
     if by is not None:
-        scope, sensitive = _breakdown(engine, base, by)
+        scope, sensitive = _breakdown(engine, base, by, actor)
         breakdown = _figures(engine, db.stats_requests(scope), db.stats_cases(scope), group=True)
         if sensitive:
             breakdown = protect(breakdown, procedures)
@@ -140,8 +146,11 @@ def _authority(procedure: Procedure) -> str:
     return name.get("fr") if name else ""
 
 
-def _breakdown(engine: Engine, base: StatsScope, by: str) -> tuple[StatsScope, bool]:
-    """The scope grouped `by`, and whether its values are sensitive."""
+def _breakdown(engine: Engine, base: StatsScope, by: str, actor: Actor
+               ) -> tuple[StatsScope, bool]:
+    """The scope grouped `by`, and whether its values are sensitive: a dimension declared
+    sensitive, or a field marked (`sensitive`, `visible_to`) in any version of a procedure
+    that declares it, whose values `actor` must then be allowed to read (NotAllowed)."""
     if by in CASE_BREAKDOWNS:
         return replace(base, group=by), False
     declaring = []
@@ -150,14 +159,24 @@ def _breakdown(engine: Engine, base: StatsScope, by: str) -> tuple[StatsScope, b
         compiled = engine.procedures[procedure_id]
         for dimension in compiled.reporting:
             if dimension.field_id == by:
-                declared = compiled.field(by)
                 declaring.append(procedure_id)
-                sensitive |= dimension.sensitive or bool(declared and declared.sensitive)
+                sensitive |= dimension.sensitive
     if not declaring:
         known = sorted({d.field_id for p in base.procedures
                         for d in engine.procedures[p].reporting} | set(CASE_BREAKDOWNS))
         message = text("unknown_breakdown", by=by, known=", ".join(known))
-        raise InvalidData(message, {"by": message})
+        raise InvalidData(text("invalid_data"), {"by": message})
+    stored = engine._store.procedure_hashes(declaring)  # noqa: SLF001 - read-only
+    hashes = [*(h for _, h in stored), *(engine.procedures[p].hash for p in declaring)]
+    for hash_ in dict.fromkeys(hashes):
+        workflow = engine.workflow(hash_)
+        declared = workflow.procedure.field(by)
+        if declared is None or not (declared.sensitive or declared.visible_to):
+            continue
+        sensitive = True
+        readers = set(declared.visible_to or workflow.acting_roles) | {SYSTEM_ROLE}
+        if not actor.roles & readers:
+            raise NotAllowed(text("breakdown_not_allowed", by=by))
     return replace(base, procedures=tuple(declaring), group="field", field=by), sensitive
 
 
@@ -209,7 +228,11 @@ def protect(breakdown: Sequence[Figures], totals: Sequence[Figures]) -> list[Fig
     outcome, its decided cases and, of them, those measured against the target and those
     within it. Every line of that table adds up to a published figure: a measure over the
     groups to the procedure's figure, a group's outcomes to its requests, its accepted and
-    rejected cases to its decided ones, its decided and other cases to its requests. A count
+    rejected cases to its decided ones, its decided and other cases to its requests; and the
+    counts those published figures give away without showing them (never shown, but
+    suppressed like the others: hiding one hides what it is worked out from): its cases
+    within and over the target to those measured against it, those and the decided cases
+    not measured to its decided ones, each over the groups to the procedure's. A count
     from 1 to SMALL_GROUP - 1 is suppressed (primary); then, until nothing changes, in every
     line where the suppressed counts could be worked out (one alone, or together fewer than
     SMALL_GROUP) the smallest other count (non-zero ones first; else the line's total) is
@@ -229,18 +252,23 @@ def protect(breakdown: Sequence[Figures], totals: Sequence[Figures]) -> list[Fig
         outcomes = list(dict.fromkeys([*(o for f in groups for o in f.outcomes),
                                        *(total.outcomes if total else ()), *DECIDED]))
         order[procedure_id] = outcomes
-        measures = [_REQUESTS, *(f"outcome:{o}" for o in outcomes), _DECIDED, _WITH, _WITHIN]
+        measures = [_REQUESTS, *(f"outcome:{o}" for o in outcomes), _DECIDED, _WITH, _WITHIN,
+                    _OVER, _UNTIMED]
         for f in groups:
             key = (f.procedure_id, f.group)
             values.update({
                 (key, _REQUESTS): f.requests or 0,
                 **{(key, f"outcome:{o}"): f.outcomes.get(o) or 0 for o in outcomes},
                 (key, _DECIDED): f.administration.count or 0,
-                (key, _WITH): f.with_target or 0, (key, _WITHIN): f.within_target or 0})
+                (key, _WITH): f.with_target or 0, (key, _WITHIN): f.within_target or 0,
+                (key, _OVER): (f.with_target or 0) - (f.within_target or 0),
+                (key, _UNTIMED): (f.administration.count or 0) - (f.with_target or 0)})
             lines.append(([(key, f"outcome:{o}") for o in outcomes], (key, _REQUESTS)))
             lines.append(([(key, f"outcome:{o}") for o in DECIDED], (key, _DECIDED)))
             lines.append(([(key, _DECIDED), *((key, f"outcome:{o}") for o in outcomes
                                               if o not in DECIDED)], (key, _REQUESTS)))
+            lines.append(([(key, _WITHIN), (key, _OVER)], (key, _WITH)))
+            lines.append(([(key, _WITH), (key, _UNTIMED)], (key, _DECIDED)))
         lines += [([((f.procedure_id, f.group), m) for f in groups], None) for m in measures]
     hidden = _suppressed(values, lines)
     return [_published(f, hidden, order[f.procedure_id]) for f in breakdown]

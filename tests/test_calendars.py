@@ -5,6 +5,7 @@ days are skipped; a procedure without `calendar:` counts Monday to Friday only."
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,14 @@ from click.testing import CliRunner
 
 import cli
 from engine import compile_source
-from engine.calendars import Calendar, ClosuresError, closure_days, holidays_in, read_closures
+from engine.calendars import (
+    MAX_CLOSURES_BYTES,
+    Calendar,
+    ClosuresError,
+    closure_days,
+    holidays_in,
+    read_closures,
+)
 from engine.model import MAX_CLOSED_RUN, Duration, DurationLimit
 from engine.workflow import Workflow
 
@@ -143,6 +151,47 @@ def test_closure_files_are_read_safely(tmp_path: Path) -> None:
         read_closures(tmp_path / "missing.txt")
     with pytest.raises(ClosuresError, match="is not a date"):
         closure_days(["!!python/object:os.system"])
+
+
+def test_a_flow_list_of_closure_days_is_read(tmp_path: Path) -> None:
+    """`--closures` says "a YAML list": the flow form is one too, on one line or several."""
+    flow = tmp_path / "closures.yaml"
+    flow.write_text("[2026-03-06, '2026-04-27']  # decrees\n")
+    assert read_closures(flow) == {dt.date(2026, 3, 6), dt.date(2026, 4, 27)}
+    flow.write_text("# decrees of 2026\n[\n  2026-03-06,\n  \"2026-04-28\",\n]\n")
+    assert read_closures(flow) == {dt.date(2026, 3, 6), dt.date(2026, 4, 28)}
+    flow.write_text("[]\n")
+    assert read_closures(flow) == frozenset()
+    flow.write_text("[2026-03-06,\n 2026-02-30]\n")
+    with pytest.raises(ClosuresError, match=r"closures.yaml:2: '2026-02-30' is not a date"):
+        read_closures(flow)
+    flow.write_text("[2026-03-06, 2026-04-27\n")
+    with pytest.raises(ClosuresError, match=r"closures.yaml:1: the list \[...\] is not closed"):
+        read_closures(flow)
+    flow.write_text("[2026-03-06]\n- 2026-04-27\n")
+    with pytest.raises(ClosuresError, match="closures.yaml:2: nothing may follow"):
+        read_closures(flow)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_closures_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path
+                                                                       ) -> None:
+    """A FIFO with no writer, a device that never ends, a directory or a huge file: refused
+    before anything is read (or waited for), as procedure files are."""
+    fifo = tmp_path / "closures.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.txt"
+    big.write_text("2026-03-06\n" * (MAX_CLOSURES_BYTES // 11 + 1))
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"2026-03-06\x00\n")
+    for path, reason in [(fifo, r"not a regular file: this is a named pipe \(FIFO\)"),
+                         ("/dev/zero", "not a regular file"), (tmp_path, "not a regular file"),
+                         (big, "the limit is"), (binary, "binary")]:
+        with pytest.raises(ClosuresError, match=f"cannot read the closure days.*{reason}"):
+            read_closures(path)
+    result = CliRunner().invoke(cli.main, ["tick", "--db", f"sqlite:///{tmp_path}/g.db",
+                                           "--closures", str(fifo)])
+    assert result.exit_code == 2 and "not a regular file" in result.output
 
 
 def test_the_cli_refuses_a_bad_closures_file_clearly(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from helpers import MakeEngine
 
 from cli import main
-from engine import Actor, Engine, InvalidData, NotAllowed, UnknownProcedure
+from engine import Actor, Engine, InvalidData, NotAllowed, UnknownProcedure, compile_source
 from engine.clock import FakeClock
 from engine.model import Text
 from engine.stats import BACKLOG_BOUNDS, protect, report
@@ -278,37 +278,54 @@ def test_backlog_by_age(tracked: tuple[Engine, list[str]], clock: FakeClock) -> 
 
 # --- breakdowns ---------------------------------------------------------------------------------
 
+#: The counts the published ones give away: (minuend, subtrahend).
+DERIVED = {"over_target": ("with_target", "within_target"),
+           "without_target": ("decided", "with_target")}
+
+
+def _figure(f: dict[str, Any], measure: str) -> Any:
+    """A measure of published Figures (JSON), or SUPPRESSED."""
+    if measure in DERIVED:  # not shown, but worked out from two shown figures
+        shown = [_figure(f, m) for m in DERIVED[measure]]
+        return render_stats.SUPPRESSED if render_stats.SUPPRESSED in shown else (
+            shown[0] - shown[1])
+    return f["administration"]["count"] if measure == "decided" else (
+        f["outcomes"].get(measure[8:], 0) if measure.startswith("outcome:") else f[measure])
+
+
 def _given_away(published: dict[str, Any]) -> list[str]:
     """Every line of a sensitive breakdown's published table (JSON, as `data` gives it) that
     lets suppressed counts be worked out: one suppressed count alone in a line adding up to a
     published figure, or suppressed counts adding up to fewer than SMALL_GROUP (unless they
-    are the whole of a published total). Lines: each measure over the groups (adding up to
-    the procedure's figure), each published group's outcomes (to its requests), its accepted
-    and rejected cases (to its decided ones), its decided and other cases (to its requests)."""
+    are the whole of a published total), or a count worked out from two published ones
+    (DERIVED) from 1 to SMALL_GROUP - 1. Lines: each measure, shown or DERIVED, over the
+    groups (adding up to the procedure's figure), each published group's outcomes (to its
+    requests), its accepted and rejected cases (to its decided ones), its decided and other
+    cases (to its requests), its cases within and over the target (to those measured against
+    it), those and its decided cases not measured (to its decided ones)."""
     mark = render_stats.SUPPRESSED
     found = []
     for total in published["procedures"]:
         groups = [g for g in published["breakdown"] if g["procedure"] == total["procedure"]]
 
         def cell(g: dict[str, Any], measure: str) -> Any:
-            if g["requests"] == mark:
-                return mark
-            if measure.startswith("outcome:"):
-                return g["outcomes"].get(measure[8:], 0)
-            return g["administration"]["count"] if measure == "decided" else g[measure]
+            return mark if g["requests"] == mark else _figure(g, measure)
 
-        def figure(f: dict[str, Any], measure: str) -> Any:
-            return f["administration"]["count"] if measure == "decided" else (
-                f["outcomes"].get(measure[8:], 0) if measure.startswith("outcome:")
-                else f[measure])
-
+        figure = _figure
         outcomes = {o for f in [total, *groups] for o in f["outcomes"]}
         measures = ["requests", *(f"outcome:{o}" for o in outcomes), "decided",
-                    "with_target", "within_target"]
+                    "with_target", "within_target", *DERIVED]
         lines = [(f"{m} over the groups", [cell(g, m) for g in groups], figure(total, m))
                  for m in measures]
         for g in groups:
+            for measure in DERIVED:
+                if cell(g, measure) != mark and 0 < cell(g, measure) < SMALL_GROUP:
+                    found.append(f"{g['group']}: {cell(g, measure)} {measure}")
             if g["requests"] != mark:
+                lines.append((f"{g['group']}: within and over target", [
+                    cell(g, "within_target"), cell(g, "over_target")], g["with_target"]))
+                lines.append((f"{g['group']}: decided with and without target", [
+                    cell(g, "with_target"), cell(g, "without_target")], cell(g, "decided")))
                 lines.append((f"{g['group']}: outcomes", [cell(g, f"outcome:{o}")
                                                           for o in outcomes], g["requests"]))
                 lines.append((f"{g['group']}: decided", [cell(g, "outcome:accepted"),
@@ -394,14 +411,16 @@ def test_a_large_group_stays_visible_beside_suppressed_ones() -> None:
     """Three groups, 20, 3 and 6 cases: the 3 is suppressed, and the 6 with it (3 alone
     would be 29 - 20 - 6); the 20 stays, with its times. Its 5 rejections are hidden (with
     its accepted cases): the other two groups have none, which 5 beside the procedure's 5
-    would tell."""
+    would tell; so is its within_target: its 10 over the target (20 - 10) beside the
+    procedure's 10 (29 - 19) would tell that every case of the other two was within it."""
     groups = [_group("a", {"accepted": 15, "rejected": 5}, within=10),
               _group("b", {"accepted": 3}, within=3), _group("c", {"accepted": 6}, within=6)]
     published = _published(groups)
     shown = {g["group"]: g for g in published["breakdown"]}
     assert [shown[g]["suppressed"] for g in "abc"] == [False, True, True]
     assert shown["a"]["requests"] == shown["a"]["administration"]["count"] == 20
-    assert shown["a"]["administration"]["p50"] == 3600 and shown["a"]["within_target"] == 10
+    assert shown["a"]["administration"]["p50"] == 3600 and shown["a"]["with_target"] == 20
+    assert shown["a"]["within_target"] == render_stats.SUPPRESSED
     assert set(shown["a"]["outcomes"].values()) == {render_stats.SUPPRESSED}
     assert _given_away(published) == []
 
@@ -422,6 +441,102 @@ def test_secondary_suppression_reaches_outcomes_and_times() -> None:
     assert shown["a"]["share_within_target"] is None
     assert _given_away(published) == []
     assert f": \"{mark}\"" not in json.dumps(_published([groups[1]]))  # alone: nothing hidden
+
+
+def test_cases_over_the_target_cannot_be_worked_out() -> None:
+    """10 women's cases measured against the target, 8 within it: 2 over it, which nothing
+    shows but 10 - 8 gives away. The women's within_target goes, and the men's with it (else
+    23 - 15); their cases measured against the target and decided stay."""
+    groups = [_group("female", {"accepted": 5, "rejected": 5}, within=8),
+              _group("male", {"accepted": 10, "rejected": 10}, within=15)]
+    unprotected = render_stats.data(Report(
+        dt.datetime(2026, 3, 1), None, None, (_whole(groups),), (), (), {}, by="sex",
+        sensitive=True, breakdown=tuple(groups)))
+    assert "female: 2 over_target" in _given_away(unprotected)  # the helper sees it
+    published = _published(groups)
+    shown = {g["group"]: g for g in published["breakdown"]}
+    mark = render_stats.SUPPRESSED
+    assert [shown[g]["within_target"] for g in ("female", "male")] == [mark, mark]
+    assert [shown[g]["with_target"] for g in ("female", "male")] == [10, 20]
+    assert shown["female"]["share_within_target"] is None
+    assert _given_away(published) == []
+
+
+def test_decided_cases_without_a_target_cannot_be_worked_out() -> None:
+    """3 of a group's 12 decided cases were decided under a version without a target: its
+    decided and measured counts (12 and 9) would give that 3 away; they go together (and
+    what would give them away in turn); the requests stay."""
+    groups = [replace(_group("a", {"accepted": 6, "rejected": 6, OPEN: 5}, within=5),
+                      with_target=9),
+              _group("b", {"accepted": 12, "rejected": 7}, within=12)]
+    unprotected = render_stats.data(Report(
+        dt.datetime(2026, 3, 1), None, None, (_whole(groups),), (), (), {}, by="sex",
+        sensitive=True, breakdown=tuple(groups)))
+    assert "a: 3 without_target" in _given_away(unprotected)
+    published = _published(groups)
+    shown = {g["group"]: g for g in published["breakdown"]}
+    mark = render_stats.SUPPRESSED
+    assert shown["a"]["with_target"] == shown["a"]["administration"]["count"] == mark
+    assert (shown["a"]["requests"], shown["b"]["requests"]) == (17, 19)
+    assert _given_away(published) == []
+
+
+#: The line after which a mark on the `region` field goes.
+REGION_LABEL = "    label: {fr: Région, en: Region}\n"
+
+
+@pytest.mark.parametrize("mark", ["visible_to: [agent]", "sensitive: true"])
+def test_a_field_some_readers_may_not_see_is_a_sensitive_dimension_for_them_only(
+        make_engine: MakeEngine, database_url: str, tmp_path: Path, clock: FakeClock,
+        mark: str) -> None:
+    """`region`, a plain reporting dimension, on a field the auditor (`read:`) sees masked:
+    its breakdown is sensitive for whoever may read the field (the agent, the system), and
+    refused to the auditor, who still sees the other breakdowns. The validator says so."""
+    marked = TRACK.replace(REGION_LABEL, f"{REGION_LABEL}    {mark}\n")
+    path = track_file(tmp_path)
+    path.write_text(marked, encoding="utf-8")
+    engine = make_engine(database_url, procedures=[path])
+    references = [run(engine, clock, p) for p in ALL]
+    assert engine.case(references[0], AUDITOR).data["region"] != ALL[0].region
+    for reader in (SYSTEM, AGENT):
+        found = report(engine, actor=reader, by="region")
+        assert found.sensitive and {f.group for f in found.breakdown} == {"maritime",
+                                                                          "plateaux"}
+        assert _given_away(render_stats.data(found)) == []
+    with pytest.raises(NotAllowed) as refused:
+        report(engine, actor=AUDITOR, by="region")
+    assert refused.value.message("en") == ('you may not read the values of the field '
+                                           '"region": no breakdown by it')
+    assert report(engine, actor=AUDITOR, by="sex").sensitive
+    assert figures(report(engine, actor=AUDITOR)).requests == len(ALL)
+    warnings = [d for d in compile_source(marked, "track.yaml")[1]
+                if d.rule == "reporting-dimension"]
+    if mark.startswith("visible_to"):
+        assert [d.severity for d in warnings] == ["warning"]
+        assert "write `sensitive: true`" in warnings[0].message
+        said = marked.replace("{field: region}", "{field: region, sensitive: true}")
+        assert not [d for d in compile_source(said, "track.yaml")[1]
+                    if d.rule == "reporting-dimension"]
+    else:
+        assert warnings == []  # the field says it
+
+
+def test_a_field_marked_in_an_earlier_version_stays_sensitive(
+        make_engine: MakeEngine, database_url: str, tmp_path: Path, clock: FakeClock) -> None:
+    """Cases pinned to a version where `region` was visible to the agent only: a version
+    that no longer marks it does not open their values to the auditor."""
+    path = track_file(tmp_path)
+    path.write_text(TRACK.replace(REGION_LABEL, f"{REGION_LABEL}    visible_to: [agent]\n"),
+                    encoding="utf-8")
+    engine = make_engine(database_url, procedures=[path])
+    for planned in DECIDED:
+        run(engine, clock, planned)
+    path.write_text(TRACK.replace('version: "1"', 'version: "2"'), encoding="utf-8")
+    later = make_engine(database_url, procedures=[path])
+    assert later.procedures["track"].hash != engine.procedures["track"].hash
+    assert report(later, by="region").sensitive
+    with pytest.raises(NotAllowed):
+        report(later, actor=AUDITOR, by="region")
 
 
 def test_a_sensitive_group_of_five_or_more_shows_everything(
@@ -519,6 +634,8 @@ def test_cli_json_and_csv(tracked: tuple[Engine, list[str]], database_url: str,
     assert text.exit_code == 0 and "Suivi des délais" in text.stdout
     refused = stats_cli(database_url, tmp_path, "--by", "name")
     assert refused.exit_code == 1 and refused.stderr.startswith("error: ")
+    assert refused.stderr.count("\n") == 1  # one line, saying it once
+    assert refused.stderr.count("« name » n'est pas une ventilation possible") == 1
 
 
 def test_cli_html_is_self_contained_and_its_bars_match(tracked: tuple[Engine, list[str]],
