@@ -524,6 +524,11 @@ _PG_TRIGGER_STATE = text(
 #: A worker's reservation of a timer (`Store.reserved_timer`): a session advisory lock keyed
 #: by the schema and the timer's id, so that schemas sharing a database do not meet.
 _RESERVE = text("SELECT pg_try_advisory_lock(hashtext(current_schema()), :b_id)")
+#: The reservation and, in the same round trip, the timer's status (a timer another worker
+#: ran since it was read is let go).
+_RESERVE_PENDING = text(
+    "SELECT pg_try_advisory_lock(hashtext(current_schema()), :b_id) AS locked, "
+    "(SELECT status FROM timers WHERE id = :b_timer) AS status")
 _RELEASE = text("SELECT pg_advisory_unlock(hashtext(current_schema()), :b_id)")
 #: Due timers a worker looks through for one no other worker has reserved.
 RESERVE_CANDIDATES = 32
@@ -1025,6 +1030,7 @@ class Store:
         self._upsert = upsert
         self.sql = _Statements(upsert)
         self.hot = _Hot(engine.dialect, self.sql)
+        self._candidates: list[dict[str, Any]] = []  # due timers read for reserved_timer
 
     @property
     def database_file(self) -> Path | None:
@@ -1347,15 +1353,33 @@ class Store:
     def cancel_timers(self, c: Connection, case_id: int, now: dt.datetime) -> None:
         self.hot.cancel_timers.run(c, {"b_case_id": case_id, "b_now": now})
 
-    def due_timers(self, now: dt.datetime, limit: int = 500) -> list[dict[str, Any]]:
-        """The pending timers due at `now`, oldest first, at most `limit` (ordered by due_at
-        alone, the index's order, so the scan stops after `limit` rows however many fall at
-        the same moment; ties then by id)."""
+    def _candidates_due(self, now: dt.datetime, skip: Collection[int]
+                        ) -> Iterator[dict[str, Any]]:
+        """Due timers not in `skip`, read RESERVE_CANDIDATES at a time and kept between calls
+        (one read for many reservations; one another worker ran meanwhile is let go when its
+        status is checked), then read again once, for timers that fell due since."""
+        for fresh in (False, True):
+            if fresh or not self._candidates:
+                self._candidates = self.due_timers(now, RESERVE_CANDIDATES, exclude=skip)
+            while self._candidates:
+                timer = self._candidates.pop(0)
+                if timer["id"] not in skip and timer["due_at"] <= now:
+                    yield timer
+            if fresh:
+                return
+
+    def due_timers(self, now: dt.datetime, limit: int = 500, exclude: Collection[int] = ()
+                   ) -> list[dict[str, Any]]:
+        """The pending timers due at `now` whose id is not in `exclude`, oldest first, at most
+        `limit` (ordered by due_at alone, the index's order, so the scan stops after `limit`
+        rows however many fall at the same moment; ties then by id)."""
+        t = timers_t.c
+        others = t.id.not_in(list(exclude)) if exclude else true()
         with self.reading() as c:
             rows = c.execute(
                 select(timers_t, cases_t.c.reference).join(cases_t)
-                .where(and_(timers_t.c.status == "pending", timers_t.c.due_at <= now))
-                .order_by(timers_t.c.due_at).limit(limit)
+                .where(and_(t.status == "pending", t.due_at <= now, others))
+                .order_by(t.due_at).limit(limit)
             ).mappings().all()
         return sorted((dict(r) for r in rows), key=lambda r: (r["due_at"], r["id"]))
 
@@ -1382,29 +1406,24 @@ class Store:
         transaction that fires it (`claim_timer`). On SQLite, where one worker runs at a time,
         the first due timer is simply read.
         """
-        candidates = [t for t in self.due_timers(now, len(skip) + RESERVE_CANDIDATES)
-                      if t["id"] not in skip]
-        if self.dialect != "postgresql" or not candidates:
-            yield candidates[0] if candidates else None
+        if self.dialect != "postgresql":
+            due = self.due_timers(now, 1, exclude=skip)
+            yield due[0] if due else None
             return
         with self.reading() as reader:
             c = reader.execution_options(isolation_level="AUTOCOMMIT")
-            for timer in candidates:
-                key = {"b_id": int(timer["id"]) % 2_147_483_647}
-                if not c.execute(_RESERVE, key).scalar():
+            for timer in self._candidates_due(now, skip):
+                key = {"b_id": int(timer["id"]) % 2_147_483_647, "b_timer": timer["id"]}
+                locked, status = c.execute(_RESERVE_PENDING, key).one()
+                if not locked:
                     continue  # another worker has it
                 try:
-                    if self._still_pending(c, timer["id"]):  # not run since it was read
+                    if status == "pending":  # not run since it was read
                         yield timer
                         return
                 finally:
                     c.execute(_RELEASE, key)
             yield None
-
-    @staticmethod
-    def _still_pending(c: Connection, timer_id: int) -> bool:
-        status = c.execute(select(timers_t.c.status).where(timers_t.c.id == timer_id)).scalar()
-        return status == "pending"
 
     def oldest_due(self, now: dt.datetime) -> dt.datetime | None:
         """When the oldest pending timer due at `now` fell; None when none is due."""

@@ -246,9 +246,11 @@ def stop_on_signals(stop: threading.Event) -> None:
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def handler(signum: int, _frame: Any) -> None:
-        stop.set()
         for s, action in previous.items():
             signal.signal(s, signal.SIG_DFL if action is None else action)
+        # not stop.set() here: the handler runs in the main thread, which may hold the
+        # event's internal lock at that moment (inside stop.wait), and would wait for itself
+        threading.Thread(target=stop.set, name="stop", daemon=True).start()
 
     for s in previous:
         signal.signal(s, handler)

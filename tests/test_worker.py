@@ -409,3 +409,22 @@ def test_a_worker_leaves_fresh_outbox_rows_to_their_writer(database_url: str,
     finally:
         web.close()
         worker_engine.close()
+
+
+def test_a_signal_arriving_while_the_worker_waits_stops_it() -> None:
+    """The signal handler runs in the main thread, which may hold the stop event's internal
+    lock at that moment (inside `stop.wait`): setting the event there would wait for itself
+    forever (a worker that ignored SIGTERM). Here the lock is held when the signal comes."""
+    code = (
+        "import signal, threading\n"
+        "from engine.worker import stop_on_signals\n"
+        "stop = threading.Event()\n"
+        "stop_on_signals(stop)\n"
+        "with stop._cond:  # as inside stop.wait()\n"
+        "    signal.raise_signal(signal.SIGTERM)\n"
+        "assert stop.wait(10), 'not stopped'\n"
+        "print('stopped')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "stopped"), done.stderr
