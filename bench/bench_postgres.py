@@ -52,38 +52,23 @@ import engine as engine_package  # noqa: E402
 from engine import Actor, Engine  # noqa: E402
 from engine.blobs import DirectoryBlobStore  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))  # bench_cases, beside this script
 PASSPORT = ROOT / "procedures" / "passport.yaml"
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-PDF = b"%PDF-1.4 benchmark document"
-JPEG = b"\xff\xd8\xff\xe0 benchmark photo"
-DOCUMENTS = ("nationality_certificate", "birth_certificate", "id_card_copy",
-             "emergency_contact_certificate", "proof_of_profession")
-DATA = {
-    "passport_type": "ordinary", "request_type": "first", "surname": "Amegah",
-    "first_names": "Kossi", "sex": "male", "birth_date": "1990-05-01", "birth_place": "Lomé",
-    "nin": "1234567890", "marital_status": "single", "profession": "teacher",
-    "address": "Rue 1, Lomé", "phone": "90 12 34 56", "emergency_contact_name": "Ama",
-    "emergency_contact_phone": "91234567",
-}
-AGENT = Actor("agent-1", ["agent"])
-SUPERVISOR = Actor("sup-1", ["supervisor"])
-FEE = 30_000
+# the passport happy path of bench_cases.py: the same data, documents and 16 steps
+from bench_cases import (  # noqa: E402
+    AGENT,
+    DATA,
+    DOCUMENTS,
+    FEE,
+    JPEG,
+    PDF,
+    STEPS,
+    STEPS_PER_CASE,
+    SUPERVISOR,
+)
 
-# (step name, state before, state after) of the 16 steps; the floor writes exactly these
-STEPS: list[tuple[str, str | None, str]] = [
-    ("@start", None, "draft"),
-    *[("@attach", "draft", "draft")] * (len(DOCUMENTS) + 2),
-    ("@pay", "draft", "draft"),
-    ("submit", "draft", "submitted"),
-    ("start_review", "submitted", "under_review"),
-    ("schedule_enrolment", "under_review", "enrolment_scheduled"),
-    ("record_enrolment", "enrolment_scheduled", "enrolled"),
-    ("approve", "enrolled", "in_production"),
-    ("mark_ready", "in_production", "ready_for_collection"),
-    ("hand_over", "ready_for_collection", "issued"),
-]
-STEPS_PER_CASE = len(STEPS)
 #: the kind of each step, for round trips per kind (start, attach, pay, fire)
 KINDS = ["start", *["attach"] * (len(DOCUMENTS) + 2), "pay", *["fire"] * 7]
 
