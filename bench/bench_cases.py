@@ -200,6 +200,31 @@ class Floor:
 
 # --- the engine ---------------------------------------------------------------------------------
 
+def happy_path(engine: Engine, name: str, step: Callable[..., Any]) -> None:
+    """One passport case of citizen `name` through its 16 steps, each run as `step(call,
+    *args)` (which times it); raises AssertionError unless it ends issued at version 16."""
+    appointment = {"appointment_date": (dt.date.today() + dt.timedelta(days=30)).isoformat()}
+    enrolment = {"originals_checked": True, "photo_captured": True,
+                 "fingerprints_captured": True, "signature_captured": True}
+    me = Actor(f"citizen-{name}", ["applicant"])
+    ref = step(engine.start, "passport", me, DATA).reference
+    for document in DOCUMENTS:
+        step(engine.attach, ref, document, document + ".pdf", PDF, me)
+    for n, photo in enumerate((JPEG, JPEG + b"2")):
+        step(engine.attach, ref, "photos", f"photo{n}.jpg", photo, me)
+    step(engine.pay, ref, FEE, "tmoney", f"TM-{name}", me)
+    step(engine.fire, ref, "submit", me)
+    step(engine.fire, ref, "start_review", AGENT)
+    step(engine.fire, ref, "schedule_enrolment", AGENT, appointment)
+    step(engine.fire, ref, "record_enrolment", AGENT, enrolment)
+    step(engine.fire, ref, "approve", SUPERVISOR)
+    step(engine.fire, ref, "mark_ready", AGENT)
+    case = step(engine.fire, ref, "hand_over", AGENT,
+                {"passport_number": "TG1234567", "holder_verified": True})
+    if case.state != "issued" or case.version != STEPS_PER_CASE:
+        raise AssertionError(f"{ref} ended in {case.state} v{case.version}")
+
+
 class Guichet:
     """The passport happy path through the public engine API."""
 
@@ -209,30 +234,9 @@ class Guichet:
         if hooks:
             for name in ("case_started", "transition", "document_attached", "payment_recorded"):
                 engine.on(name, lambda event: None)
-        self.appointment = {
-            "appointment_date": (dt.date.today() + dt.timedelta(days=30)).isoformat()}
-        self.enrolment = {"originals_checked": True, "photo_captured": True,
-                          "fingerprints_captured": True, "signature_captured": True}
-        self.handover = {"passport_number": "TG1234567", "holder_verified": True}
 
     def case(self, i: int) -> None:
-        engine, step = self.engine, self.rec.step
-        me = Actor(f"citizen-{i}", ["applicant"])
-        ref = step(engine.start, "passport", me, DATA).reference
-        for document in DOCUMENTS:
-            step(engine.attach, ref, document, document + ".pdf", PDF, me)
-        for n, photo in enumerate((JPEG, JPEG + b"2")):
-            step(engine.attach, ref, "photos", f"photo{n}.jpg", photo, me)
-        step(engine.pay, ref, FEE, "tmoney", f"TM-{i}", me)
-        step(engine.fire, ref, "submit", me)
-        step(engine.fire, ref, "start_review", AGENT)
-        step(engine.fire, ref, "schedule_enrolment", AGENT, self.appointment)
-        step(engine.fire, ref, "record_enrolment", AGENT, self.enrolment)
-        step(engine.fire, ref, "approve", SUPERVISOR)
-        step(engine.fire, ref, "mark_ready", AGENT)
-        case = step(engine.fire, ref, "hand_over", AGENT, self.handover)
-        if case.state != "issued" or case.version != STEPS_PER_CASE:
-            raise AssertionError(f"{ref} ended in {case.state} v{case.version}")
+        happy_path(self.engine, str(i), self.rec.step)
 
     def close(self) -> None:
         self.engine.close()

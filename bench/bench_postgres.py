@@ -49,7 +49,7 @@ import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import engine as engine_package  # noqa: E402
-from engine import Actor, Engine  # noqa: E402
+from engine import Engine  # noqa: E402
 from engine.blobs import DirectoryBlobStore  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))  # bench_cases, beside this script
@@ -58,15 +58,10 @@ DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 # the passport happy path of bench_cases.py: the same data, documents and 16 steps
 from bench_cases import (  # noqa: E402
-    AGENT,
-    DATA,
     DOCUMENTS,
-    FEE,
-    JPEG,
-    PDF,
     STEPS,
     STEPS_PER_CASE,
-    SUPERVISOR,
+    happy_path,
 )
 
 #: the kind of each step, for round trips per kind (start, attach, pay, fire)
@@ -217,30 +212,9 @@ class Guichet:
     def __init__(self, url: str, proc: int, blobs: str) -> None:
         self.engine = Engine(PASSPORT, url, blobs=DirectoryBlobStore(blobs))
         self.proc = proc
-        self.appointment = {
-            "appointment_date": (dt.date.today() + dt.timedelta(days=30)).isoformat()}
-        self.enrolment = {"originals_checked": True, "photo_captured": True,
-                          "fingerprints_captured": True, "signature_captured": True}
-        self.handover = {"passport_number": "TG1234567", "holder_verified": True}
 
     def case(self, i: int, step: Callable[..., Any]) -> None:
-        engine = self.engine
-        me = Actor(f"citizen-{self.proc}-{i}", ["applicant"])
-        ref = step(engine.start, "passport", me, DATA).reference
-        for document in DOCUMENTS:
-            step(engine.attach, ref, document, document + ".pdf", PDF, me)
-        for n, photo in enumerate((JPEG, JPEG + b"2")):
-            step(engine.attach, ref, "photos", f"photo{n}.jpg", photo, me)
-        step(engine.pay, ref, FEE, "tmoney", f"TM-{self.proc}-{i}", me)
-        step(engine.fire, ref, "submit", me)
-        step(engine.fire, ref, "start_review", AGENT)
-        step(engine.fire, ref, "schedule_enrolment", AGENT, self.appointment)
-        step(engine.fire, ref, "record_enrolment", AGENT, self.enrolment)
-        step(engine.fire, ref, "approve", SUPERVISOR)
-        step(engine.fire, ref, "mark_ready", AGENT)
-        case = step(engine.fire, ref, "hand_over", AGENT, self.handover)
-        if case.state != "issued" or case.version != STEPS_PER_CASE:
-            raise AssertionError(f"{ref} ended in {case.state} v{case.version}")
+        happy_path(self.engine, f"{self.proc}-{i}", step)
 
     def close(self) -> None:
         self.engine.close()

@@ -28,9 +28,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from conftest import drop_guichet_tables
 from helpers import PATIENCE, ROOT
 
-from engine import Actor, Blocked, ConcurrentUpdate, Engine, store
+from engine import Actor, Blocked, ConcurrentUpdate, Engine
 from engine.clock import FakeClock, utc_now
 from engine.worker import Worker, exclusive_lock
 
@@ -85,17 +86,9 @@ def procedure(tmp_path: Path) -> Path:
 @pytest.fixture
 def pg_url(postgresql_url: str) -> Iterator[str]:
     """This session's PostgreSQL schema, without Guichet tables before and after the test."""
-    _drop_tables(postgresql_url)
+    drop_guichet_tables(postgresql_url)
     yield postgresql_url
-    _drop_tables(postgresql_url)
-
-
-def _drop_tables(url: str) -> None:
-    database = store.connect(url)
-    try:
-        store.drop_schema(database)
-    finally:
-        database.dispose()
+    drop_guichet_tables(postgresql_url)
 
 
 def seed(url: str, procedure: Path, cases: int, *, reminders: bool = True) -> list[str]:
